@@ -1,0 +1,69 @@
+"""Stochastic differential equations of the diffusion model (score_sde style).
+
+Only the variance-exploding SDE is used (GenPose): ``dx = sqrt(d sigma^2/dt) dw`` with
+``sigma(t) = sigma_min (sigma_max / sigma_min)^t``, t in [eps, 1]. Its probability-flow ODE is
+``dx/dt = -1/2 g(t)^2 score(x, t)``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+_SDES: dict[str, type] = {}
+
+
+def register_sde(name: str):
+    def wrap(cls):
+        _SDES[name] = cls
+        return cls
+    return wrap
+
+
+def get_sde(name: str = "ve", **kwargs) -> "VESDE":
+    """Build a registered SDE by name (``ve``)."""
+    if name not in _SDES:
+        raise ValueError(f"unknown SDE {name!r}; available: {sorted(_SDES)}")
+    return _SDES[name](**kwargs)
+
+
+@register_sde("ve")
+class VESDE:
+    """Variance-exploding SDE.
+
+    Args:
+        sigma_min, sigma_max: noise std at t = 0 and t = 1 (same units as the data: the 9-D pose).
+        eps: smallest time used in training and sampling.
+    """
+
+    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, eps: float = 1e-5):
+        if not 0 < sigma_min < sigma_max:
+            raise ValueError(f"VESDE: need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+        self.sigma_min, self.sigma_max, self.eps = float(sigma_min), float(sigma_max), float(eps)
+        self._log_ratio = math.log(self.sigma_max / self.sigma_min)
+
+    def sigma(self, t: torch.Tensor) -> torch.Tensor:
+        """Marginal noise std at time t (same shape as t)."""
+        return self.sigma_min * torch.exp(t * self._log_ratio)
+
+    def time_of_sigma(self, sigma: float) -> float:
+        """Inverse of ``sigma``."""
+        return math.log(sigma / self.sigma_min) / self._log_ratio
+
+    def sde(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Drift (zeros like x) and diffusion g(t) (shape of t)."""
+        g = self.sigma(t) * math.sqrt(2 * self._log_ratio)
+        return torch.zeros_like(x), g
+
+    def marginal_prob(self, x0: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and std of p_t(x | x0): (x0, sigma(t))."""
+        return x0, self.sigma(t)
+
+    def prior_sampling(self, shape, t: float = 1.0, generator=None, device=None) -> torch.Tensor:
+        """Samples of N(0, sigma(t)^2 I), used to start the ODE at time t."""
+        return torch.randn(shape, generator=generator, device=device) * self.sigma(torch.tensor(t)).item()
+
+    def ode_drift(self, score: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Probability-flow ODE velocity dx/dt = -1/2 g^2 score; score (..., D), t (...)."""
+        g2 = 2 * self._log_ratio * self.sigma(t) ** 2
+        return -0.5 * g2[..., None] * score
