@@ -1,0 +1,166 @@
+"""pose_node: depth + instance masks + camera_info -> 6D pose and size of every instance.
+
+    ros2 run genpose_ros pose_node --ros-args --params-file config/pose_node.yaml
+
+Inputs (synchronised by stamp within ``slop`` s; only the latest set is processed): aligned
+depth (16UC1 mm or 32FC1 m), the masks pair (docs/ros.md), the colour image when the overlay is
+on; camera_info is taken as the latest one received. All instances of a frame go to the
+estimator in one batch. Outputs: see `pose_outputs.PoseOutputs`; TF child frames
+``<category>_<n>`` (n counts the instances of that category in the frame).
+Bad input (wrong encoding, sizes, no depth, no camera_info, empty mask, unknown class) is
+reported as a warning naming the problem, and the next frame is processed as usual.
+"""
+from __future__ import annotations
+
+import sys
+
+import time
+from collections import deque
+
+import numpy as np
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, Image
+from vision_msgs.msg import Detection2DArray
+
+from genpose_ros.ros.frame_input import InputProblem, instance_points, read_frame
+from genpose_ros.ros.paths import find_model, resolve
+from genpose_ros.ros.pose_outputs import PoseOutputs, empty_result
+from genpose_ros.ros.params import declare
+from genpose_ros.ros.qos import qos_from_name
+from genpose_ros.ros.spin import run_node
+from genpose_ros.ros.sync import ApproximateSync, Worker
+
+PARAMS = {
+    "checkpoint": "",             # "" = the newest models/genpose_*.pt
+    "device": "cpu",
+    "mode": "score_scaling",      # genpose | score_scaling | regression
+    "n_points": 1024,
+    "min_points": 50,
+    "min_score": 0.3,             # instances with a lower segmentation score are ignored
+    "seed": 0,
+    "slop": 0.02,                 # s, approximate time sync
+    "queue_size": 5,
+    "input_qos": "reliable",      # reliable | sensor_data
+    "input_qos_depth": 2,
+    "color_topic": "/camera/camera/color/image_raw",
+    "depth_topic": "/camera/camera/aligned_depth_to_color/image_raw",
+    "camera_info_topic": "/camera/camera/color/camera_info",
+    "masks_topic": "/genpose/masks",
+    "detections_2d_topic": "/genpose/detections_2d",
+    "output_prefix": "/genpose",
+    "publish_hypotheses": False,
+    "publish_overlay": True,
+}
+
+
+def load_estimator(checkpoint: str, device: str):
+    from genpose_ros.estimator import PoseEstimator
+
+    path = resolve(checkpoint) if checkpoint else find_model("genpose_*.pt")
+    if path is None or not path.is_file():
+        raise FileNotFoundError(f"pose checkpoint not found ({checkpoint or 'models/genpose_*.pt'}); "
+                                "train one with `genpose train` or set the checkpoint parameter")
+    return PoseEstimator.from_checkpoint(str(path), device=device), path
+
+
+class PoseNode(Node):
+    """Single-frame pose estimation; `TrackingNode` overrides `estimate`."""
+
+    def __init__(self, name: str = "pose_node", extra_params: dict | None = None, **kwargs):
+        super().__init__(name, **kwargs)
+        params = {**PARAMS, **(extra_params or {})}
+        self.p = declare(self, params)
+        self.check_mode()
+        self.estimator, path = load_estimator(self.p["checkpoint"], self.p["device"])
+        self.get_logger().info(f"pose checkpoint {path}, mode {self.p['mode']}")
+        self.rng = np.random.default_rng(self.p["seed"])
+        self.problems: deque[str] = deque(maxlen=200)
+        self.frame_times: deque[float] = deque(maxlen=200)
+        self.frames_done = 0
+        self._last_warn: dict[str, float] = {}
+        self._info = None
+
+        self.outputs = PoseOutputs(self, self.p["output_prefix"], self.p["publish_hypotheses"],
+                                   self.p["publish_overlay"])
+        qos = qos_from_name(self.p["input_qos"], self.p["input_qos_depth"])
+        inputs = [(Image, "depth_topic"), (Image, "masks_topic"), (Detection2DArray, "detections_2d_topic")]
+        if self.p["publish_overlay"]:
+            inputs.append((Image, "color_topic"))
+        self.sync = ApproximateSync(len(inputs), self.p["slop"], self._on_set, self.p["queue_size"])
+        self._subs = [self.create_subscription(t, self.p[k], lambda m, i=i: self.sync.add(i, m), qos)
+                      for i, (t, k) in enumerate(inputs)]
+        self._subs.append(self.create_subscription(CameraInfo, self.p["camera_info_topic"],
+                                                   self._on_info, qos))
+        self.worker = Worker(self._process_safe, name=f"{name}_worker")
+
+    def check_mode(self):
+        if self.p["mode"] == "tracking":
+            raise ValueError("mode 'tracking' needs the previous poses: run tracking_node instead")
+
+    # -- inputs ---------------------------------------------------------------------------------
+    def _on_info(self, msg: CameraInfo):
+        self._info = msg
+
+    def _on_set(self, depth, masks, det2d, color=None):
+        self.worker.slot.put((depth, masks, det2d, color, self._info))
+
+    def warn(self, text: str, period_s: float = 2.0):
+        """Log ``text`` as a warning (the same text at most once per ``period_s``) and keep it."""
+        self.problems.append(text)
+        now = time.monotonic()
+        if now - self._last_warn.get(text, -1e9) >= period_s:
+            self._last_warn[text] = now
+            self.get_logger().warning(text)
+
+    # -- processing -----------------------------------------------------------------------------
+    def _process_safe(self, item):
+        try:
+            self.process(*item)
+        except InputProblem as exc:
+            self.warn(str(exc))
+        except Exception as exc:  # keep serving: one bad frame must not stop the node
+            self.warn(f"frame failed: {type(exc).__name__}: {exc}")
+
+    def process(self, depth, masks, det2d, color, info):
+        t0 = time.perf_counter()
+        frame = read_frame(depth, masks, det2d, info, color, self.p["camera_info_topic"])
+        batch = instance_points(frame, self.p["n_points"], self.p["min_points"], self.rng,
+                                self.p["min_score"])
+        for w in batch.warnings:
+            self.warn(w)
+        names, cats, R, t, size, score, hyp = self.estimate(frame, batch)
+        self.outputs.publish(frame.header, names, cats, R, t, size, score, hyp, frame.color,
+                             frame.intrinsics.matrix())
+        self.frame_times.append(time.perf_counter() - t0)
+        self.frames_done += 1
+
+    def estimate(self, frame, batch):
+        """(names, categories, R, t, size, score, hypotheses) for the instances of ``batch``."""
+        cats = [inst.category for inst in batch.instances]
+        if not cats:
+            return [], [], *empty_result(0), None
+        est = self.estimator.estimate(batch.points, cats, mode=self.p["mode"],
+                                      return_hypotheses=self.p["publish_hypotheses"])
+        return frame_names(cats), cats, est.R, est.t, est.size, est.score, est.hypotheses
+
+    def destroy_node(self):
+        self.worker.stop()
+        super().destroy_node()
+
+
+def frame_names(categories: list[str]) -> list[str]:
+    """``<category>_<n>``, n counting the instances of each category in order."""
+    count: dict[str, int] = {}
+    names = []
+    for c in categories:
+        names.append(f"{c}_{count.get(c, 0)}")
+        count[c] = count.get(c, 0) + 1
+    return names
+
+
+def main(args=None):
+    sys.exit(run_node(PoseNode, args))
+
+
+if __name__ == "__main__":
+    main()

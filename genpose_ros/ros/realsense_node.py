@@ -1,0 +1,136 @@
+"""realsense_node: a D435 (live, .bag playback, or simulated) with the realsense-ros topics.
+
+    ros2 run genpose_ros realsense_node --ros-args -p source:=sim -p frame_rate:=2.0
+
+Publishes ``<ns>/color/image_raw`` (rgb8), ``<ns>/aligned_depth_to_color/image_raw`` (16UC1 mm,
+aligned to colour, frame ``camera_color_optical_frame``), both ``camera_info``, and the static
+TF ``camera_link`` -> ``camera_{color,depth}_frame`` -> ``camera_{color,depth}_optical_frame``.
+With ``source: sim`` also the ground truth: ``<ns>/ground_truth`` (Detection3DArray, id =
+instance id) and the true masks pair on ``<ns>/ground_truth/masks`` + ``.../detections_2d``.
+Colour, depth and ground truth of one frame share one header (stamp = capture time).
+"""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+from vision_msgs.msg import Detection2DArray, Detection3DArray
+
+from genpose_ros.ros.conversions import detections_to_msg, intrinsics_to_camera_info, numpy_to_image
+from genpose_ros.ros.masks import encode_masks
+from genpose_ros.ros.params import declare
+from genpose_ros.ros.qos import qos_from_name
+from genpose_ros.ros.spin import run_node
+from genpose_ros.ros.tf import StaticTransformBroadcaster, matrix_to_transform
+
+PARAMS = {
+    "source": "sim",              # device | bag | sim
+    "serial": "",                 # device: serial number ("" = the first D435)
+    "bag_path": "",               # bag: the .bag file
+    "loop": True,                 # bag: repeat playback
+    "width": 640, "height": 480, "fps": 30,
+    "frame_rate": 2.0,            # Hz at which frames are read and published
+    "n_frames": 0,                # stop publishing after this many frames (0 = never)
+    "seed": 0,                    # sim
+    "n_objects": 0,               # sim: objects per scene (0 = random)
+    "sequence_length": 30,        # sim: frames per scene (camera moving smoothly)
+    "sensor_noise": True,         # sim: D435 depth noise model
+    "camera_name": "camera",
+    "topic_prefix": "/camera/camera",
+    "qos": "reliable",
+    "qos_depth": 2,
+}
+
+# optical frame (x right, y down, z forward) in the body frame (x forward, y left, z up), REP 103
+T_BODY_OPTICAL = np.array([[0, 0, 1, 0], [-1, 0, 0, 0], [0, -1, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
+
+
+def make_source(p: dict):
+    from genpose_ros.ros import rs_sources
+
+    if p["source"] == "device":
+        return rs_sources.DeviceSource(p["serial"], p["width"], p["height"], p["fps"])
+    if p["source"] == "bag":
+        return rs_sources.BagSource(p["bag_path"], p["loop"])
+    if p["source"] == "sim":
+        return rs_sources.SimSource(p["seed"], p["n_objects"], p["sequence_length"], p["sensor_noise"])
+    raise ValueError(f"unknown source {p['source']!r}; expected device, bag or sim")
+
+
+class RealSenseNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("realsense_node", **kwargs)
+        p = self.p = declare(self, PARAMS)
+        self.source = make_source(p)
+        cam, ns = p["camera_name"], p["topic_prefix"].rstrip("/")
+        self.color_frame = f"{cam}_color_optical_frame"
+        qos = qos_from_name(p["qos"], p["qos_depth"])
+        pub = self.create_publisher
+        self.pub_color = pub(Image, f"{ns}/color/image_raw", qos)
+        self.pub_color_info = pub(CameraInfo, f"{ns}/color/camera_info", qos)
+        self.pub_depth = pub(Image, f"{ns}/aligned_depth_to_color/image_raw", qos)
+        self.pub_depth_info = pub(CameraInfo, f"{ns}/aligned_depth_to_color/camera_info", qos)
+        if p["source"] == "sim":
+            self.pub_gt = pub(Detection3DArray, f"{ns}/ground_truth", qos)
+            self.pub_gt_masks = pub(Image, f"{ns}/ground_truth/masks", qos)
+            self.pub_gt_det2d = pub(Detection2DArray, f"{ns}/ground_truth/detections_2d", qos)
+        self.static_tf = StaticTransformBroadcaster(self)
+        self.static_tf.send_transform(self._static_transforms(cam))
+        self.published = 0
+        self.timer = self.create_timer(1.0 / p["frame_rate"], self._tick)
+        self.get_logger().info(f"source {p['source']}, {self.source.intrinsics.width}x"
+                               f"{self.source.intrinsics.height}, publishing at {p['frame_rate']} Hz")
+
+    def _static_transforms(self, cam):
+        T_link_color = getattr(self.source, "T_depth_color", np.eye(4))  # camera_link = depth body
+        stamp = self.get_clock().now().to_msg()
+        return [matrix_to_transform(np.eye(4), f"{cam}_link", f"{cam}_depth_frame", stamp),
+                matrix_to_transform(T_BODY_OPTICAL, f"{cam}_depth_frame", f"{cam}_depth_optical_frame", stamp),
+                matrix_to_transform(T_BODY_OPTICAL @ T_link_color @ np.linalg.inv(T_BODY_OPTICAL),
+                                    f"{cam}_link", f"{cam}_color_frame", stamp),
+                matrix_to_transform(T_BODY_OPTICAL, f"{cam}_color_frame", self.color_frame, stamp)]
+
+    def _tick(self):
+        if self.p["n_frames"] and self.published >= self.p["n_frames"]:
+            self.timer.cancel()
+            self.get_logger().info(f"published {self.published} frames; stopping")
+            return
+        stamp = self.get_clock().now().to_msg()
+        capture = self.source.read()
+        if capture is None:
+            self.get_logger().warning("no frame from the source this period")
+            return
+        header = Header(stamp=stamp, frame_id=self.color_frame)
+        info = intrinsics_to_camera_info(self.source.intrinsics, header)
+        self.pub_color.publish(numpy_to_image(capture.color, "rgb8", header))
+        self.pub_color_info.publish(info)
+        self.pub_depth.publish(numpy_to_image(capture.depth_mm, "16UC1", header))
+        self.pub_depth_info.publish(info)
+        gt = capture.ground_truth
+        if gt is not None:
+            self.publish_ground_truth(header, gt)
+        self.published += 1
+
+    def publish_ground_truth(self, header, gt):
+        inst = gt.instances
+        self.pub_gt.publish(detections_to_msg(
+            header, [str(i.instance_id) for i in inst], [i.category for i in inst],
+            [i.R for i in inst], [i.t for i in inst], [i.size for i in inst], [1.0] * len(inst)))
+        masks, det2d = encode_masks(gt.mask, [(i.instance_id, i.category, 1.0) for i in inst], header)
+        self.pub_gt_masks.publish(masks)
+        self.pub_gt_det2d.publish(det2d)
+
+    def destroy_node(self):
+        self.source.close()
+        super().destroy_node()
+
+
+def main(args=None):
+    sys.exit(run_node(RealSenseNode, args))
+
+
+if __name__ == "__main__":
+    main()

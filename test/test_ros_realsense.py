@@ -1,0 +1,82 @@
+"""realsense_node (sim source through librealsense's software device) over real DDS."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+pytest.importorskip("pyrealsense2")
+pytest.importorskip("vision_msgs.msg")
+
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+from vision_msgs.msg import Detection2DArray, Detection3DArray  # noqa: E402
+
+from conftest import spin_until  # noqa: E402
+from genpose_ros.ros.conversions import image_to_numpy  # noqa: E402
+from genpose_ros.ros.masks import decode_masks  # noqa: E402
+from genpose_ros.ros.qos import qos_from_name  # noqa: E402
+from genpose_ros.ros.tf import TransformBuffer, TransformListener  # noqa: E402
+
+NS = "/camera/camera"
+TOPICS = {
+    "color": (Image, f"{NS}/color/image_raw"),
+    "color_info": (CameraInfo, f"{NS}/color/camera_info"),
+    "depth": (Image, f"{NS}/aligned_depth_to_color/image_raw"),
+    "depth_info": (CameraInfo, f"{NS}/aligned_depth_to_color/camera_info"),
+    "gt": (Detection3DArray, f"{NS}/ground_truth"),
+    "gt_masks": (Image, f"{NS}/ground_truth/masks"),
+    "gt_det2d": (Detection2DArray, f"{NS}/ground_truth/detections_2d"),
+}
+
+
+def _stamp(msg):
+    return (msg.header.stamp.sec, msg.header.stamp.nanosec)
+
+
+def test_sim_camera_publishes_realsense_topics(ros_context):
+    proc = subprocess.Popen([sys.executable, "-m", "genpose_ros.ros.realsense_node", "--ros-args",
+                             "-p", "source:=sim", "-p", "frame_rate:=4", "-p", "n_frames:=4",
+                             "-p", "seed:=3", "-p", "n_objects:=3"])
+    try:
+        node = rclpy.create_node("realsense_test_listener", context=ros_context)
+        ex = SingleThreadedExecutor(context=ros_context)
+        ex.add_node(node)
+        got = {k: {} for k in TOPICS}
+        for key, (typ, topic) in TOPICS.items():
+            node.create_subscription(typ, topic, lambda m, k=key: got[k].setdefault(_stamp(m), m),
+                                     qos_from_name("reliable", 5))
+        buf = TransformBuffer()
+        TransformListener(buf, node)
+
+        def complete():
+            common = set.intersection(*(set(v) for v in got.values()))
+            return bool(common) and buf.can_transform("camera_link", "camera_color_optical_frame")
+
+        assert spin_until(ex, complete, 40.0), {k: len(v) for k, v in got.items()}
+        stamp = sorted(set.intersection(*(set(v) for v in got.values())))[0]
+        m = {k: v[stamp] for k, v in got.items()}
+        assert m["color"].encoding == "rgb8" and m["depth"].encoding == "16UC1"
+        for k in m:
+            assert m[k].header.frame_id == "camera_color_optical_frame", k
+        color, depth = image_to_numpy(m["color"]), image_to_numpy(m["depth"])
+        assert color.shape == (480, 640, 3) and depth.shape == (480, 640)
+        valid = depth[depth > 0]
+        assert valid.size > 0.5 * depth.size and 150 < np.median(valid) < 3000  # millimetres
+        assert m["color_info"].k[0] > 0 and list(m["color_info"].k) == list(m["depth_info"].k)
+        instances = decode_masks(m["gt_masks"], m["gt_det2d"])
+        assert len(instances) == len(m["gt"].detections) == 3
+        assert {d.id for d in m["gt"].detections} == {str(i.instance_id) for i in instances}
+        for inst in instances:
+            assert inst.mask.sum() > 0
+        for det in m["gt"].detections:  # objects in front of the camera, plausible sizes
+            assert 0.1 < det.bbox.center.position.z < 2.5
+            assert 0.01 < det.bbox.size.x < 0.6
+        T = buf.lookup("camera_link", "camera_color_optical_frame")
+        np.testing.assert_allclose(T[:3, 2], [1, 0, 0], atol=1e-6)   # optical z = link x
+        np.testing.assert_allclose(T[:3, 0], [0, -1, 0], atol=1e-6)  # optical x = -link y
+        node.destroy_node()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
