@@ -28,7 +28,8 @@ fi
 req_hash=$(sha256sum requirements.txt | cut -c1-16)
 if [ "$(cat "$venv/.genpose-req" 2>/dev/null)" != "$req_hash" ]; then
   log "installing pinned requirements (torch, torchvision, ROS 2 Kilted wheels, ...)"
-  python -m pip install -q --disable-pip-version-check -r requirements.txt
+  python -m pip install -q --disable-pip-version-check -r requirements.txt \
+    2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
   echo "$req_hash" > "$venv/.genpose-req"
 fi
 
