@@ -1,0 +1,194 @@
+"""Per-instance pose dataset over NOCS-layout folders (ours or real CAMERA / REAL275).
+
+Each item is one annotated object instance: ``n_points`` camera-frame points back-projected
+from the depth pixels inside its mask, with its GT pose and size. With ``augment=True`` the
+GenPose / FS-Net augmentations are applied (probabilities and ranges in ``AUGMENT``):
+box deformation (per-axis scaling in the object frame, x and z tied for the categories that
+are round about y), a random rotation of up to +-15 deg per axis about the object centre with
+a translation of up to +-5 cm per axis, and Gaussian point jitter.
+
+Instances with fewer than ``min_points`` valid depth points are not items; they are listed
+in ``.skipped`` with the reason.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.spatial.transform import Rotation
+from torch.utils.data import Dataset
+
+from genpose_ros import CATEGORIES
+from genpose_ros.data.camera import Intrinsics
+from genpose_ros.data.nocs_io import list_frames, load_depth, read_labels
+from genpose_ros.data.pointcloud import MIN_POINTS, TooFewPointsError, count_valid, object_points
+
+AUGMENT = {
+    "p_box": 0.5, "box_scale": (0.8, 1.2),
+    "p_rt": 0.5, "rot_deg": 15.0, "trans_m": 0.05,
+    "p_jitter": 0.5, "jitter_m": 0.002,
+}
+"""Probability and range of each augmentation (GenPose / FS-Net style)."""
+
+ROUND_CATEGORIES = ("bottle", "bowl", "can", "mug")  # x and z extents scale together
+
+
+@dataclass
+class InstanceRecord:
+    prefix: str
+    instance_id: int
+    category: str
+    R: np.ndarray
+    t: np.ndarray
+    size: np.ndarray
+    handle_visible: bool
+    n_valid: int
+
+
+def _labelled_instances(prefix: str, labels: dict) -> list[InstanceRecord]:
+    n = len(labels["class_ids"])
+    sizes = labels.get("sizes_m")
+    hv = labels.get("handle_visibility", [1] * n)
+    valid = labels.get("n_valid_points")
+    out = []
+    for j in range(n):
+        scale = float(np.asarray(labels["scales"][j]))
+        size = np.asarray(sizes[j], float) if sizes is not None else np.asarray(labels["size"][j], float) * scale
+        out.append(InstanceRecord(
+            prefix=prefix, instance_id=int(labels["instance_ids"][j]),
+            category=CATEGORIES[int(labels["class_ids"][j]) - 1],
+            R=np.asarray(labels["rotations"][j], float).reshape(3, 3),
+            t=np.asarray(labels["translations"][j], float).reshape(3), size=size,
+            handle_visible=bool(int(hv[j])), n_valid=-1 if valid is None else int(valid[j])))
+    return out
+
+
+def _read_mask(prefix: str) -> np.ndarray:
+    import cv2
+    mask = cv2.imread(f"{prefix}_mask.png", cv2.IMREAD_UNCHANGED)
+    if mask is None:
+        raise FileNotFoundError(f"cannot read {prefix}_mask.png")
+    return mask[:, :, 2] if mask.ndim == 3 else mask
+
+
+class InstanceDataset(Dataset):
+    """Object instances of NOCS-layout frames as point clouds with GT pose and size.
+
+    Args:
+        root: a folder (searched recursively for ``*_color.png``) or a list of folders.
+        n_points: points per item.
+        augment: apply the training augmentations.
+        seed: base seed of point sampling and augmentation (items are reproducible for a
+            given seed when ``augment`` is False).
+        min_points: instances with fewer valid depth points are skipped (see ``.skipped``).
+        categories: keep only these categories (default: all six).
+        allow_pickle: read NOCS ``_label.pkl`` files (trusted data only).
+        intrinsics: intrinsics for frames whose labels have none (real NOCS labels).
+    Items: dict of tensors ``points`` (N, 3) float32 m, ``R`` (3, 3), ``t`` (3,), ``size`` (3,)
+    float32, ``category`` long (index into CATEGORIES), ``handle_visible`` bool, ``index`` long.
+    """
+
+    def __init__(self, root, n_points: int = 1024, augment: bool = False, seed: int = 0,
+                 min_points: int = MIN_POINTS, categories: list[str] | None = None,
+                 allow_pickle: bool = False, intrinsics: Intrinsics | None = None):
+        roots = [root] if isinstance(root, (str, Path)) else list(root)
+        if n_points < 1:
+            raise ValueError(f"n_points must be >= 1, got {n_points}")
+        wanted = set(categories or CATEGORIES)
+        unknown = wanted - set(CATEGORIES)
+        if unknown:
+            raise ValueError(f"unknown categories {sorted(unknown)}; known: {', '.join(CATEGORIES)}")
+        self.n_points, self.augment, self.seed, self.min_points = n_points, augment, seed, min_points
+        self.allow_pickle, self.intrinsics = allow_pickle, intrinsics
+        self.items: list[InstanceRecord] = []
+        self.skipped: list[dict] = []
+        self._intr: dict[str, Intrinsics] = {}
+        self._calls = 0
+        prefixes = [p for r in roots for p in list_frames(r)]
+        if not prefixes:
+            raise ValueError(f"no frames (*_color.png) under {', '.join(map(str, roots))}")
+        for prefix in prefixes:
+            labels = read_labels(prefix, allow_pickle)
+            self._intr[prefix] = self._intrinsics_of(prefix, labels)
+            insts = [r for r in _labelled_instances(prefix, labels) if r.category in wanted]
+            if any(r.n_valid < 0 for r in insts):  # real NOCS labels: count from the images
+                depth, mask = load_depth(f"{prefix}_depth.png"), _read_mask(prefix)
+                for r in insts:
+                    r.n_valid = count_valid(depth, mask == r.instance_id)
+            for r in insts:
+                if r.n_valid < max(min_points, 1):
+                    self.skipped.append({
+                        "prefix": prefix, "instance_id": r.instance_id, "category": r.category,
+                        "reason": str(TooFewPointsError(r.n_valid, max(min_points, 1)))})
+                else:
+                    self.items.append(r)
+
+    def _intrinsics_of(self, prefix: str, labels: dict) -> Intrinsics:
+        if labels.get("intrinsics"):
+            return Intrinsics.from_dict(labels["intrinsics"])
+        if self.intrinsics is not None:
+            return self.intrinsics
+        from genpose_ros.data.nocs_io import _guess_intrinsics
+        return _guess_intrinsics(prefix)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def category_counts(self) -> dict[str, int]:
+        counts = {c: 0 for c in CATEGORIES}
+        for r in self.items:
+            counts[r.category] += 1
+        return counts
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < len(self.items):
+            raise IndexError(f"index {index} out of range for {len(self.items)} instances")
+        r = self.items[index]
+        if self.augment:
+            self._calls += 1
+            rng = np.random.default_rng([self.seed, index, self._calls])
+        else:
+            rng = np.random.default_rng([self.seed, index])
+        depth = load_depth(f"{r.prefix}_depth.png")
+        mask = _read_mask(r.prefix) == r.instance_id
+        points = object_points(depth, mask, self._intr[r.prefix], self.n_points, rng,
+                               self.min_points).astype(np.float64)
+        R, t, size = r.R.copy(), r.t.copy(), r.size.copy()
+        if self.augment:
+            points, R, t, size = augment_instance(points, R, t, size, r.category, rng)
+        return {
+            "points": torch.from_numpy(points.astype(np.float32)),
+            "R": torch.from_numpy(R.astype(np.float32)),
+            "t": torch.from_numpy(t.astype(np.float32)),
+            "size": torch.from_numpy(size.astype(np.float32)),
+            "category": torch.tensor(CATEGORIES.index(r.category), dtype=torch.long),
+            "handle_visible": torch.tensor(r.handle_visible),
+            "index": torch.tensor(index, dtype=torch.long),
+        }
+
+
+def augment_instance(points: np.ndarray, R: np.ndarray, t: np.ndarray, size: np.ndarray,
+                     category: str, rng: np.random.Generator, cfg: dict = AUGMENT):
+    """GenPose / FS-Net augmentation of one instance; returns new (points, R, t, size).
+
+    points (N, 3) camera frame m; R (3, 3) R_cam_obj; t (3,) m; size (3,) m.
+    """
+    if rng.random() < cfg["p_box"]:
+        s = rng.uniform(*cfg["box_scale"], size=3)
+        if category in ROUND_CATEGORIES:
+            s[2] = s[0]
+        local = (points - t) @ R  # object frame
+        points = (local * s) @ R.T + t
+        size = size * s
+    if rng.random() < cfg["p_rt"]:
+        dR = Rotation.from_euler("xyz", rng.uniform(-cfg["rot_deg"], cfg["rot_deg"], 3),
+                                 degrees=True).as_matrix()
+        dt = rng.uniform(-cfg["trans_m"], cfg["trans_m"], 3)
+        points = (points - t) @ dR.T + t + dt
+        R = dR @ R
+        t = t + dt
+    if rng.random() < cfg["p_jitter"]:
+        points = points + rng.normal(0.0, cfg["jitter_m"], points.shape)
+    return points, R, t, size
