@@ -34,3 +34,28 @@ def spin_until(executor, predicate, timeout_s: float) -> bool:
             return True
         executor.spin_once(timeout_sec=0.05)
     return bool(predicate())
+
+
+@pytest.fixture(scope="session")
+def tiny_pose_checkpoint(tmp_path_factory):
+    """A freshly initialised light pose model saved as a real checkpoint (untrained: for
+    plumbing tests only, its poses are meaningless)."""
+    torch = pytest.importorskip("torch")
+    from genpose_ros import CATEGORIES
+    from genpose_ros.checkpoint import save_checkpoint
+    from genpose_ros.config import CONFIG_DIR, load_config
+    from genpose_ros.models.nets import PoseNet
+    from genpose_ros.models.pointnet2 import LIGHT_ENCODER
+
+    cfg = load_config(CONFIG_DIR / "train.yaml")
+    model_cfg = dict(cfg["model"], encoder=LIGHT_ENCODER, categories=list(CATEGORIES))
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("models") / "genpose_tiny.pt"
+    save_checkpoint(path, PoseNet(model_cfg).state_dict(), model_cfg, 0, {"sde": cfg["sde"]})
+    return path
+
+
+def shipped_pose_checkpoint():
+    """The newest shipped models/genpose_*.pt, or None."""
+    from genpose_ros.ros.paths import find_model
+    return find_model("genpose_*.pt")

@@ -102,7 +102,14 @@ class PoseNode(Node):
         self._info = msg
 
     def _on_set(self, depth, masks, det2d, color=None):
-        self.worker.slot.put((depth, masks, det2d, color, self._info))
+        self.worker.slot.put((depth, masks, det2d, color))
+
+    def _camera_info(self, wait_s: float = 0.2):
+        """The latest camera_info; waits briefly for the first one (it may trail the images)."""
+        deadline = time.monotonic() + wait_s
+        while self._info is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self._info
 
     def warn(self, text: str, period_s: float = 2.0):
         """Log ``text`` as a warning (the same text at most once per ``period_s``) and keep it."""
@@ -119,11 +126,12 @@ class PoseNode(Node):
         except InputProblem as exc:
             self.warn(str(exc))
         except Exception as exc:  # keep serving: one bad frame must not stop the node
-            self.warn(f"frame failed: {type(exc).__name__}: {exc}")
+            if self.context.ok():  # else: shutting down, the publishers are gone
+                self.warn(f"frame failed: {type(exc).__name__}: {exc}")
 
-    def process(self, depth, masks, det2d, color, info):
+    def process(self, depth, masks, det2d, color=None):
         t0 = time.perf_counter()
-        frame = read_frame(depth, masks, det2d, info, color, self.p["camera_info_topic"])
+        frame = read_frame(depth, masks, det2d, self._camera_info(), color, self.p["camera_info_topic"])
         batch = instance_points(frame, self.p["n_points"], self.p["min_points"], self.rng,
                                 self.p["min_score"])
         for w in batch.warnings:
