@@ -246,7 +246,9 @@ def nocs_tables(records: list[dict], iou_variant: str = "exact") -> dict:
         cat = rec.get("category")
         if cat not in by_cat:
             raise ValueError(f"record {i} has unknown category {cat!r}; known: {', '.join(CATEGORIES)}")
-        by_cat[cat].append({**record_errors(rec, iou_variant), "score": float(rec.get("score", 1.0))})
+        missed = rec.get("R_pred") is None or rec.get("t_pred") is None
+        by_cat[cat].append({**record_errors(rec, iou_variant), "missed": missed,
+                            "score": float(rec.get("score", 1.0) if rec.get("score") is not None else 1.0)})
     present = [c for c in CATEGORIES if by_cat[c]]
     acc = {m: {} for m in METRICS}
     ap = {m: {} for m in METRICS}
@@ -257,11 +259,12 @@ def nocs_tables(records: list[dict], iou_variant: str = "exact") -> dict:
         trans = np.array([e["trans"] for e in errs])
         iou = np.array([e["iou"] for e in errs])
         score = np.array([e["score"] for e in errs])
+        found = ~np.array([e["missed"] for e in errs])  # missed instances only count as GT
         med_r[c], med_t[c] = float(np.median(rot)), float(np.median(trans))
         for m, (deg, cm) in POSE_THRESHOLDS.items():
             ok = (rot < deg) & (trans < cm)
             acc[m][c] = 100.0 * float(ok.mean())
-            ap[m][c] = 100.0 * compute_ap(ok, score, len(ok))
+            ap[m][c] = 100.0 * compute_ap(ok[found], score[found], len(ok))
         has_iou = ~np.isnan(iou)
         for m, thr in IOU_THRESHOLDS.items():
             if not has_iou.any():
@@ -269,7 +272,7 @@ def nocs_tables(records: list[dict], iou_variant: str = "exact") -> dict:
                 continue
             ok = iou[has_iou] > thr
             acc[m][c] = 100.0 * float(ok.mean())
-            ap[m][c] = 100.0 * compute_ap(ok, score[has_iou], len(ok))
+            ap[m][c] = 100.0 * compute_ap(ok[found[has_iou]], score[has_iou][found[has_iou]], len(ok))
     for table in (acc, ap):
         for m in METRICS:
             vals = [v for v in table[m].values() if not math.isnan(v)]

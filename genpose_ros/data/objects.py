@@ -245,13 +245,13 @@ def make_mug(rng: np.random.Generator) -> ObjectModel:
     # handle: right half of a superellipse in the x-y plane, tube ends flush with the wall
     hh = p["handle_height_frac"] * H / 2
     yc = H / 2 + rng.uniform(-0.1, 0.1) * H
-    hh = min(hh, yc - 0.006, H - yc - 0.006)
+    tube_r = p["handle_tube"]
+    hh = min(hh, yc - tube_r - 0.004, H - yc - tube_r - 0.004)  # the handle stays below the rim
     a = np.linspace(-np.pi / 2, np.pi / 2, 24)
     e = 2.0 / p["handle_squareness"]
     ys = yc + hh * np.sign(np.sin(a)) * np.abs(np.sin(a)) ** e
     xs = radius_at(ys) + p["handle_reach"] * np.abs(np.cos(a)) ** e
     path = np.stack([xs, ys, np.zeros_like(xs)], 1)
-    tube_r = min(p["handle_tube"], 0.45 * hh)
     handle = _tube(path, tube_r)
     base = random_colour(rng)
     body_tex = _tex(rng, rng.choice(["solid", "solid", "stripes", "dots", "label"]), base)

@@ -227,43 +227,62 @@ def _ease(n: int) -> np.ndarray:
     return 0.5 - 0.5 * np.cos(np.pi * s)
 
 
+SEQUENCE_RANGES = {
+    "camera_distance_m": (0.45, 1.0),
+    "camera_elevation_deg": (30.0, 65.0),
+    "azimuth_rate_deg_per_frame": (0.5, 2.0),
+    "oscillation_period_frames": (40.0, 90.0),
+    "distance_amplitude_m": 0.08,
+    "elevation_amplitude_deg": 6.0,
+    "moving_objects": (1, 2),
+    "object_speed_m_per_frame": (0.001, 0.004),
+    "object_turn_deg_per_frame": (-2.0, 2.0),
+}
+"""Sampling ranges of tracking sequences (rates are averages per frame)."""
+
+
 def sample_sequence(rng: np.random.Generator, n_frames: int, n_objects: int | None = None) -> Sequence:
     """A scene with a smooth camera trajectory and 1-2 objects pushed over the table.
 
-    The camera sweeps 15-75 deg of azimuth while its elevation and distance oscillate gently
-    (about 1-2 cm and under 3 deg per frame at 30 frames); moving objects slide 3-12 cm and turn
-    up to 60 deg about the vertical. Collisions between moving objects are not modelled.
+    The camera circles the objects at 0.5-2 deg of azimuth per frame while its distance and
+    elevation oscillate gently; the moving objects slide 1-4 mm and turn up to 2 deg per
+    frame on average, starting and stopping smoothly (``SEQUENCE_RANGES``). Collisions
+    between moving objects are not modelled.
     """
     if n_frames < 1:
         raise ValueError(f"n_frames must be >= 1, got {n_frames}")
+    R_ = SEQUENCE_RANGES
     scene = sample_scene(rng, n_objects)
-    s = np.linspace(0.0, 1.0, n_frames)
+    i = np.arange(n_frames, dtype=float)
     target = _scene_centre(scene)
     target[2] = 0.03
-    d0 = rng.uniform(0.45, 1.0)
-    el0 = rng.uniform(30.0, 65.0)
-    az0, sweep = rng.uniform(0, 360), rng.uniform(15, 75) * rng.choice([-1, 1])
+    d0 = rng.uniform(*R_["camera_distance_m"])
+    el0 = rng.uniform(*R_["camera_elevation_deg"])
+    az0 = rng.uniform(0, 360)
+    rate = rng.uniform(*R_["azimuth_rate_deg_per_frame"]) * rng.choice([-1, 1])
+    period = rng.uniform(*R_["oscillation_period_frames"])
     phase = rng.uniform(0, 2 * np.pi, 3)
-    drift = rng.uniform(-0.05, 0.05, 3) * np.array([1, 1, 0])
+    wave = [np.sin(2 * np.pi * i / period + p) for p in phase]
     cams = np.stack([
-        camera_on_hemisphere(target + drift * _ease(n_frames)[i],
-                             d0 + 0.1 * np.sin(2 * np.pi * s[i] + phase[0]),
-                             el0 + 8.0 * np.sin(2 * np.pi * s[i] + phase[1]),
-                             az0 + sweep * s[i], 3.0 * np.sin(2 * np.pi * s[i] + phase[2]))
-        for i in range(n_frames)])
+        camera_on_hemisphere(target, d0 + R_["distance_amplitude_m"] * wave[0][k],
+                             el0 + R_["elevation_amplitude_deg"] * wave[1][k],
+                             az0 + rate * k, 3.0 * wave[2][k])
+        for k in range(n_frames)])
     n = len(scene.objects)
     poses = np.repeat(np.stack([o.T_world_obj for o in scene.objects])[None], n_frames, axis=0)
-    moving = sorted(rng.choice(n, size=min(n, int(rng.integers(1, 3))), replace=False).tolist())
+    n_moving = min(n, int(rng.integers(R_["moving_objects"][0], R_["moving_objects"][1] + 1)))
+    moving = sorted(rng.choice(n, size=n_moving, replace=False).tolist())
     e = _ease(n_frames)
     for k in moving:
-        step = rng.uniform(0.03, 0.12) * np.array([*_unit2(rng), 0.0])
-        turn = rng.uniform(-60, 60)
-        for i in range(n_frames):
-            Rz = Rotation.from_euler("z", turn * e[i], degrees=True).as_matrix()
+        step = rng.uniform(*R_["object_speed_m_per_frame"]) * (n_frames - 1) \
+            * np.array([*_unit2(rng), 0.0])
+        turn = rng.uniform(*R_["object_turn_deg_per_frame"]) * (n_frames - 1)
+        for f in range(n_frames):
+            Rz = Rotation.from_euler("z", turn * e[f], degrees=True).as_matrix()
             T = poses[0, k].copy()
             T[:3, :3] = Rz @ T[:3, :3]
-            T[:3, 3] = T[:3, 3] + step * e[i]
-            poses[i, k] = T
+            T[:3, 3] = T[:3, 3] + step * e[f]
+            poses[f, k] = T
     return Sequence(scene=scene, T_world_cam=cams, T_world_obj=poses, moving=moving)
 
 

@@ -1,0 +1,93 @@
+"""Camera model, masked-depth point sampling and the D435 noise model."""
+import numpy as np
+import pytest
+
+from genpose_ros.data.camera import Intrinsics, backproject, look_at, project
+from genpose_ros.data.pointcloud import TooFewPointsError, object_points
+from genpose_ros.data.sensor import SensorModel
+
+TINY = Intrinsics(width=4, height=3, fx=2.0, fy=4.0, cx=1.5, cy=1.0)
+
+
+def test_backproject_hand_computed():
+    depth = np.zeros((3, 4), np.float32)
+    depth[0, 3] = 2.0  # row 0, column 3
+    depth[2, 0] = 1.0
+    pts = backproject(depth, None, TINY)
+    # (u - cx) / fx * z, (v - cy) / fy * z, z in row-major pixel order
+    np.testing.assert_allclose(pts, [[(3 - 1.5) / 2 * 2, (0 - 1) / 4 * 2, 2.0],
+                                     [(0 - 1.5) / 2 * 1, (2 - 1) / 4 * 1, 1.0]])
+    mask = np.zeros((3, 4), bool)
+    mask[2, 0] = True
+    np.testing.assert_allclose(backproject(depth, mask, TINY), [[-0.75, 0.25, 1.0]])
+
+
+def test_project_inverts_backproject():
+    rng = np.random.default_rng(0)
+    depth = rng.uniform(0.3, 2.0, (3, 4)).astype(np.float32)
+    pts = backproject(depth, None, TINY)
+    v, u = np.mgrid[0:3, 0:4]
+    np.testing.assert_allclose(project(pts, TINY), np.stack([u.ravel(), v.ravel()], 1), atol=1e-4)
+
+
+def test_backproject_rejects_wrong_shapes():
+    with pytest.raises(ValueError, match="intrinsics expect"):
+        backproject(np.zeros((5, 5)), None, TINY)
+
+
+def test_look_at_is_an_optical_frame():
+    T = look_at([1.0, 0.0, 0.5], [0.0, 0.0, 0.0])
+    R = T[:3, :3]
+    np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-12)
+    assert np.linalg.det(R) == pytest.approx(1.0)
+    z = R[:, 2]
+    np.testing.assert_allclose(z, -np.array([1.0, 0, 0.5]) / np.linalg.norm([1.0, 0, 0.5]))
+    assert R[2, 1] < 0  # image y points down in the world
+
+
+def test_object_points_samples_and_reports_too_few():
+    depth = np.full((3, 4), 1500, np.uint16)
+    mask = np.zeros((3, 4), bool)
+    mask[1, 1:3] = True
+    rng = np.random.default_rng(0)
+    pts = object_points(depth, mask, TINY, 8, rng, min_points=2)
+    assert pts.shape == (8, 3) and pts.dtype == np.float32
+    np.testing.assert_allclose(pts[:, 2], 1.5)
+    with pytest.raises(TooFewPointsError, match="only 2 valid depth points .* at least 3 needed"):
+        object_points(depth, mask, TINY, 8, rng, min_points=3)
+    depth[1, 1] = 0  # a missing measurement does not count
+    with pytest.raises(TooFewPointsError) as info:
+        object_points(depth, mask, TINY, 8, rng, min_points=2)
+    assert (info.value.n_valid, info.value.n_needed) == (1, 2)
+    with pytest.raises(ValueError, match="uint16"):
+        object_points(depth.astype(np.float32), mask, TINY, 8, rng)
+
+
+def test_sensor_noise_grows_with_distance_squared():
+    model = SensorModel(edge_dropout=0, holes_per_frame=0, subpixel_levels=0,
+                        grazing_end_deg=0, smooth_noise_frac=0.0)
+    rng = np.random.default_rng(0)
+    stds = []
+    for z in (0.5, 1.0):
+        noisy = model.apply(np.full((120, 160), z, np.float32), None, rng)
+        stds.append(noisy.std())
+        assert noisy.std() == pytest.approx(model.depth_sigma(z), rel=0.1)
+    assert stds[1] / stds[0] == pytest.approx(4.0, rel=0.15)
+
+
+def test_sensor_drops_edges_grazing_and_range():
+    model = SensorModel(subpixel_noise=0, holes_per_frame=0, edge_dropout=1.0)
+    z = np.full((40, 40), 0.8, np.float32)
+    z[:, 20:] = 1.2  # a depth step
+    z[0, 0] = 0.1  # closer than the minimum range
+    cos = np.ones_like(z)
+    cos[30:, :5] = np.cos(np.radians(89))  # grazing surface
+    out = model.apply(z, cos, np.random.default_rng(0))
+    assert (out[5:25, 18:22] == 0).all()  # the step's neighbourhood is dropped
+    assert (out[30:, :5] == 0).all()
+    assert out[0, 0] == 0
+    assert (out[5:25, 5:15] > 0).all()
+    # disparity quantisation: depths take the values f b / (k / 32)
+    fb = model.focal_px * model.baseline_m
+    k = fb / out[5:25, 5:15] * model.subpixel_levels
+    np.testing.assert_allclose(k, np.round(k), atol=1e-3)
