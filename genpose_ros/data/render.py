@@ -41,7 +41,8 @@ class Renderer:
         self.min_visible_pixels = min_visible_pixels
         self.handle_min_pixels = handle_min_pixels
         self._rays = intr.pixel_rays().reshape(-1, 3)  # (P, 3), z = 1
-        self._view = -self._rays / np.linalg.norm(self._rays, axis=1, keepdims=True)  # to camera
+        self._inv_ray_norm = (1.0 / np.linalg.norm(self._rays, axis=1)).astype(np.float32)
+        self._view = -self._rays * self._inv_ray_norm[:, None]  # unit vectors to the camera
         self._origins = np.zeros_like(self._rays)
 
     # ------------------------------------------------------------------ geometry
@@ -122,7 +123,7 @@ class Renderer:
         is_obj = which == 0
 
         mask, instances = self._mask_and_gt(scene, T_cam_world, face, is_obj, faces)
-        rgb, cos_inc = self._shade(scene, R_cw, which, face, bu, bv, faces, p_table, p_floor)
+        rgb, cos_inc = self._shade(scene, R_cw, which, face, bu, bv, faces, p_table, p_floor, denom)
         color = self._camera_effects(rgb.reshape(H, W, 3), rng)
 
         depth_m = np.where(hit, depth, 0.0).reshape(H, W).astype(np.float32)
@@ -171,7 +172,7 @@ class Renderer:
                                         model_name=f"{m.category}_{k:02d}"))
         return mask, instances
 
-    def _shade(self, scene, R_cw, which, face, bu, bv, faces, p_table, p_floor):
+    def _shade(self, scene, R_cw, which, face, bu, bv, faces, p_table, p_floor, denom):
         """(P, 3) linear RGB in [0, 1+] and (P,) |cos| of the incidence angle.
 
         Lambert + Blinn-Phong with n.h = (n.v + n.l) / |v + l|; the table and floor have a
@@ -218,9 +219,9 @@ class Renderer:
             if not len(idx):
                 continue
             S = tex.shape[0]
-            ij = np.floor(xy[idx] * np.float32(S / tile)).astype(np.int64) % S
+            ij = np.floor(xy[idx] * np.float32(S / tile)).astype(np.int32) % S
             albedo = tex[ij[:, 1], ij[:, 0]].astype(np.float32) * np.float32(1 / 255)
-            nv = np.abs(np.einsum("ij,j->i", view[idx], up_cam))
+            nv = np.abs(denom[idx]) * self._inv_ray_norm[idx]
             shade = np.full(len(idx), amb + I * nl, np.float32)
             if code == 1:
                 shade *= self._shadow_lookup(scene, xy[idx])
@@ -236,7 +237,9 @@ class Renderer:
         img = np.clip(img * np.float32(rng.uniform(0.75, 1.25)), 0, 1)
         img = img ** np.float32(1.0 / rng.uniform(0.9, 1.2))
         img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.4, 0.9)) * np.float32(255.0)
-        noise = rng.standard_normal(img.shape, dtype=np.float32) * np.float32(rng.uniform(1.0, 4.0))
+        noise = np.empty(img.shape, np.float32)
+        cv2.setRNGSeed(int(rng.integers(2**31)))
+        cv2.randn(noise, 0.0, float(rng.uniform(1.0, 4.0)))
         return np.clip(img + noise, 0, 255).astype(np.uint8)
 
     @staticmethod
@@ -258,7 +261,7 @@ class Renderer:
             hull = cv2.convexHull(px)
             cv2.fillConvexPoly(smap, hull, 1.0)
         smap = cv2.GaussianBlur(smap, (0, 0), 0.012 * res)
-        ij = np.round((xy + half) * res).astype(np.int64)
-        ij[:, 0] = np.clip(ij[:, 0], 0, Wm - 1)
-        ij[:, 1] = np.clip(ij[:, 1], 0, Hm - 1)
-        return 1.0 - np.float32(0.5) * smap[ij[:, 1], ij[:, 0]]
+        smap = 1.0 - np.float32(0.5) * smap
+        u = np.clip((xy[:, 0] + np.float32(half[0])) * np.float32(res), 0, Wm - 1).astype(np.int32)
+        v = np.clip((xy[:, 1] + np.float32(half[1])) * np.float32(res), 0, Hm - 1).astype(np.int32)
+        return smap[v, u]

@@ -93,12 +93,15 @@ class SensorModel:
                 jump = np.maximum(jump, np.abs(zp[dy:dy + H, dx:dx + W] - z))
             edge = valid & (jump > self.edge_jump * np.maximum(z, 1e-3))
             edge = cv2.dilate(edge.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-            drop |= edge & (rng.random((H, W)) < self.edge_dropout)
+            idx = np.flatnonzero(edge)
+            drop.flat[idx[rng.random(len(idx)) < self.edge_dropout]] = True
         if cos_incidence is not None and self.grazing_end_deg > self.grazing_start_deg:
-            angle = np.degrees(np.arccos(np.clip(cos_incidence, 0.0, 1.0)))
+            cos = np.asarray(cos_incidence, dtype=np.float32)
+            idx = np.flatnonzero(cos < np.cos(np.radians(self.grazing_start_deg)))
+            angle = np.degrees(np.arccos(np.clip(cos.flat[idx], 0.0, 1.0)))
             p = np.clip((angle - self.grazing_start_deg)
                         / (self.grazing_end_deg - self.grazing_start_deg), 0.0, 1.0)
-            drop |= rng.random((H, W)) < p
+            drop.flat[idx[rng.random(len(idx)) < p]] = True
         if self.holes_per_frame > 0:
             holes = np.zeros((H, W), np.uint8)
             for _ in range(rng.poisson(self.holes_per_frame)):
