@@ -4,6 +4,7 @@
     genpose data generate --out data/synth/test_seq --sequences 10 --frames 30 --split test --seed 0
     genpose data show data/synth/train --index 0 --out frame.png
     genpose data bench --frames 40 --objects 8 --workers 2
+    genpose data examples --out docs/images
 """
 from __future__ import annotations
 
@@ -40,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bench.add_argument("--objects", type=int, default=8)
     bench.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     bench.add_argument("--write", action="store_true", help="also write the frames (to a temp dir)")
+    ex = sub.add_parser("examples", help="example PNGs: one per category and a sequence strip")
+    ex.add_argument("--out", default="docs/images", help="output folder")
+    ex.add_argument("--seed", type=int, default=0)
     parser.set_defaults(_data_parser=parser)
 
 
@@ -87,6 +91,11 @@ def run(args) -> int:
         print(f"{res['frames']} frames of 640x480, {args.objects} objects, {res['workers']} "
               f"worker(s): {res['frames_per_second']:.2f} frames/s "
               f"({res['cpu_seconds_per_frame'] * 1000:.0f} ms CPU per frame)")
+        return 0
+    if args.data_command == "examples":
+        from genpose_ros.data.examples import write_examples
+        for path in write_examples(args.out, args.seed):
+            print(f"wrote {path}")
         return 0
     args._data_parser.print_help()
     return 2
