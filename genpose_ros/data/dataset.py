@@ -146,9 +146,11 @@ class InstanceDataset(Dataset):
         if not 0 <= index < len(self.items):
             raise IndexError(f"index {index} out of range for {len(self.items)} instances")
         r = self.items[index]
-        if self.augment:
+        if self.augment:  # fresh draws on every call, also across DataLoader workers and epochs
             self._calls += 1
-            rng = np.random.default_rng([self.seed, index, self._calls])
+            info = torch.utils.data.get_worker_info()
+            worker_seed = 0 if info is None else info.seed % 2**63
+            rng = np.random.default_rng([self.seed, index, self._calls, worker_seed])
         else:
             rng = np.random.default_rng([self.seed, index])
         depth = load_depth(f"{r.prefix}_depth.png")
