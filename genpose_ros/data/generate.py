@@ -130,7 +130,7 @@ def generate(cfg: GenerateConfig, workers: int = 1, progress: bool = True) -> di
 def dataset_card(cfg, frames, counts, empty, mugs, hidden, seconds, workers) -> dict:
     from genpose_ros.data.camera import D435_640x480
     from genpose_ros.data.objects import PARAM_RANGES
-    from genpose_ros.data.scenes import SCENE_RANGES
+    from genpose_ros.data.scenes import SCENE_RANGES, SEQUENCE_RANGES
     from genpose_ros.data.sensor import SensorModel
     return {
         "name": f"genpose_ros synthetic NOCS-category RGB-D ({cfg.split})",
@@ -148,6 +148,7 @@ def dataset_card(cfg, frames, counts, empty, mugs, hidden, seconds, workers) -> 
         "sensor_model": SensorModel().to_dict() if cfg.noise else None,
         "object_parameter_ranges": PARAM_RANGES,
         "scene_parameter_ranges": SCENE_RANGES,
+        "sequence_parameter_ranges": SEQUENCE_RANGES if cfg.sequences else None,
         "generation_seconds": round(seconds, 1), "workers": workers,
         "frames_per_second": round(frames / max(seconds, 1e-9), 2),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
@@ -172,5 +173,8 @@ def card_markdown(card: dict) -> str:
         lines.append(f"- {cat}: " + ", ".join(f"{k} {v[0]}-{v[1]}" for k, v in ranges.items()))
     lines += ["", "## Scene parameter ranges", ""]
     lines += [f"- {k}: {v}" for k, v in card["scene_parameter_ranges"].items()]
+    if card.get("sequence_parameter_ranges"):
+        lines += ["", "## Sequence parameter ranges", ""]
+        lines += [f"- {k}: {v}" for k, v in card["sequence_parameter_ranges"].items()]
     lines += ["", "## Depth sensor model", "", f"{card['sensor_model']}", ""]
     return "\n".join(lines)
