@@ -30,7 +30,9 @@ def smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
 
 
 def _mix(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:
-    return a[None, None] * (1.0 - w[..., None]) + b[None, None] * w[..., None]
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    w = np.asarray(w, np.float32)[..., None]
+    return a + (b - a) * w
 
 
 def make_texture(rng: np.random.Generator, pattern: str | None = None, size: int = 64,
