@@ -150,3 +150,38 @@ def test_cli_generate_and_show(tmp_path, capsys):
     assert img.shape == (960, 1280, 3)
     assert main(["data", "show", str(out), "--index", "7", "--out", str(png)]) == 2
     assert "out of range" in capsys.readouterr().err
+
+
+def test_reads_a_real275_style_folder(tmp_path):
+    """Labels as the NOCS/GenPose preprocessing writes them: pickle only, no metric sizes,
+    no intrinsics, no point counts; a 3-channel mask."""
+    import pickle
+
+    from genpose_ros.data.camera import NOCS_REAL275
+    folder = tmp_path / "real" / "test" / "scene_1"
+    folder.mkdir(parents=True)
+    frame = _hand_frame(small_pixels=30)
+    prefix = folder / "0000"
+    cv2.imwrite(f"{prefix}_color.png", frame.color)
+    cv2.imwrite(f"{prefix}_depth.png", frame.depth)
+    mask = np.full(frame.mask.shape, 255, np.uint8)
+    mask[frame.mask == 1], mask[frame.mask == 2] = 1, 2
+    cv2.imwrite(f"{prefix}_mask.png", np.dstack([mask] * 3))
+    scales = np.array([0.2, 0.25], np.float32)
+    gts = {"class_ids": np.array([4, 6]), "instance_ids": [1, 2], "model_list": ["can_a", "mug_b"],
+           "scales": scales, "size": np.array([[0.3, 0.5, 0.3], [0.6, 0.4, 0.5]], np.float32),
+           "rotations": np.stack([np.eye(3)] * 2).astype(np.float32),
+           "translations": np.array([[0, 0, 1.0], [-0.3, -0.2, 1.0]], np.float32),
+           "bboxes": np.zeros((2, 4), int), "handle_visibility": [1, 0]}
+    with open(f"{prefix}_label.pkl", "wb") as f:
+        pickle.dump(gts, f)
+    with pytest.raises(PermissionError):
+        read_frame(prefix)
+    back = read_frame(prefix, allow_pickle=True)
+    assert back.intrinsics == NOCS_REAL275  # from the folder name
+    assert [i.category for i in back.instances] == ["can", "mug"]
+    np.testing.assert_allclose(back.instances[1].size, [0.15, 0.1, 0.125], rtol=1e-6)
+    assert back.instances[1].handle_visible is False
+    assert (back.mask == 1).sum() == 400 and (back.mask == 0).sum() == back.mask.size - 430
+    ds = InstanceDataset(tmp_path / "real", n_points=32, min_points=50, allow_pickle=True)
+    assert len(ds) == 1 and ds.skipped[0]["reason"].startswith("only 30 valid depth points")
