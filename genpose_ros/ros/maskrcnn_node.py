@@ -1,0 +1,191 @@
+"""maskrcnn_node: colour image -> instance masks, class and score of every object (docs/ros.md).
+
+    ros2 run genpose_ros maskrcnn_node --ros-args --params-file config/maskrcnn.yaml
+    ros2 run genpose_ros maskrcnn_node --ros-args -p source:=ground_truth     # sim only
+
+Sources:
+- ``maskrcnn``: the light torchvision Mask R-CNN (``weights`` file, loaded safely) segments
+  every colour frame (``rgb8`` or ``bgr8``); only the latest frame is processed when the model
+  is slower than the camera.
+- ``ground_truth``: republishes the simulator's true masks pair (realsense_node ``source: sim``)
+  on the same output topics, to evaluate the pose stage alone.
+
+Output: the masks pair ``<output_prefix>/masks`` (mono16 instance ids) +
+``<output_prefix>/detections_2d`` (Detection2DArray), both with the colour image's header.
+Bad input (wrong encoding, wrong size, unreadable weights) is reported as a warning naming the
+problem and the node keeps serving; ``weights`` can be changed at run time (``ros2 param set``).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+
+import numpy as np
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from vision_msgs.msg import Detection2DArray
+
+from genpose_ros.ros.conversions import ImageConversionError, image_to_numpy
+from genpose_ros.ros.masks import MaskMessageError, decode_masks, encode_masks
+from genpose_ros.ros.params import declare
+from genpose_ros.ros.paths import resolve
+from genpose_ros.ros.qos import qos_from_name
+from genpose_ros.ros.spin import run_node
+from genpose_ros.ros.sync import ApproximateSync, Worker
+
+SOURCES = ("maskrcnn", "ground_truth")
+
+PARAMS = {
+    "source": "maskrcnn",          # maskrcnn | ground_truth
+    "weights": "models/maskrcnn_light.pt",
+    "device": "cpu",
+    "threads": 0,                  # torch CPU threads (0 = torch's default)
+    "score_threshold": 0.5,
+    "mask_threshold": 0.5,
+    "expected_width": 0,           # > 0: frames of another size are rejected with a warning
+    "expected_height": 0,
+    "color_topic": "/camera/camera/color/image_raw",
+    "gt_masks_topic": "/camera/camera/ground_truth/masks",
+    "gt_detections_2d_topic": "/camera/camera/ground_truth/detections_2d",
+    "gt_slop": 0.0,                # s, pairing of the ground-truth masks and detections
+    "input_qos": "sensor_data",    # reliable | sensor_data
+    "input_qos_depth": 2,
+    "output_prefix": "/genpose",
+    "output_qos": "reliable",
+    "output_qos_depth": 5,
+}
+
+
+class MaskRCNNNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("maskrcnn_node", **kwargs)
+        p = self.p = declare(self, PARAMS)
+        if p["source"] not in SOURCES:
+            raise ValueError(f"unknown source {p['source']!r}; expected {' or '.join(SOURCES)}")
+        self.problems: deque[str] = deque(maxlen=200)
+        self.latencies: deque[float] = deque(maxlen=200)
+        self.frames_done = 0
+        self._last_warn: dict[str, float] = {}
+        self.segmenter, self.weights_error = None, "not loaded"
+
+        prefix = p["output_prefix"].rstrip("/")
+        out_qos = qos_from_name(p["output_qos"], p["output_qos_depth"])
+        self.pub_masks = self.create_publisher(Image, f"{prefix}/masks", out_qos)
+        self.pub_det2d = self.create_publisher(Detection2DArray, f"{prefix}/detections_2d", out_qos)
+        in_qos = qos_from_name(p["input_qos"], p["input_qos_depth"])
+        if p["source"] == "maskrcnn":
+            if p["threads"] > 0:
+                import torch
+                torch.set_num_threads(p["threads"])
+            self.load_weights(p["weights"])
+            self.worker = Worker(self._segment_safe, name="maskrcnn_worker")
+            self._subs = [self.create_subscription(Image, p["color_topic"],
+                                                   self.worker.slot.put, in_qos)]
+            self.add_on_set_parameters_callback(self._on_params)
+        else:
+            self.worker = None
+            self.sync = ApproximateSync(2, p["gt_slop"], self._republish_gt)
+            self._subs = [
+                self.create_subscription(Image, p["gt_masks_topic"],
+                                         lambda m: self.sync.add(0, m), in_qos),
+                self.create_subscription(Detection2DArray, p["gt_detections_2d_topic"],
+                                         lambda m: self.sync.add(1, m), in_qos)]
+        self.get_logger().info(f"source {p['source']}, publishing {prefix}/masks and "
+                               f"{prefix}/detections_2d")
+
+    # -- model ----------------------------------------------------------------------------------
+    def load_weights(self, weights: str) -> bool:
+        """(Re)load the Mask R-CNN; on failure keep the previous model and warn."""
+        from genpose_ros.segmentation import CheckpointError, Segmenter
+
+        try:
+            path = resolve(weights)
+            seg = Segmenter.from_checkpoint(path, self.p["device"],
+                                            score_threshold=self.p["score_threshold"],
+                                            mask_threshold=self.p["mask_threshold"])
+        except (CheckpointError, FileNotFoundError, OSError, RuntimeError) as exc:
+            self.weights_error = str(exc)
+            self.warn(f"Mask R-CNN weights not loaded: {exc}"
+                      + ("; keeping the previous model" if self.segmenter else ""))
+            return False
+        self.segmenter, self.weights_error = seg, None
+        self.get_logger().info(f"Mask R-CNN weights {path} (input short side {seg.cfg.min_size} px)")
+        return True
+
+    def _on_params(self, params) -> SetParametersResult:
+        """Run-time changes of ``weights`` (reload) and ``score_threshold``."""
+        for prm in params:
+            if prm.name == "weights" and not self.load_weights(str(prm.value)):
+                return SetParametersResult(successful=False, reason=self.weights_error)
+            if prm.name == "score_threshold":
+                self.p["score_threshold"] = float(prm.value)
+                if self.segmenter is not None:
+                    self.segmenter.score_threshold = float(prm.value)
+        return SetParametersResult(successful=True)
+
+    # -- processing -----------------------------------------------------------------------------
+    def warn(self, text: str, period_s: float = 2.0):
+        """Log ``text`` as a warning (the same text at most once per ``period_s``) and keep it."""
+        self.problems.append(text)
+        now = time.monotonic()
+        if now - self._last_warn.get(text, -1e9) >= period_s:
+            self._last_warn[text] = now
+            self.get_logger().warning(text)
+
+    def _segment_safe(self, msg: Image):
+        try:
+            self.segment(msg)
+        except (ImageConversionError, ValueError) as exc:
+            self.warn(f"colour frame skipped: {exc}")
+        except Exception as exc:  # keep serving: one bad frame must not stop the node
+            if self.context.ok():
+                self.warn(f"colour frame failed: {type(exc).__name__}: {exc}")
+
+    def segment(self, msg: Image):
+        """One colour frame -> the masks pair with the frame's header."""
+        if self.segmenter is None:
+            self.warn(f"no Mask R-CNN model loaded ({self.weights_error}); frames are not "
+                      f"segmented until the weights parameter names a valid file")
+            return
+        ew, eh = self.p["expected_width"], self.p["expected_height"]
+        if (ew and msg.width != ew) or (eh and msg.height != eh):
+            raise ValueError(f"wrong image size {msg.width}x{msg.height}, expected {ew}x{eh}")
+        rgb = image_to_numpy(msg, ("rgb8", "bgr8"))
+        if msg.encoding == "bgr8":
+            rgb = np.ascontiguousarray(rgb[:, :, ::-1])
+        t0 = time.perf_counter()
+        dets = self.segmenter.predict(rgb)        # best first
+        ids = np.zeros(rgb.shape[:2], np.uint16)
+        for k in range(len(dets) - 1, -1, -1):    # the higher score owns overlapping pixels
+            ids[dets[k].mask] = k + 1
+        masks, det2d = encode_masks(ids, [(k + 1, d.category, d.score) for k, d in enumerate(dets)],
+                                    msg.header)
+        self.pub_masks.publish(masks)
+        self.pub_det2d.publish(det2d)
+        self.latencies.append(time.perf_counter() - t0)
+        self.frames_done += 1
+
+    def _republish_gt(self, masks: Image, det2d: Detection2DArray):
+        try:
+            decode_masks(masks, det2d)        # validates the pair before passing it on
+        except (MaskMessageError, ImageConversionError) as exc:
+            self.warn(f"ground-truth masks skipped: {exc}")
+            return
+        self.pub_masks.publish(masks)
+        self.pub_det2d.publish(det2d)
+        self.frames_done += 1
+
+    def destroy_node(self):
+        if self.worker is not None:
+            self.worker.stop()
+        super().destroy_node()
+
+
+def main(args=None):
+    sys.exit(run_node(MaskRCNNNode, args))
+
+
+if __name__ == "__main__":
+    main()

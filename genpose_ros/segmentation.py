@@ -1,0 +1,310 @@
+"""Light Mask R-CNN instance segmentation of the six NOCS categories (torchvision).
+
+The network is torchvision's ``MaskRCNN`` on a MobileNetV3-Large backbone with a narrow FPN
+(strides 8, 16, 32 + a max-pool level), a narrow box head and a narrow mask head, so that a
+640x480 frame is segmented at a small input size (short side 224 px by default) on a CPU.
+Class ids follow NOCS: 0 = background, ``CATEGORIES[i]`` = i + 1.
+
+    seg = Segmenter.from_checkpoint("models/maskrcnn_light.pt", device="cpu")
+    detections = seg.predict(rgb)        # rgb: (H, W, 3) uint8 -> list[Detection2D]
+
+Training, evaluation and latency live in ``segmentation_train`` / ``segmentation_eval``;
+``train_main(args)`` is the entry of ``genpose train --task segmentation``.
+An optional detectron2 backend (``Detectron2Segmenter``) is used only where detectron2 is
+installed; it is not part of the tested, shipped path.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from genpose_ros import CATEGORIES
+
+CHECKPOINT_FORMAT = "genpose_ros.maskrcnn_light"
+CHECKPOINT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    """Architecture and input-size settings; stored in every checkpoint."""
+
+    min_size: int = 224                 # short side of the network input at test time, px
+    max_size: int = 299                 # long-side cap, px (640x480 -> 299x224)
+    train_min_sizes: tuple = (192, 208, 224, 240, 256)   # multi-scale training, px
+    width_mult: float = 1.0             # MobileNetV3 channel multiplier
+    fpn_channels: int = 128
+    box_representation: int = 512       # width of the two-layer box head
+    mask_layers: tuple = (128, 128, 128, 128)
+    anchor_sizes: tuple = ((16, 24), (32, 48), (64, 96), (128, 192))   # px, one per FPN level
+    detections_per_image: int = 20
+    num_classes: int = len(CATEGORIES) + 1
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SegmenterConfig":
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown segmenter config keys {unknown}; known: {sorted(known)}")
+        tupled = {k: tuple(tuple(x) if isinstance(x, (list, tuple)) else x for x in v)
+                  if isinstance(v, (list, tuple)) else v for k, v in d.items()}
+        return cls(**tupled)
+
+
+TINY_CONFIG = SegmenterConfig(min_size=128, max_size=171, train_min_sizes=(128,), width_mult=0.5,
+                              fpn_channels=32, box_representation=64, mask_layers=(32, 32),
+                              anchor_sizes=((8, 12), (16, 24), (32, 48), (64, 96)))
+"""A very small variant for tests and smoke runs (about 1 M parameters)."""
+
+
+@dataclass
+class Detection2D:
+    """One instance: ``mask`` (H, W) bool at the input image size, NOCS ``category``, ``score``."""
+
+    mask: np.ndarray
+    category: str
+    score: float
+    box: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))  # x0 y0 x1 y1, px
+
+
+def build_model(cfg: SegmenterConfig = SegmenterConfig()) -> nn.Module:
+    """A randomly initialised light ``torchvision.models.detection.MaskRCNN`` (no downloads)."""
+    from torchvision.models import mobilenet_v3_large
+    from torchvision.models.detection import MaskRCNN
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.backbone_utils import BackboneWithFPN
+    from torchvision.models.detection.faster_rcnn import TwoMLPHead
+    from torchvision.models.detection.mask_rcnn import MaskRCNNHeads
+    from torchvision.ops import MultiScaleRoIAlign
+    from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+    features = mobilenet_v3_large(weights=None, width_mult=cfg.width_mult,
+                                  norm_layer=nn.BatchNorm2d).features
+    # Last block of each resolution: strides 8, 16 and 32.
+    stage_ends = [i - 1 for i, b in enumerate(features) if getattr(b, "_is_cn", False)]
+    stage_ends = stage_ends[2:] + [len(features) - 1]          # (stride 8, stride 16, stride 32)
+    return_layers = {str(idx): str(k) for k, idx in enumerate(stage_ends)}
+    in_channels = [features[idx].out_channels for idx in stage_ends]
+    backbone = BackboneWithFPN(features, return_layers, in_channels, cfg.fpn_channels,
+                               extra_blocks=LastLevelMaxPool())
+    n_levels = len(stage_ends) + 1
+    if len(cfg.anchor_sizes) != n_levels:
+        raise ValueError(f"anchor_sizes needs {n_levels} entries (one per FPN level), "
+                         f"got {len(cfg.anchor_sizes)}")
+    anchors = AnchorGenerator(cfg.anchor_sizes, ((0.5, 1.0, 2.0),) * n_levels)
+    names = [str(k) for k in range(len(stage_ends))]
+    box_pool = MultiScaleRoIAlign(names, output_size=7, sampling_ratio=2)
+    mask_pool = MultiScaleRoIAlign(names, output_size=14, sampling_ratio=2)
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+    from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
+    return MaskRCNN(
+        backbone, num_classes=None,
+        min_size=cfg.train_min_sizes, max_size=cfg.max_size,
+        rpn_anchor_generator=anchors,
+        rpn_pre_nms_top_n_train=600, rpn_post_nms_top_n_train=300,
+        rpn_pre_nms_top_n_test=300, rpn_post_nms_top_n_test=100,
+        box_roi_pool=box_pool,
+        box_head=TwoMLPHead(cfg.fpn_channels * 7 * 7, cfg.box_representation),
+        box_predictor=FastRCNNPredictor(cfg.box_representation, cfg.num_classes),
+        box_batch_size_per_image=64, box_detections_per_img=cfg.detections_per_image,
+        mask_roi_pool=mask_pool,
+        mask_head=MaskRCNNHeads(cfg.fpn_channels, list(cfg.mask_layers), 1),
+        mask_predictor=MaskRCNNPredictor(cfg.mask_layers[-1], cfg.mask_layers[-1],
+                                         cfg.num_classes),
+    )
+
+
+def set_test_size(model: nn.Module, cfg: SegmenterConfig) -> None:
+    """Switch the model's resize step to the single test size (inference)."""
+    model.transform.min_size = (cfg.min_size,)
+    model.transform.max_size = cfg.max_size
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+class CheckpointError(RuntimeError):
+    """A weights file that cannot be used: missing, corrupt, or for another model."""
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, cfg: SegmenterConfig, *,
+                    half: bool = False, extra: dict | None = None) -> Path:
+    """Write ``{format, version, config, categories, model, ...extra}``; ``half`` stores fp16
+    floating tensors (the shipped file), which ``load_checkpoint`` casts back to fp32."""
+    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
+             for k, v in model.state_dict().items()}
+    ckpt = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+            "config": _plain(asdict(cfg)), "categories": list(CATEGORIES), "model": state}
+    ckpt.update(extra or {})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(ckpt, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[nn.Module, SegmenterConfig, dict]:
+    """Load a checkpoint safely (``weights_only=True``) into a fresh model.
+
+    Returns ``(model in eval mode on device, config, the raw checkpoint dict)``. Raises
+    ``CheckpointError`` naming the file and the problem for a missing, corrupt or mismatched file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"Mask R-CNN weights file not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle / zip errors of a truncated or foreign file
+        raise CheckpointError(f"cannot read Mask R-CNN weights {path}: not a valid torch "
+                              f"checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(f"{path} is not a genpose_ros Mask R-CNN checkpoint "
+                              f"(format {found!r}, expected {CHECKPOINT_FORMAT!r})")
+    if ckpt.get("version", 0) > CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint version {ckpt['version']}, this code reads "
+                              f"up to {CHECKPOINT_VERSION}")
+    if list(ckpt.get("categories", [])) != list(CATEGORIES):
+        raise CheckpointError(f"{path} was trained for categories {ckpt.get('categories')}, "
+                              f"expected {list(CATEGORIES)}")
+    try:
+        cfg = SegmenterConfig.from_dict(ckpt["config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: bad model config ({exc})") from exc
+    model = build_model(cfg)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit the model described by its config "
+                              f"({str(exc).splitlines()[0]})") from exc
+    set_test_size(model, cfg)
+    return model.to(device).eval(), cfg, ckpt
+
+
+def _plain(x):
+    """Tuples -> lists, recursively (a checkpoint loadable with weights_only=True)."""
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x
+
+
+# ---------------------------------------------------------------------------------------------
+# Inference
+
+
+def rgb_to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> (3, H, W) float32 in [0, 1]; ``ValueError`` for anything else."""
+    if not isinstance(rgb, np.ndarray):
+        raise ValueError(f"expected a numpy RGB image, got {type(rgb).__name__}")
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) RGB image, got shape {rgb.shape}")
+    if rgb.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 RGB image, got dtype {rgb.dtype}")
+    if min(rgb.shape[:2]) < 16:
+        raise ValueError(f"image of {rgb.shape[1]}x{rgb.shape[0]} px is too small to segment")
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
+
+
+class Segmenter:
+    """Instance segmentation of one RGB frame into NOCS-category masks."""
+
+    def __init__(self, model: nn.Module, cfg: SegmenterConfig, device: str = "cpu",
+                 score_threshold: float = 0.5, mask_threshold: float = 0.5):
+        self.model = model.to(device).eval()
+        self.cfg = cfg
+        self.device = device
+        self.score_threshold = float(score_threshold)
+        self.mask_threshold = float(mask_threshold)
+        set_test_size(self.model, cfg)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu", **kwargs) -> "Segmenter":
+        model, cfg, _ = load_checkpoint(path, device)
+        return cls(model, cfg, device, **kwargs)
+
+    @torch.inference_mode()
+    def predict(self, rgb: np.ndarray, score_threshold: float | None = None) -> list[Detection2D]:
+        """(H, W, 3) uint8 RGB -> detections with score >= threshold, best first."""
+        x = rgb_to_tensor(rgb).to(self.device)
+        thr = self.score_threshold if score_threshold is None else float(score_threshold)
+        # Filter inside the ROI heads, so masks are only computed and pasted for kept boxes.
+        self.model.roi_heads.score_thresh = min(max(thr, 1e-3), 0.999)
+        out = self.model([x])[0]
+        keep = out["scores"] >= thr
+        masks = (out["masks"][keep, 0] >= self.mask_threshold).cpu().numpy()   # (N, H, W)
+        labels = out["labels"][keep].cpu().numpy()
+        scores = out["scores"][keep].cpu().numpy()
+        boxes = out["boxes"][keep].cpu().numpy().astype(np.float32)
+        return [Detection2D(mask=m, category=CATEGORIES[int(c) - 1], score=float(s), box=b)
+                for m, c, s, b in zip(masks, labels, scores, boxes)]
+
+
+def instance_image(detections: list[Detection2D], shape: tuple[int, int]) -> np.ndarray:
+    """Paint detections into one (H, W) uint16 instance-id image (ids 1..N in list order;
+    where masks overlap, the higher-scoring detection, earlier in the list, wins)."""
+    ids = np.zeros(shape, np.uint16)
+    for k in range(len(detections) - 1, -1, -1):
+        ids[detections[k].mask] = k + 1
+    return ids
+
+
+# ---------------------------------------------------------------------------------------------
+# Optional detectron2 backend
+
+
+def detectron2_available() -> bool:
+    try:
+        import detectron2  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class Detectron2Segmenter:
+    """Same ``predict`` interface over a detectron2 Mask R-CNN (config + weights files).
+
+    Optional: only where ``detectron2`` is installed (it is not on PyPI). The model must be
+    trained with the NOCS class order (``CATEGORIES``, 0-based ids in detectron2). Not used by
+    the shipped model, not covered by the tests.
+    """
+
+    def __init__(self, config_file: str, weights: str, device: str = "cpu",
+                 score_threshold: float = 0.5):
+        if not detectron2_available():
+            raise ImportError("the detectron2 backend needs the detectron2 package "
+                              "(build it from source); use the torchvision backend instead")
+        from detectron2.config import get_cfg
+        from detectron2.engine import DefaultPredictor
+
+        cfg = get_cfg()
+        cfg.merge_from_file(config_file)
+        cfg.MODEL.WEIGHTS = weights
+        cfg.MODEL.DEVICE = device
+        cfg.MODEL.ROI_HEADS.NUM_CLASSES = len(CATEGORIES)
+        cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = score_threshold
+        cfg.INPUT.FORMAT = "RGB"
+        self.predictor = DefaultPredictor(cfg)
+
+    def predict(self, rgb: np.ndarray, score_threshold: float | None = None) -> list[Detection2D]:
+        rgb_to_tensor(rgb)  # same input checks as the torchvision backend
+        inst = self.predictor(rgb)["instances"].to("cpu")
+        thr = 0.0 if score_threshold is None else score_threshold
+        return [Detection2D(mask=m.numpy().astype(bool), category=CATEGORIES[int(c)],
+                            score=float(s), box=b.numpy().astype(np.float32))
+                for m, c, s, b in zip(inst.pred_masks, inst.pred_classes, inst.scores,
+                                      inst.pred_boxes.tensor) if s >= thr]
+
+
+def train_main(args) -> int:
+    """``genpose train --task segmentation``: see ``genpose_ros.segmentation_train``."""
+    from genpose_ros.segmentation_train import train_main as _train_main
+
+    return _train_main(args)

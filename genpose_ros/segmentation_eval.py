@@ -1,0 +1,204 @@
+"""Mask AP (COCO-style, numpy) and CPU latency of the Mask R-CNN segmenter.
+
+    python -m genpose_ros.segmentation_eval --weights models/maskrcnn_light.pt \\
+        --data data/synth/test --json /tmp/seg_eval.json
+
+AP follows the COCO protocol for segmentation, without crowd regions or area ranges: per
+category and IoU threshold (0.50:0.05:0.95), detections of all images sorted by score, each
+matched greedily to the unmatched ground-truth mask of highest mask IoU, precision made
+monotone and sampled at 101 recall points. ``AP`` is the mean over the ten thresholds,
+``AP50`` the value at 0.5; the ``mean`` row averages the categories that have ground truth.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+from genpose_ros import CATEGORIES
+
+IOU_THRESHOLDS = np.round(np.arange(0.5, 0.951, 0.05), 2)
+RECALL_POINTS = np.linspace(0.0, 1.0, 101)
+
+
+def mask_iou(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """(P, H, W) bool, (G, H, W) bool -> (P, G) mask IoU."""
+    if len(pred) == 0 or len(gt) == 0:
+        return np.zeros((len(pred), len(gt)))
+    p = pred.reshape(len(pred), -1).astype(np.float32)
+    g = gt.reshape(len(gt), -1).astype(np.float32)
+    inter = p @ g.T
+    union = p.sum(1)[:, None] + g.sum(1)[None, :] - inter
+    return inter / np.maximum(union, 1.0)
+
+
+def _match(ious: np.ndarray, thr: float) -> np.ndarray:
+    """Greedy COCO matching of score-sorted detections: (P,) bool true positives."""
+    tp = np.zeros(ious.shape[0], bool)
+    taken = np.zeros(ious.shape[1], bool)
+    for d in range(ious.shape[0]):
+        cand = np.where(~taken & (ious[d] >= thr), ious[d], -1.0)
+        if cand.size and cand.max() >= 0:
+            g = int(cand.argmax())
+            taken[g], tp[d] = True, True
+    return tp
+
+
+def average_precision(tp: np.ndarray, scores: np.ndarray, n_gt: int) -> float:
+    """COCO 101-point interpolated AP of detections (tp flags, scores) against n_gt objects."""
+    if n_gt == 0:
+        return float("nan")
+    if len(tp) == 0:
+        return 0.0
+    order = np.argsort(-scores, kind="mergesort")
+    tps = np.cumsum(tp[order])
+    fps = np.cumsum(~tp[order])
+    recall = tps / n_gt
+    precision = tps / np.maximum(tps + fps, np.finfo(float).eps)
+    precision = np.maximum.accumulate(precision[::-1])[::-1]   # monotone non-increasing
+    idx = np.searchsorted(recall, RECALL_POINTS, side="left")
+    sampled = np.where(idx < len(precision), precision[np.minimum(idx, len(precision) - 1)], 0.0)
+    return float(sampled.mean())
+
+
+class MaskAPAccumulator:
+    """Collects per-image predictions and ground truth; ``table()`` gives AP per category."""
+
+    def __init__(self, categories=CATEGORIES):
+        self.categories = list(categories)
+        self._tp = {c: [] for c in self.categories}      # per category: (P, T) flags
+        self._scores = {c: [] for c in self.categories}
+        self._n_gt = {c: 0 for c in self.categories}
+        self.n_images = 0
+
+    def add(self, pred_masks, pred_categories, pred_scores, gt_masks, gt_categories) -> None:
+        """One image: predictions (N, H, W) bool + categories + scores; ground truth likewise."""
+        pred_scores = np.asarray(pred_scores, float)
+        for c in set(pred_categories) | set(gt_categories):
+            if c not in self._n_gt:
+                raise ValueError(f"unknown category {c!r}; known: {self.categories}")
+        for c in self.categories:
+            pi = [i for i, pc in enumerate(pred_categories) if pc == c]
+            gi = [i for i, gc in enumerate(gt_categories) if gc == c]
+            self._n_gt[c] += len(gi)
+            if not pi:
+                continue
+            pi = sorted(pi, key=lambda i: -pred_scores[i])
+            pred = np.asarray([pred_masks[i] for i in pi], bool)                 # (P, H, W)
+            gt = np.asarray([gt_masks[i] for i in gi], bool).reshape(len(gi), *pred.shape[1:])
+            ious = mask_iou(pred, gt)
+            self._tp[c].append(np.stack([_match(ious, t) for t in IOU_THRESHOLDS], axis=1))
+            self._scores[c].append(pred_scores[pi])
+        self.n_images += 1
+
+    def table(self) -> dict:
+        """``{category: {AP, AP50, AP75, n_gt, n_det}, "mean": {AP, AP50, AP75}}`` (AP in [0, 1];
+        NaN for a category without ground truth)."""
+        out = {}
+        for c in self.categories:
+            tp = np.concatenate(self._tp[c]) if self._tp[c] else np.zeros((0, len(IOU_THRESHOLDS)), bool)
+            sc = np.concatenate(self._scores[c]) if self._scores[c] else np.zeros(0)
+            aps = np.array([average_precision(tp[:, k], sc, self._n_gt[c])
+                            for k in range(len(IOU_THRESHOLDS))])
+            out[c] = {"AP": float(aps.mean()), "AP50": float(aps[0]), "AP75": float(aps[5]),
+                      "n_gt": self._n_gt[c], "n_det": int(len(sc))}
+        valid = [out[c] for c in self.categories if self._n_gt[c] > 0]
+        out["mean"] = {k: float(np.mean([v[k] for v in valid])) if valid else float("nan")
+                       for k in ("AP", "AP50", "AP75")}
+        return out
+
+
+def evaluate(segmenter, frames, limit: int | None = None, progress: bool = True) -> dict:
+    """Mask AP of ``segmenter`` on ``frames`` (NOCS prefixes or ``Frame`` objects), plus the
+    mean wall-clock time of ``predict`` per frame (seconds)."""
+    from tqdm import tqdm
+
+    from genpose_ros.segmentation_train import frame_targets
+
+    frames = list(frames)[:limit] if limit else list(frames)
+    acc, times = MaskAPAccumulator(), []
+    for f in tqdm(frames, desc="mask AP", disable=not progress):
+        if isinstance(f, str):
+            from genpose_ros.data import nocs_io
+
+            f = nocs_io.read_frame(f)
+        t = time.perf_counter()
+        dets = segmenter.predict(f.color, score_threshold=0.05)
+        times.append(time.perf_counter() - t)
+        gt_masks, gt_labels, _ = frame_targets(f.mask, f.instances, min_pixels=1)
+        acc.add([d.mask for d in dets], [d.category for d in dets], [d.score for d in dets],
+                gt_masks, [CATEGORIES[k - 1] for k in gt_labels])
+    table = acc.table()
+    table["n_images"] = acc.n_images
+    table["predict_s_mean"] = float(np.mean(times)) if times else float("nan")
+    return table
+
+
+def latency(segmenter, rgb: np.ndarray, n: int = 20, warmup: int = 3) -> dict:
+    """Wall-clock ``predict`` time on one frame: median / mean / p90 seconds over ``n`` runs."""
+    for _ in range(warmup):
+        segmenter.predict(rgb)
+    ts = []
+    for _ in range(n):
+        t = time.perf_counter()
+        segmenter.predict(rgb)
+        ts.append(time.perf_counter() - t)
+    ts = np.array(ts)
+    return {"median_s": float(np.median(ts)), "mean_s": float(ts.mean()),
+            "p90_s": float(np.percentile(ts, 90)), "runs": n}
+
+
+def format_table(table: dict) -> str:
+    """Markdown table of AP / AP50 / AP75 (percent) per category."""
+    rows = ["| category | AP | AP50 | AP75 | GT instances |", "|---|---|---|---|---|"]
+    for c in CATEGORIES:
+        r = table[c]
+        rows.append(f"| {c} | {100 * r['AP']:.1f} | {100 * r['AP50']:.1f} | "
+                    f"{100 * r['AP75']:.1f} | {r['n_gt']} |")
+    m = table["mean"]
+    rows.append(f"| **mean** | {100 * m['AP']:.1f} | {100 * m['AP50']:.1f} | {100 * m['AP75']:.1f} | |")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", default="models/maskrcnn_light.pt")
+    parser.add_argument("--data", required=True, help="NOCS-layout test folder")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate the first N frames")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--latency-runs", type=int, default=20)
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from genpose_ros.segmentation import Segmenter
+    from genpose_ros.segmentation_train import list_frames
+
+    torch.set_num_threads(args.threads)
+    seg = Segmenter.from_checkpoint(args.weights, args.device)
+    frames = list_frames(args.data)
+    table = evaluate(seg, frames, args.limit)
+    from genpose_ros.data import nocs_io
+
+    first = nocs_io.read_frame(frames[0])
+    table["latency"] = latency(seg, first.color, args.latency_runs)
+    table["latency"].update(threads=args.threads, device=args.device,
+                            image=f"{first.color.shape[1]}x{first.color.shape[0]}")
+    print(format_table(table))
+    lat = table["latency"]
+    print(f"\n{table['n_images']} images; predict latency {lat['image']}: median "
+          f"{1000 * lat['median_s']:.0f} ms, p90 {1000 * lat['p90_s']:.0f} ms "
+          f"({args.threads} threads, {args.device})")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(table, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

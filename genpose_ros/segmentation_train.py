@@ -1,0 +1,243 @@
+"""Training of the light Mask R-CNN on NOCS-layout RGB frames (``genpose train --task segmentation``).
+
+    genpose train --task segmentation --data data/synth/train --out runs/seg \\
+        --steps 20000 --batch-size 4 --lr 1e-3 --device cpu
+    genpose train --task segmentation ... --resume runs/seg/maskrcnn_train_state.pt
+
+Writes ``<out>/maskrcnn_light.pt`` (fp16 weights + config, what the node loads) and
+``<out>/maskrcnn_train_state.pt`` (fp32 weights, optimizer, step: for ``--resume``); when
+``--out`` ends in ``.pt`` that is the weights file and the state file sits beside it.
+Training images are downscaled once to the largest training size, jittered in colour and
+flipped left-right; the network picks one of ``train_min_sizes`` per step (multi-scale).
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from genpose_ros import CATEGORIES
+from genpose_ros.segmentation import (TINY_CONFIG, CheckpointError, SegmenterConfig, build_model,
+                                      load_checkpoint, save_checkpoint, set_test_size)
+
+MIN_PIXELS = 20   # instances with fewer visible pixels are not training targets
+
+
+def frame_targets(mask: np.ndarray, instances, min_pixels: int = MIN_PIXELS):
+    """Instance-id image (H, W) + per-instance categories -> ``(masks (N, H, W) bool,
+    labels (N,) int64 NOCS class ids, boxes (N, 4) float32 x0 y0 x1 y1 px)``.
+
+    ``instances`` is a sequence of objects with ``instance_id`` and ``category`` (``InstanceGT``).
+    """
+    masks, labels, boxes = [], [], []
+    for inst in instances:
+        if inst.category not in CATEGORIES:
+            raise ValueError(f"unknown category {inst.category!r}; known: {CATEGORIES}")
+        m = mask == inst.instance_id
+        if m.sum() < min_pixels:
+            continue
+        ys, xs = np.nonzero(m)
+        masks.append(m)
+        labels.append(CATEGORIES.index(inst.category) + 1)
+        boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+    h, w = mask.shape
+    return (np.array(masks, bool).reshape(-1, h, w), np.array(labels, np.int64),
+            np.array(boxes, np.float32).reshape(-1, 4))
+
+
+def list_frames(root: str | Path) -> list[str]:
+    """Frame prefixes of a NOCS-layout folder (via ``genpose_ros.data.nocs_io``)."""
+    from genpose_ros.data import nocs_io
+
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset folder not found: {root}")
+    prefixes = nocs_io.list_frames(root)
+    if not prefixes:
+        raise FileNotFoundError(f"no frames (<prefix>_color.png + mask + meta) in {root}")
+    return list(prefixes)
+
+
+class SegmentationDataset(Dataset):
+    """(image (3, h, w) float in [0, 1], target dict) pairs for torchvision's Mask R-CNN.
+
+    ``frames``: NOCS-layout frame prefixes (read with ``nocs_io.read_frame``) or in-memory
+    objects with ``color``, ``mask`` and ``instances`` (``Frame``). Images are resized so the
+    short side is ``short_side`` px; with ``augment``, colour jitter and left-right flips.
+    """
+
+    def __init__(self, frames, short_side: int = 288, augment: bool = False, seed: int = 0):
+        self.frames = frames if hasattr(frames, "__getitem__") else list(frames)
+        if len(self.frames) == 0:
+            raise ValueError("SegmentationDataset needs at least one frame")
+        self.short_side = int(short_side)
+        self.augment = augment
+        self.rng = np.random.default_rng(seed)
+        if augment:
+            from torchvision.transforms import ColorJitter
+
+            self.jitter = ColorJitter(brightness=0.35, contrast=0.35, saturation=0.35, hue=0.05)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def _frame(self, i):
+        f = self.frames[i]
+        if isinstance(f, (str, Path)):
+            from genpose_ros.data import nocs_io
+
+            f = nocs_io.read_frame(f)
+        return f
+
+    def __getitem__(self, i):
+        import cv2
+
+        f = self._frame(i)
+        color, mask = np.asarray(f.color), np.asarray(f.mask)
+        h, w = mask.shape
+        s = self.short_side / min(h, w)
+        if s < 1.0:
+            size = (round(w * s), round(h * s))
+            color = cv2.resize(color, size, interpolation=cv2.INTER_AREA)
+            mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
+        if self.augment and self.rng.random() < 0.5:
+            color, mask = color[:, ::-1], mask[:, ::-1]
+        masks, labels, boxes = frame_targets(np.ascontiguousarray(mask), f.instances)
+        image = torch.from_numpy(np.ascontiguousarray(color)).permute(2, 0, 1).float() / 255.0
+        if self.augment:
+            image = self.jitter(image).clamp_(0.0, 1.0)
+        target = {"boxes": torch.from_numpy(boxes), "labels": torch.from_numpy(labels),
+                  "masks": torch.from_numpy(masks.astype(np.uint8))}
+        return image, target
+
+
+def _collate(batch):
+    return [b[0] for b in batch], [b[1] for b in batch]
+
+
+def _lr_factor(step: int, warmup: int, progress: float) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to 5 % of the base rate as
+    ``progress`` (fraction of the run done, by steps or by time) goes from 0 to 1."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, progress))))
+
+
+def output_paths(out: str | Path) -> tuple[Path, Path]:
+    """``--out`` -> (weights file, training-state file)."""
+    out = Path(out)
+    if out.suffix == ".pt":
+        return out, out.with_name(out.stem + ".state.pt")
+    return out / "maskrcnn_light.pt", out / "maskrcnn_train_state.pt"
+
+
+def train(frames, out: str | Path, steps: int, batch_size: int = 4, lr: float = 1e-3,
+          device: str = "cpu", seed: int = 0, resume: str | Path | None = None,
+          cfg: SegmenterConfig = SegmenterConfig(), save_every: int = 500,
+          log_every: int = 50, progress: bool = True, time_budget_s: float | None = None) -> Path:
+    """Train (or continue training) on ``frames``; returns the weights file path.
+
+    ``time_budget_s``: stop after this many seconds of this run even before ``steps``; the
+    learning-rate schedule then follows whichever of steps and time is further along.
+    """
+    from tqdm import tqdm
+
+    if steps < 1 or batch_size < 1 or lr <= 0:
+        raise ValueError(f"need steps >= 1, batch_size >= 1, lr > 0 "
+                         f"(got {steps}, {batch_size}, {lr})")
+    torch.manual_seed(seed)
+    weights_path, state_path = output_paths(out)
+    model = build_model(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    start = 0
+    if resume:
+        resume = state_path if resume is True or str(resume) == "auto" else Path(resume)
+        loaded, cfg_r, ckpt = load_checkpoint(resume, "cpu")
+        if "optimizer" not in ckpt:
+            raise CheckpointError(f"{resume} has no optimizer state; pass the training-state file "
+                                  f"({state_path.name}) to --resume")
+        if cfg_r != cfg:
+            model, cfg = build_model(cfg_r), cfg_r
+            opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+        model.load_state_dict(loaded.state_dict())
+        opt.load_state_dict(ckpt["optimizer"])
+        start = int(ckpt.get("step", 0))
+    model.to(device).train()
+    dataset = SegmentationDataset(frames, short_side=max(cfg.train_min_sizes), augment=True,
+                                  seed=seed)
+    loader = DataLoader(dataset, batch_size=min(batch_size, len(dataset)), shuffle=True,
+                        collate_fn=_collate, drop_last=True,
+                        generator=torch.Generator().manual_seed(seed))
+    warmup = min(300, max(1, steps // 10))
+    batches, running, t0 = iter(loader), {}, time.time()
+    bar = tqdm(range(start, steps), initial=start, total=steps, desc="mask r-cnn",
+               disable=not progress, dynamic_ncols=True)
+    for step in bar:
+        try:
+            images, targets = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            images, targets = next(batches)
+        images = [im.to(device) for im in images]
+        targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
+        elapsed = time.time() - t0
+        frac = step / steps
+        if time_budget_s:
+            frac = max(frac, start / steps + (1 - start / steps) * elapsed / time_budget_s)
+            if elapsed >= time_budget_s:
+                print(f"time budget of {time_budget_s:.0f} s reached at step {step}",
+                      file=sys.stderr, flush=True)
+                _save(model, cfg, opt, step, weights_path, state_path)
+                break
+        for group in opt.param_groups:
+            group["lr"] = lr * _lr_factor(step, warmup, frac)
+        losses = model(images, targets)
+        loss = sum(losses.values())
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss at step {step}: "
+                                     f"{ {k: float(v) for k, v in losses.items()} }")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        opt.step()
+        for k, v in losses.items():
+            running[k] = 0.9 * running.get(k, v.item()) + 0.1 * v.item()
+        bar.set_postfix(loss=f"{sum(running.values()):.3f}", mask=f"{running['loss_mask']:.3f}")
+        done = step + 1
+        if done % log_every == 0 or done == steps:
+            print(f"step {done}/{steps} lr {opt.param_groups[0]['lr']:.2e} "
+                  + " ".join(f"{k} {v:.4f}" for k, v in running.items())
+                  + f" ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
+        if done % save_every == 0 or done == steps:
+            _save(model, cfg, opt, done, weights_path, state_path)
+    bar.close()
+    if start >= steps:
+        _save(model, cfg, opt, start, weights_path, state_path)
+    return weights_path
+
+
+def _save(model, cfg, opt, step, weights_path, state_path):
+    model.eval()
+    set_test_size(model, cfg)
+    save_checkpoint(weights_path, model, cfg, half=True, extra={"step": step})
+    save_checkpoint(state_path, model, cfg, extra={"step": step, "optimizer": opt.state_dict()})
+    model.train()
+    model.transform.min_size = cfg.train_min_sizes
+
+
+def train_main(args) -> int:
+    """Entry point of ``genpose train --task segmentation`` (argparse namespace from train.py)."""
+    torch.set_num_threads(int(getattr(args, "threads", 0) or torch.get_num_threads()))
+    frames = list_frames(args.data)
+    cfg = TINY_CONFIG if getattr(args, "seg_config", "light") == "tiny" else SegmenterConfig()
+    path = train(frames, args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                 device=args.device, seed=args.seed, resume=getattr(args, "resume", None),
+                 cfg=cfg, save_every=int(getattr(args, "save_every", 500) or 500),
+                 time_budget_s=getattr(args, "time_budget", None))
+    print(f"Mask R-CNN weights: {path}")
+    return 0

@@ -1,0 +1,167 @@
+"""The light Mask R-CNN: model, safe checkpoints, training, prediction and mask AP."""
+from dataclasses import replace
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from genpose_ros import CATEGORIES
+from genpose_ros.segmentation import (TINY_CONFIG, CheckpointError, Segmenter, build_model,
+                                      instance_image, load_checkpoint, save_checkpoint)
+from genpose_ros.segmentation_eval import MaskAPAccumulator, average_precision, mask_iou
+from genpose_ros.segmentation_train import (SegmentationDataset, frame_targets, output_paths,
+                                            train)
+
+# Small enough for a few seconds per training run, big enough to learn one scene.
+TEST_CONFIG = replace(TINY_CONFIG, min_size=96, max_size=128, train_min_sizes=(96,))
+
+
+def shapes_frame(seed: int = 0, h: int = 96, w: int = 128):
+    """A bowl-coloured ellipse and a laptop-coloured rectangle on a noisy background."""
+    rng = np.random.default_rng(seed)
+    color = (rng.random((h, w, 3)) * 40 + 60).astype(np.uint8)
+    mask = np.zeros((h, w), np.uint16)
+    cv2.ellipse(mask, (38, 48), (18, 13), 0, 0, 360, 1, -1)
+    cv2.rectangle(mask, (75, 22), (112, 76), 2, -1)
+    color[mask == 1] = (220, 60, 40)
+    color[mask == 2] = (40, 80, 220)
+    instances = [SimpleNamespace(instance_id=1, category="bowl"),
+                 SimpleNamespace(instance_id=2, category="laptop")]
+    return SimpleNamespace(color=color, mask=mask, instances=instances)
+
+
+@pytest.fixture(scope="module")
+def overfit_checkpoint(tmp_path_factory):
+    """A tiny Mask R-CNN trained from scratch on one synthetic image (the real training loop)."""
+    torch.set_num_threads(1)   # fastest on a busy 2-core machine
+    out = tmp_path_factory.mktemp("seg")
+    return train([shapes_frame()], out, steps=100, batch_size=1, lr=4e-3, cfg=TEST_CONFIG,
+                 save_every=1000, progress=False)
+
+
+def test_overfit_finds_both_objects(overfit_checkpoint):
+    frame = shapes_frame()
+    seg = Segmenter.from_checkpoint(overfit_checkpoint, score_threshold=0.3)
+    dets = seg.predict(frame.color)
+    best = {}
+    for d in dets:
+        assert d.mask.shape == frame.mask.shape and d.mask.dtype == bool
+        gt = frame.mask == (1 if d.category == "bowl" else 2)
+        iou = (d.mask & gt).sum() / max((d.mask | gt).sum(), 1)
+        best[d.category] = max(best.get(d.category, 0.0), iou)
+    assert best.get("bowl", 0) > 0.5, f"detections: {[(d.category, d.score) for d in dets]}"
+    assert best.get("laptop", 0) > 0.5, f"detections: {[(d.category, d.score) for d in dets]}"
+    assert all(c in CATEGORIES for c in best)
+
+
+def test_training_resumes_from_state(overfit_checkpoint, tmp_path):
+    weights, state = output_paths(overfit_checkpoint.parent)
+    assert weights == overfit_checkpoint and state.is_file()
+    out = train([shapes_frame()], tmp_path / "more.pt", steps=102, batch_size=1, lr=1e-3,
+                cfg=TEST_CONFIG, resume=state, progress=False)
+    _, _, ckpt = load_checkpoint(out)
+    assert ckpt["step"] == 102
+    assert "optimizer" not in ckpt                      # the shipped file is weights only
+    assert all(v.dtype != torch.float32 for v in ckpt["model"].values())   # fp16 floats
+
+
+def test_checkpoint_round_trip_and_errors(tmp_path):
+    torch.manual_seed(0)
+    model = build_model(TEST_CONFIG).eval()
+    path = save_checkpoint(tmp_path / "m.pt", model, TEST_CONFIG)
+    seg = Segmenter.from_checkpoint(path, score_threshold=0.0)
+    ref = Segmenter(model, TEST_CONFIG, score_threshold=0.0)
+    rgb = shapes_frame().color
+    a, b = seg.predict(rgb), ref.predict(rgb)
+    assert len(a) == len(b) and [d.category for d in a] == [d.category for d in b]
+    assert np.allclose([d.score for d in a], [d.score for d in b], atol=1e-5)
+
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+    bad = tmp_path / "corrupt.pt"
+    bad.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="corrupt.pt.*not a valid torch checkpoint"):
+        load_checkpoint(bad)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"model": model.state_dict()}, foreign)
+    with pytest.raises(CheckpointError, match="not a genpose_ros Mask R-CNN checkpoint"):
+        load_checkpoint(foreign)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["config"]["fpn_channels"] = 48                # weights no longer fit the config
+    mismatched = tmp_path / "mismatched.pt"
+    torch.save(ckpt, mismatched)
+    with pytest.raises(CheckpointError, match="do not fit the model"):
+        load_checkpoint(mismatched)
+
+
+def test_predict_rejects_bad_images():
+    seg = Segmenter(build_model(TEST_CONFIG), TEST_CONFIG)
+    with pytest.raises(ValueError, match="uint8"):
+        seg.predict(np.zeros((96, 128, 3), np.float32))
+    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
+        seg.predict(np.zeros((96, 128), np.uint8))
+    with pytest.raises(ValueError, match="too small"):
+        seg.predict(np.zeros((4, 4, 3), np.uint8))
+
+
+def test_dataset_targets_and_flip():
+    frame = shapes_frame()
+    masks, labels, boxes = frame_targets(frame.mask, frame.instances)
+    assert labels.tolist() == [CATEGORIES.index("bowl") + 1, CATEGORIES.index("laptop") + 1]
+    assert boxes[1].tolist() == [75, 22, 113, 77]
+    assert masks.shape == (2, 96, 128)
+    tiny = SimpleNamespace(color=frame.color, mask=(frame.mask == 1).astype(np.uint16) * 3,
+                           instances=[SimpleNamespace(instance_id=3, category="mug")])
+    tiny.mask[:] = 0
+    tiny.mask[0, :5] = 3                                 # 5 pixels: too small to be a target
+    assert len(frame_targets(tiny.mask, tiny.instances)[1]) == 0
+    with pytest.raises(ValueError, match="unknown category 'cup'"):
+        frame_targets(frame.mask, [SimpleNamespace(instance_id=1, category="cup")])
+    ds = SegmentationDataset([frame] * 8, short_side=48, augment=True, seed=1)
+    for i in range(8):
+        image, target = ds[i]
+        assert image.shape == (3, 48, 64) and 0 <= image.min() and image.max() <= 1
+        m = target["masks"][0].numpy().astype(bool)
+        x0, y0, x1, y1 = target["boxes"][0].tolist()
+        ys, xs = np.nonzero(m)
+        assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (x0, y0, x1, y1)
+
+
+def test_instance_image_prefers_first_detection():
+    a = np.zeros((4, 4), bool); a[:2] = True
+    b = np.zeros((4, 4), bool); b[1:] = True
+    dets = [SimpleNamespace(mask=a), SimpleNamespace(mask=b)]
+    ids = instance_image(dets, (4, 4))
+    assert ids[:2].tolist() == [[1] * 4] * 2 and ids[2:].tolist() == [[2] * 4] * 2
+
+
+def test_average_precision_by_hand():
+    # 2 objects; detections: a hit (0.9) then a false alarm (0.8): precision 1 up to recall 0.5.
+    assert average_precision(np.array([True, False]), np.array([0.9, 0.8]), 2) == \
+        pytest.approx(51 / 101)
+    # false alarm ranked first: precision 0.5 at recall 0.5
+    assert average_precision(np.array([False, True]), np.array([0.9, 0.8]), 2) == \
+        pytest.approx(0.5 * 51 / 101)
+    assert average_precision(np.zeros(0, bool), np.zeros(0), 3) == 0.0
+
+
+def test_mask_ap_table():
+    m = np.zeros((3, 20, 20), bool)
+    m[0, :10, :10] = True
+    m[1, 10:, 10:] = True
+    m[2, :10, 10:] = True
+    shifted = np.roll(m[1], 3, axis=1)           # IoU 49/91 = 0.54 with m[1]
+    assert mask_iou(shifted[None], m[1][None])[0, 0] == pytest.approx(70 / 130)
+    acc = MaskAPAccumulator()
+    acc.add([m[0], shifted, m[2]], ["bowl", "mug", "can"], [0.9, 0.8, 0.7],
+            [m[0], m[1]], ["bowl", "mug"])
+    t = acc.table()
+    assert t["bowl"]["AP"] == pytest.approx(1.0)
+    assert t["mug"]["AP50"] == pytest.approx(1.0) and t["mug"]["AP75"] == 0.0
+    assert t["mug"]["AP"] == pytest.approx(0.1)   # only the 0.50 threshold of ten matches
+    assert np.isnan(t["can"]["AP"])               # no ground truth: left out of the mean
+    assert t["mean"]["AP"] == pytest.approx((1.0 + 0.1) / 2)
+    with pytest.raises(ValueError, match="unknown category"):
+        acc.add([m[0]], ["cup"], [0.5], [], [])
