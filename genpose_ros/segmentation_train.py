@@ -230,14 +230,33 @@ def _save(model, cfg, opt, step, weights_path, state_path):
     model.transform.min_size = cfg.train_min_sizes
 
 
+DEFAULTS = {"steps": 20000, "batch_size": 2, "lr": 1e-3}
+
+
 def train_main(args) -> int:
-    """Entry point of ``genpose train --task segmentation`` (argparse namespace from train.py)."""
-    torch.set_num_threads(int(getattr(args, "threads", 0) or torch.get_num_threads()))
-    frames = list_frames(args.data)
-    cfg = TINY_CONFIG if getattr(args, "seg_config", "light") == "tiny" else SegmenterConfig()
-    path = train(frames, args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                 device=args.device, seed=args.seed, resume=getattr(args, "resume", None),
-                 cfg=cfg, save_every=int(getattr(args, "save_every", 500) or 500),
+    """Entry point of ``genpose train --task segmentation`` (the argparse namespace of train.py:
+    data, out, steps, batch_size, lr, device, seed, resume; optional val, threads,
+    time_budget, save_every, seg_config). ``None`` values take the defaults above; with
+    ``--val`` the final weights are scored (mask AP) on up to 100 validation frames."""
+    opt = {k: getattr(args, k, None) or v for k, v in DEFAULTS.items()}
+    device = getattr(args, "device", None) or "auto"
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    threads = getattr(args, "threads", None)
+    if threads:
+        torch.set_num_threads(int(threads))
+    cfg = TINY_CONFIG if getattr(args, "seg_config", None) == "tiny" else SegmenterConfig()
+    resume = getattr(args, "resume", None)
+    path = train(list_frames(args.data), args.out, steps=int(opt["steps"]),
+                 batch_size=int(opt["batch_size"]), lr=float(opt["lr"]), device=device,
+                 seed=int(getattr(args, "seed", 0) or 0), resume=resume, cfg=cfg,
+                 save_every=int(getattr(args, "save_every", None) or 500),
                  time_budget_s=getattr(args, "time_budget", None))
     print(f"Mask R-CNN weights: {path}")
+    if getattr(args, "val", None):
+        from genpose_ros.segmentation import Segmenter
+        from genpose_ros.segmentation_eval import evaluate, format_table
+
+        table = evaluate(Segmenter.from_checkpoint(path, device), list_frames(args.val), limit=100)
+        print(format_table(table))
     return 0
