@@ -16,8 +16,14 @@ from genpose_ros.models.nets import PoseNet
 from genpose_ros.sde import VESDE
 
 
-def get_dsm_loss_fn(sde: VESDE, head: str = "score", n_noise: int = 20) -> Callable:
-    """Returns ``loss_fn(model, cond (B, F), p0 (B, 9)) -> scalar`` for ``head`` in {score, energy}."""
+def get_dsm_loss_fn(sde: VESDE, head: str = "score", n_noise: int = 20, t_max: float = 1.0) -> Callable:
+    """Returns ``loss_fn(model, cond (B, F), p0 (B, 9)) -> scalar`` for ``head`` in {score, energy}.
+
+    Times are drawn uniformly in [eps, t_max]; ``t_max`` < 1 spends the training on the noise
+    levels the samplers use (they start at T0 <= 0.55).
+    """
+    if not sde.eps < t_max <= 1.0:
+        raise ValueError(f"t_max must be in ({sde.eps}, 1], got {t_max}")
     if head not in ("score", "energy"):
         raise ValueError(f"unknown DSM head {head!r}; expected 'score' or 'energy'")
     if n_noise < 1:
@@ -25,7 +31,7 @@ def get_dsm_loss_fn(sde: VESDE, head: str = "score", n_noise: int = 20) -> Calla
 
     def loss_fn(model: PoseNet, cond: torch.Tensor, p0: torch.Tensor) -> torch.Tensor:
         B = p0.shape[0]
-        t = torch.rand(B, n_noise, device=p0.device) * (1 - sde.eps) + sde.eps  # (B, R)
+        t = torch.rand(B, n_noise, device=p0.device) * (t_max - sde.eps) + sde.eps  # (B, R)
         sigma = sde.sigma(t)
         z = torch.randn(B, n_noise, 9, device=p0.device)
         pt = p0[:, None, :] + sigma[..., None] * z  # (B, R, 9)

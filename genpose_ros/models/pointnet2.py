@@ -42,24 +42,30 @@ LIGHT_ENCODER = {
 }
 
 
-def farthest_point_sample(xyz: torch.Tensor, npoint: int) -> torch.Tensor:
+def farthest_point_sample(xyz: torch.Tensor, npoint: int, backend: str | None = None) -> torch.Tensor:
     """Farthest point sampling.
 
     Args:
         xyz: (B, N, 3) points.
         npoint: number of points to keep (<= N).
+        backend: "fpsample" (compiled, CPU), "torch" (batched, any device) or None (fpsample
+            for CPU tensors, torch otherwise).
     Returns:
-        (B, npoint) long indices; the first index is 0 (deterministic).
+        (B, npoint) long indices on the device of ``xyz``; the first index is 0 (deterministic).
     """
     B, N, _ = xyz.shape
     if npoint > N:
         raise ValueError(f"farthest_point_sample: cannot pick {npoint} of {N} points")
-    if xyz.device.type == "cpu":
+    if backend is None:
+        backend = "fpsample" if xyz.device.type == "cpu" else "torch"
+    if backend not in ("fpsample", "torch"):
+        raise ValueError(f"unknown FPS backend {backend!r}; expected 'fpsample' or 'torch'")
+    if backend == "fpsample":
         import fpsample
 
         pts = xyz.detach().float().numpy()
         idx = np.stack([fpsample.fps_sampling(pts[b], npoint, start_idx=0) for b in range(B)])
-        return torch.from_numpy(idx.astype(np.int64))
+        return torch.from_numpy(idx.astype(np.int64)).to(xyz.device)
     # batched torch FPS (GPU): npoint iterations of a (B, N) distance update
     idx = torch.zeros(B, npoint, dtype=torch.long, device=xyz.device)
     dist = torch.full((B, N), float("inf"), device=xyz.device, dtype=xyz.dtype)
@@ -124,7 +130,7 @@ class SetAbstractionMSG(nn.Module):
 
     def forward(self, xyz: torch.Tensor, feats: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """xyz (B, N, 3), feats (B, N, C) or None -> centres (B, S, 3), features (B, S, C')."""
-        centres = _gather(xyz, farthest_point_sample(xyz, self.npoint).to(xyz.device))
+        centres = _gather(xyz, farthest_point_sample(xyz, self.npoint))
         outs = []
         for radius, k, mlp in zip(self.radii, self.nsample, self.branches):
             idx = ball_query(radius, k, xyz, centres)  # (B, S, k)

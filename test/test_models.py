@@ -1,0 +1,93 @@
+"""PointNet++ pieces and the heads: real modules on small inputs."""
+import pytest
+import torch
+
+from genpose_ros.models.nets import PoseNet
+from genpose_ros.models.pointnet2 import (LIGHT_ENCODER, PointNet2Encoder, ball_query,
+                                          farthest_point_sample)
+
+TINY = {"categories": ["bottle", "bowl", "camera", "can", "laptop", "mug"], "n_points": 128,
+        "encoder": {"levels": [{"npoint": 32, "radii": [0.05, 0.1], "nsample": [8, 16], "mlps": [[8, 16], [8, 16]]}],
+                    "global_mlp": [32]},
+        "cat_dim": 8, "hidden": 32, "pose_dim": 16, "time_dim": 16}
+
+
+def test_fps_backends_agree_and_spread_points():
+    torch.manual_seed(0)
+    xyz = torch.rand(3, 200, 3)
+    a = farthest_point_sample(xyz, 40, backend="fpsample")
+    b = farthest_point_sample(xyz, 40, backend="torch")
+    assert a.shape == (3, 40) and torch.equal(a, b)
+    for i in range(3):
+        assert len(set(a[i].tolist())) == 40  # no repeats
+    # FPS covers the cloud better than the first 40 points
+    sel = torch.gather(xyz, 1, a[..., None].expand(-1, -1, 3))
+    cover_fps = torch.cdist(xyz, sel).min(-1).values.max()
+    cover_first = torch.cdist(xyz, xyz[:, :40]).min(-1).values.max()
+    assert cover_fps < cover_first
+    with pytest.raises(ValueError, match="cannot pick"):
+        farthest_point_sample(xyz, 500)
+    with pytest.raises(ValueError, match="backend"):
+        farthest_point_sample(xyz, 4, backend="cuda_ext")
+
+
+def test_ball_query_matches_brute_force():
+    torch.manual_seed(1)
+    xyz = torch.rand(2, 100, 3)
+    centres = xyz[:, :10]
+    idx = ball_query(0.2, 8, xyz, centres)
+    assert idx.shape == (2, 10, 8)
+    d = torch.cdist(centres, xyz)
+    for b in range(2):
+        for s in range(10):
+            inside = torch.nonzero(d[b, s] <= 0.2).flatten().tolist()
+            expect = inside[:8] + [inside[0]] * (8 - len(inside[:8]))
+            assert idx[b, s].tolist() == expect
+
+
+def test_encoder_shapes_and_config_errors():
+    enc = PointNet2Encoder(**LIGHT_ENCODER)
+    f = enc(torch.randn(2, 512, 3) * 0.05)
+    assert f.shape == (2, enc.out_dim) and torch.isfinite(f).all()
+    with pytest.raises(ValueError, match="at least 128 points"):
+        enc(torch.randn(2, 64, 3))
+    with pytest.raises(ValueError, match="unknown level keys"):
+        PointNet2Encoder(levels=[{"npoint": 8, "radii": [0.1], "nsample": [4], "mlps": [[8]], "foo": 1}],
+                         global_mlp=[8])
+
+
+def test_heads_zero_init_and_energy_score_is_its_gradient():
+    torch.manual_seed(2)
+    net = PoseNet(TINY).double()
+    pts = torch.randn(3, 128, 3, dtype=torch.float64) * 0.05
+    cond = net.encode(pts, net.category_index(["mug", "bowl", "can"]))
+    p, t = torch.randn(3, 5, 9, dtype=torch.float64), torch.rand(3, 5, dtype=torch.float64)
+    sigma = 0.01 * 5000 ** t
+    assert torch.all(net.score(p, t, sigma, net.score.condition(cond)) == 0)  # zero-init last layer
+    for lin in net.energy.out:  # give the energy net non-trivial weights
+        torch.nn.init.normal_(lin.weight, std=0.1)
+    cproj = net.energy.condition(cond).detach()
+    s = net.energy(p, t, sigma, cproj)
+    # finite differences of the total energy
+    eps = 1e-6
+    for j in (0, 4, 8):
+        dp = torch.zeros_like(p)
+        dp[1, 2, j] = eps
+        e1 = net.energy.energy(p + dp, t, sigma, cproj).sum()
+        e0 = net.energy.energy(p - dp, t, sigma, cproj).sum()
+        fd = float((e1 - e0).detach()) / (2 * eps)
+        assert abs(fd - float(s[1, 2, j])) < 1e-5 * (1 + abs(fd))
+    assert s.abs().sum() > 0
+
+
+def test_category_conditioning_errors_and_effect():
+    net = PoseNet(TINY).eval()
+    with pytest.raises(ValueError, match="unknown category 'chair'"):
+        net.category_index(["mug", "chair"])
+    pts = torch.randn(1, 128, 3) * 0.05
+    a = net.encode(pts, net.category_index(["mug"]))
+    b = net.encode(pts, net.category_index(["can"]))
+    assert not torch.allclose(a, b)
+    size = net.predict_size(a, net.category_index(["mug"]))
+    assert size.shape == (1, 3) and torch.all(size > 0)
+    assert net.regress(a).shape == (1, 9)
