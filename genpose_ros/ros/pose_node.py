@@ -41,7 +41,7 @@ PARAMS = {
     "slop": 0.02,                 # s, approximate time sync
     "queue_size": 5,
     "input_qos": "reliable",      # reliable | sensor_data
-    "input_qos_depth": 2,
+    "input_qos_depth": 5,
     "color_topic": "/camera/camera/color/image_raw",
     "depth_topic": "/camera/camera/aligned_depth_to_color/image_raw",
     "camera_info_topic": "/camera/camera/color/camera_info",
@@ -87,10 +87,10 @@ class PoseNode(Node):
         if self.p["publish_overlay"]:
             inputs.append((Image, "color_topic"))
         self.sync = ApproximateSync(len(inputs), self.p["slop"], self._on_set, self.p["queue_size"])
-        self._subs = [self.create_subscription(t, self.p[k], lambda m, i=i: self.sync.add(i, m), qos)
-                      for i, (t, k) in enumerate(inputs)]
-        self._subs.append(self.create_subscription(CameraInfo, self.p["camera_info_topic"],
-                                                   self._on_info, qos))
+        # camera_info first: the executor serves ready subscriptions in creation order
+        self._subs = [self.create_subscription(CameraInfo, self.p["camera_info_topic"], self._on_info, qos)]
+        self._subs += [self.create_subscription(t, self.p[k], lambda m, i=i: self.sync.add(i, m), qos)
+                       for i, (t, k) in enumerate(inputs)]
         self.worker = Worker(self._process_safe, name=f"{name}_worker")
 
     def check_mode(self):
@@ -102,6 +102,7 @@ class PoseNode(Node):
         self._info = msg
 
     def _on_set(self, depth, masks, det2d, color=None):
+        self.get_logger().debug(f"synchronised set {depth.header.stamp.sec}.{depth.header.stamp.nanosec:09d}")
         self.worker.slot.put((depth, masks, det2d, color))
 
     def _camera_info(self, wait_s: float = 0.2):
@@ -141,6 +142,8 @@ class PoseNode(Node):
                              frame.intrinsics.matrix())
         self.frame_times.append(time.perf_counter() - t0)
         self.frames_done += 1
+        self.get_logger().debug(f"frame {frame.header.stamp.sec}.{frame.header.stamp.nanosec:09d}: "
+                                f"{len(names)} objects in {1e3 * self.frame_times[-1]:.0f} ms")
 
     def estimate(self, frame, batch):
         """(names, categories, R, t, size, score, hypotheses) for the instances of ``batch``."""
@@ -152,6 +155,12 @@ class PoseNode(Node):
         return frame_names(cats), cats, est.R, est.t, est.size, est.score, est.hypotheses
 
     def destroy_node(self):
+        text = (f"{self.sync.matched} synchronised frames, {self.frames_done} processed, "
+                f"{self.worker.slot.dropped} skipped while busy")
+        if self.context.ok():
+            self.get_logger().info(text)
+        else:
+            print(f"[{self.get_name()}] {text}", file=sys.stderr)
         self.worker.stop()
         super().destroy_node()
 

@@ -12,14 +12,16 @@ Colour, depth and ground truth of one frame share one header (stamp = capture ti
 from __future__ import annotations
 
 import sys
+import time
 
 import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
-from vision_msgs.msg import Detection2DArray, Detection3DArray
+from vision_msgs.msg import Detection2DArray, Detection3DArray, ObjectHypothesisWithPose
 
-from genpose_ros.ros.conversions import detections_to_msg, intrinsics_to_camera_info, numpy_to_image
+from genpose_ros.ros.conversions import (detections_from_msg, detections_to_msg,
+                                         intrinsics_to_camera_info, numpy_to_image)
 from genpose_ros.ros.masks import encode_masks
 from genpose_ros.ros.params import declare
 from genpose_ros.ros.qos import qos_from_name
@@ -42,10 +44,35 @@ PARAMS = {
     "topic_prefix": "/camera/camera",
     "qos": "reliable",
     "qos_depth": 2,
+    "wait_for_subscribers": False,  # publish only once colour, depth and camera_info are subscribed
 }
 
 # optical frame (x right, y down, z forward) in the body frame (x forward, y left, z up), REP 103
 T_BODY_OPTICAL = np.array([[0, 0, 1, 0], [-1, 0, 0, 0], [0, -1, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
+
+
+def ground_truth_to_msg(header, instances) -> Detection3DArray:
+    """Simulator ground truth as a Detection3DArray: ``id`` = instance id (mask pixel value),
+    class, pose, size; a mug whose handle is hidden has a second hypothesis ``handle_hidden``
+    (its rotation is then only defined about the y axis, as for NOCS evaluation)."""
+    msg = detections_to_msg(header, [str(i.instance_id) for i in instances],
+                            [i.category for i in instances], [i.R for i in instances],
+                            [i.t for i in instances], [i.size for i in instances],
+                            [1.0] * len(instances))
+    for det, inst in zip(msg.detections, instances):
+        if not inst.handle_visible:
+            hyp = ObjectHypothesisWithPose()
+            hyp.hypothesis.class_id, hyp.hypothesis.score = "handle_hidden", 1.0
+            det.results.append(hyp)
+    return msg
+
+
+def ground_truth_from_msg(msg: Detection3DArray) -> list[dict]:
+    """[{id, category, R, t, size, handle_visible}] from `ground_truth_to_msg`'s message."""
+    out = detections_from_msg(msg)
+    for d, det in zip(out, msg.detections):
+        d["handle_visible"] = not any(r.hypothesis.class_id == "handle_hidden" for r in det.results[1:])
+    return out
 
 
 def make_source(p: dict):
@@ -80,6 +107,7 @@ class RealSenseNode(Node):
         self.static_tf = StaticTransformBroadcaster(self)
         self.static_tf.send_transform(self._static_transforms(cam))
         self.published = 0
+        self._subscribed_at = None
         self.timer = self.create_timer(1.0 / p["frame_rate"], self._tick)
         self.get_logger().info(f"source {p['source']}, {self.source.intrinsics.width}x"
                                f"{self.source.intrinsics.height}, publishing at {p['frame_rate']} Hz")
@@ -93,7 +121,21 @@ class RealSenseNode(Node):
                                     f"{cam}_link", f"{cam}_color_frame", stamp),
                 matrix_to_transform(T_BODY_OPTICAL, f"{cam}_color_frame", self.color_frame, stamp)]
 
+    def _subscribed(self) -> bool:
+        pubs = (self.pub_color, self.pub_color_info, self.pub_depth)
+        return all(p.get_subscription_count() > 0 for p in pubs)
+
     def _tick(self):
+        if self.p["wait_for_subscribers"] and not self.published:
+            # the subscribers' side of a match may trail ours: give it a second
+            if not self._subscribed():
+                self._subscribed_at = None
+                self.get_logger().info("waiting for subscribers of colour, depth and camera_info",
+                                       throttle_duration_sec=5.0)
+                return
+            self._subscribed_at = self._subscribed_at or time.monotonic()
+            if time.monotonic() - self._subscribed_at < 1.0:
+                return
         if self.p["n_frames"] and self.published >= self.p["n_frames"]:
             self.timer.cancel()
             self.get_logger().info(f"published {self.published} frames; stopping")
@@ -116,9 +158,7 @@ class RealSenseNode(Node):
 
     def publish_ground_truth(self, header, gt):
         inst = gt.instances
-        self.pub_gt.publish(detections_to_msg(
-            header, [str(i.instance_id) for i in inst], [i.category for i in inst],
-            [i.R for i in inst], [i.t for i in inst], [i.size for i in inst], [1.0] * len(inst)))
+        self.pub_gt.publish(ground_truth_to_msg(header, inst))
         masks, det2d = encode_masks(gt.mask, [(i.instance_id, i.category, 1.0) for i in inst], header)
         self.pub_gt_masks.publish(masks)
         self.pub_gt_det2d.publish(det2d)

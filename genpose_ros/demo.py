@@ -1,0 +1,329 @@
+"""`genpose demo`: the full ROS 2 graph on a simulated D435, with a report.
+
+    genpose demo                          # 10 frames, Mask R-CNN masks, pose_node, out/demo
+    genpose demo --frames 30 --tracking   # tracking_node on a smooth camera sequence
+    genpose demo --masks ground_truth     # the simulator's masks: evaluates the pose stage alone
+
+Runs launch/sim.launch.yaml (realsense_node with the sim source -> maskrcnn_node -> pose_node or
+tracking_node) as separate processes talking over DDS, listens to every stage, and prints the
+per-object pose and size errors against the simulator's ground truth and the latency and rate
+of every stage. Writes overlay PNGs (+ overlay.mp4 when OpenCV can encode it) and summary.json
+to --out. Exits 1 if the graph published no detections.
+
+Latency per stage is measured from message arrival times at this process (one clock):
+camera = colour image arrival - frame stamp (rendering + librealsense + transport);
+segmentation = masks arrival - colour arrival; pose = detections arrival - masks arrival;
+end-to-end = detections arrival - frame stamp.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+NS = "/camera/camera"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--frames", type=int, default=10, help="camera frames to publish")
+    parser.add_argument("--rate", type=float, default=2.0, help="camera frame rate (Hz)")
+    parser.add_argument("--out", default="out/demo", help="output folder (PNGs, summary.json)")
+    parser.add_argument("--masks", choices=["auto", "maskrcnn", "ground_truth"], default="auto",
+                        help="mask source; auto = Mask R-CNN when its weights exist")
+    parser.add_argument("--maskrcnn-weights", default="models/maskrcnn_light.pt")
+    parser.add_argument("--checkpoint", default="", help="pose checkpoint (default: newest models/genpose_*.pt)")
+    parser.add_argument("--mode", default="score_scaling", help="estimator mode (genpose, score_scaling, regression)")
+    parser.add_argument("--tracking", action="store_true", help="tracking_node instead of pose_node")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-objects", type=int, default=0, help="objects per scene (0 = random 3-8)")
+    parser.add_argument("--timeout", type=float, default=0.0, help="give up after this many s (0 = automatic)")
+
+
+def _pick_masks(args, resolve) -> tuple[str, str]:
+    weights = resolve(args.maskrcnn_weights)
+    if args.masks == "ground_truth":
+        return "ground_truth", "simulator ground-truth masks (--masks ground_truth)"
+    if weights.is_file():
+        return "maskrcnn", f"Mask R-CNN ({weights})"
+    if args.masks == "maskrcnn":
+        raise FileNotFoundError(f"Mask R-CNN weights {weights} not found; train them with "
+                                "`genpose train --task segmentation` or use --masks ground_truth")
+    return "ground_truth", (f"simulator ground-truth masks: the Mask R-CNN weights {weights} are "
+                            "absent (train them with `genpose train --task segmentation`)")
+
+
+class Recorder:
+    """A node that records arrival times and messages of every stage, keyed by frame stamp."""
+
+    def __init__(self, context, estimator_topic_prefix="/genpose"):
+        import rclpy
+        from sensor_msgs.msg import Image
+        from vision_msgs.msg import Detection2DArray, Detection3DArray
+
+        from genpose_ros.ros.qos import qos_from_name
+
+        self.node = rclpy.create_node("genpose_demo_recorder", context=context)
+        self.arrival = {k: {} for k in ("color", "masks", "detections")}
+        self.detections, self.ground_truth, self.overlays = {}, {}, {}
+        qos = qos_from_name("reliable", 10)
+        sub = self.node.create_subscription
+        sub(Image, f"{NS}/color/image_raw", lambda m: self._arrive("color", m), qos)
+        sub(Detection2DArray, f"{estimator_topic_prefix}/detections_2d", lambda m: self._arrive("masks", m), qos)
+        sub(Detection3DArray, f"{estimator_topic_prefix}/detections", self._on_detections, qos)
+        sub(Detection3DArray, f"{NS}/ground_truth", lambda m: self.ground_truth.setdefault(_key(m), m), qos)
+        sub(Image, f"{estimator_topic_prefix}/overlay", lambda m: self.overlays.setdefault(_key(m), m), qos)
+
+    def _arrive(self, kind, msg):
+        self.arrival[kind].setdefault(_key(msg), time.time())
+
+    def _on_detections(self, msg):
+        self._arrive("detections", msg)
+        self.detections.setdefault(_key(msg), msg)
+
+
+def _listens(node, topic: str, node_name: str) -> bool:
+    return any(i.node_name == node_name for i in node.get_subscriptions_info_by_topic(topic))
+
+
+def _key(msg) -> float:
+    return msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+
+
+def _stats(values_s) -> dict:
+    v = np.asarray(values_s, dtype=np.float64) * 1000.0
+    if v.size == 0:
+        return {"n": 0}
+    return {"n": int(v.size), "mean_ms": float(v.mean()), "p50_ms": float(np.percentile(v, 50)),
+            "p90_ms": float(np.percentile(v, 90)), "max_ms": float(v.max())}
+
+
+def _rate(times) -> float | None:
+    t = sorted(times)
+    return (len(t) - 1) / (t[-1] - t[0]) if len(t) >= 2 and t[-1] > t[0] else None
+
+
+def stage_timing(rec: Recorder) -> dict:
+    """Stage latencies from arrival times (see the module docstring) and output rates.
+
+    ``since_capture``: when each stage's output was available, counted from the frame stamp.
+    With ground-truth masks the segmentation stage is a relay and its latency is ~0 (it can
+    even be negative: the small masks pair overtakes the large colour image on the way here)."""
+    a = rec.arrival
+    lat = {"camera": [], "segmentation": [], "pose": [], "end_to_end": []}
+    since = {"colour": [], "masks": [], "poses": []}
+    for k, t_det in a["detections"].items():
+        lat["end_to_end"].append(t_det - k)
+        since["poses"].append(t_det - k)
+        if k in a["masks"]:
+            lat["pose"].append(t_det - a["masks"][k])
+    for k, t_col in a["color"].items():
+        lat["camera"].append(t_col - k)
+        since["colour"].append(t_col - k)
+        if k in a["masks"]:
+            lat["segmentation"].append(a["masks"][k] - t_col)
+    for k, t_m in a["masks"].items():
+        since["masks"].append(t_m - k)
+    return {"latency": {s: _stats(v) for s, v in lat.items()},
+            "since_capture": {s: _stats(v) for s, v in since.items()},
+            "rate_hz": {"camera": _rate(a["color"].values()), "segmentation": _rate(a["masks"].values()),
+                        "pose": _rate(a["detections"].values())}}
+
+
+def evaluate(rec: Recorder) -> tuple[list[dict], list[str]]:
+    """Per-object records (nocs_tables layout + names and errors), matched per category by the
+    nearest predicted centre; unmatched ground truth counts as missed."""
+    from genpose_ros import metrics
+    from genpose_ros.ros.conversions import detections_from_msg
+    from genpose_ros.ros.realsense_node import ground_truth_from_msg
+
+    records, lines = [], []
+    for i, k in enumerate(sorted(rec.detections)):
+        if k not in rec.ground_truth:
+            continue
+        preds = detections_from_msg(rec.detections[k])
+        used = set()
+        for gt in ground_truth_from_msg(rec.ground_truth[k]):
+            cands = [(float(np.linalg.norm(p["t"] - gt["t"])), j) for j, p in enumerate(preds)
+                     if p["category"] == gt["category"] and j not in used]
+            r = dict(frame=i, stamp=k, category=gt["category"], handle_visible=gt["handle_visible"],
+                     R_gt=gt["R"], t_gt=gt["t"], size_gt=gt["size"], R_pred=None, t_pred=None,
+                     size_pred=None, score=None, name=None)
+            if cands:
+                _, j = min(cands)
+                used.add(j)
+                p = preds[j]
+                r.update(R_pred=p["R"], t_pred=p["t"], size_pred=p["size"], score=p["score"], name=p["id"])
+                err = metrics.record_errors(r)
+                r.update(rot_err_deg=err["rot"], trans_err_cm=err["trans"], iou=err["iou"],
+                         size_err_cm=float(np.mean(np.abs(p["size"] - gt["size"])) * 100.0))
+                lines.append(f"  frame {i:3d}  {p['id']:<10s} rot {err['rot']:6.1f} deg  trans "
+                             f"{err['trans']:5.1f} cm  size {r['size_err_cm']:5.1f} cm  IoU {err['iou']:.2f}")
+            else:
+                lines.append(f"  frame {i:3d}  {gt['category']:<10s} (instance {gt['id']}) missed")
+            records.append(r)
+    return records, lines
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, (np.floating, float)):
+        return None if not math.isfinite(float(x)) else float(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def write_overlays(rec: Recorder, out: Path, rate: float) -> list[str]:
+    import cv2
+
+    from genpose_ros.ros.conversions import image_to_numpy
+
+    paths, frames = [], []
+    for i, k in enumerate(sorted(rec.overlays)):
+        bgr = image_to_numpy(rec.overlays[k], ("rgb8",))[:, :, ::-1]
+        path = out / f"overlay_{i:03d}.png"
+        cv2.imwrite(str(path), bgr)
+        paths.append(path.name)
+        frames.append(bgr)
+    if frames:
+        h, w = frames[0].shape[:2]
+        writer = cv2.VideoWriter(str(out / "overlay.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), max(rate, 1.0), (w, h))
+        if writer.isOpened():
+            for f in frames:
+                writer.write(np.ascontiguousarray(f))
+            writer.release()
+    return paths
+
+
+def run(args) -> int:
+    import rclpy
+
+    from genpose_ros import metrics
+    from genpose_ros.ros import launcher
+    from genpose_ros.ros.paths import find_model, resolve
+
+    if args.frames < 1 or args.rate <= 0:
+        print("genpose demo: --frames must be >= 1 and --rate > 0", file=sys.stderr)
+        return 2
+    ckpt = resolve(args.checkpoint) if args.checkpoint else find_model("genpose_*.pt")
+    if ckpt is None or not ckpt.is_file():
+        print(f"genpose demo: no pose checkpoint ({args.checkpoint or 'models/genpose_*.pt'} not found); "
+              "train one with `genpose train` or pass --checkpoint", file=sys.stderr)
+        return 2
+    try:
+        masks_source, masks_note = _pick_masks(args, resolve)
+    except FileNotFoundError as exc:
+        print(f"genpose demo: {exc}", file=sys.stderr)
+        return 2
+    print(f"[demo] pose checkpoint {ckpt}, mode {args.mode}, {'tracking_node' if args.tracking else 'pose_node'}")
+    print(f"[demo] masks: {masks_note}")
+    procs = launcher.parse("sim.launch.yaml", {
+        "tracking": str(args.tracking).lower(), "masks_source": masks_source,
+        "maskrcnn_weights": args.maskrcnn_weights, "checkpoint": str(ckpt), "mode": args.mode,
+        "device": args.device, "frame_rate": str(args.rate), "n_frames": str(args.frames),
+        "seed": str(args.seed), "n_objects": str(args.n_objects)})
+    estimator = "tracking_node" if args.tracking else "pose_node"
+    mask_input = f"{NS}/ground_truth/masks" if masks_source == "ground_truth" else f"{NS}/color/image_raw"
+    camera = [p for p in procs if p.name == "realsense_node"]
+    camera[0].cmd += ["-p", "wait_for_subscribers:=true"]
+    rest = [p for p in procs if p.name != "realsense_node"]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    timeout = args.timeout or 180.0 + 4.0 * args.frames / args.rate
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    rec = Recorder(context)
+    from rclpy.executors import SingleThreadedExecutor
+    ex = SingleThreadedExecutor(context=context)
+    ex.add_node(rec.node)
+    graph = launcher.Launch(rest)
+    cam = None
+    t_start = time.monotonic()
+    try:
+        # Start the camera only when the downstream nodes listen, so no frame goes unseen.
+        print(f"[demo] starting {', '.join(p.name for p in rest)}; waiting until they subscribe")
+        while time.monotonic() - t_start < timeout:
+            ex.spin_once(timeout_sec=0.1)
+            dead = {n: c for n, c in graph.poll().items() if c is not None}
+            if dead:
+                raise RuntimeError(f"node(s) exited during start-up: {dead}")
+            if (_listens(rec.node, f"{NS}/aligned_depth_to_color/image_raw", estimator)
+                    and _listens(rec.node, mask_input, "maskrcnn_node")):
+                break
+        else:
+            raise RuntimeError(f"the graph did not come up within {timeout:.0f} s")
+        t_ready = time.monotonic()
+        print(f"[demo] graph ready after {t_ready - t_start:.1f} s; publishing {args.frames} frames at {args.rate} Hz")
+        cam = launcher.Launch(camera)
+        while time.monotonic() - t_start < timeout:
+            ex.spin_once(timeout_sec=0.05)
+            if len(rec.detections) >= args.frames:
+                break
+            if cam.poll()["realsense_node"] is not None:
+                raise RuntimeError("realsense_node exited early")
+            # the camera stops after --frames; then wait until every stage has been quiet a while
+            last = max([t for a in rec.arrival.values() for t in a.values()], default=None)
+            if last is not None and len(rec.arrival["color"]) > 0 and time.time() - last > 10.0:
+                break
+        t_end = time.monotonic()
+    except (RuntimeError, KeyboardInterrupt) as exc:
+        print(f"[demo] stopped: {exc or 'interrupted'}", file=sys.stderr)
+        t_end = time.monotonic()
+    finally:
+        for launch in (cam, graph):
+            if launch is not None:
+                launch.stop()
+        rec.node.destroy_node()
+        context.try_shutdown()
+
+    timing = stage_timing(rec)
+    records, lines = evaluate(rec)
+    tables = metrics.nocs_tables(records) if records else None
+    pngs = write_overlays(rec, out, args.rate)
+    matched = [r for r in records if r["R_pred"] is not None]
+    print(f"\n[demo] frames: {len(rec.arrival['color'])} published, {len(rec.arrival['masks'])} segmented, "
+          f"{len(rec.detections)} with poses ({len(matched)}/{len(records)} objects matched)")
+    print("[demo] per-object errors against the simulator ground truth:")
+    print("\n".join(lines) or "  (none)")
+    if matched:
+        agg = {k: float(np.median([r[k] for r in matched])) for k in ("rot_err_deg", "trans_err_cm", "size_err_cm")}
+        agg["mean_iou"] = float(np.nanmean([r["iou"] for r in matched]))
+        print(f"[demo] median rotation error {agg['rot_err_deg']:.1f} deg, translation {agg['trans_err_cm']:.1f} cm, "
+              f"size {agg['size_err_cm']:.1f} cm, mean 3D IoU {agg['mean_iou']:.2f}")
+    else:
+        agg = {}
+    print("[demo] latency per stage (ms: mean / p50 / p90) and rate:")
+    for stage, s in timing["latency"].items():
+        if s["n"]:
+            rate = timing["rate_hz"].get(stage)
+            print(f"  {stage:<13s} {s['mean_ms']:7.0f} / {s['p50_ms']:7.0f} / {s['p90_ms']:7.0f}"
+                  + (f"   {rate:.2f} Hz" if rate else "") + f"   (n={s['n']})")
+    if tables:
+        print(metrics.format_table(tables))
+    summary = {
+        "frames_requested": args.frames, "frame_rate_hz": args.rate, "masks": masks_source,
+        "checkpoint": str(ckpt), "mode": args.mode, "tracking": args.tracking, "device": args.device,
+        "machine": {"cpus": os.cpu_count()}, "wall_s": t_end - t_start,
+        "frames": {"published": len(rec.arrival["color"]), "segmented": len(rec.arrival["masks"]),
+                   "with_poses": len(rec.detections)},
+        "timing": timing, "errors": agg, "nocs": tables, "overlays": pngs,
+        "objects": [{k: v for k, v in r.items() if k not in ("R_gt", "R_pred")} for r in records],
+    }
+    (out / "summary.json").write_text(json.dumps(_jsonable(summary), indent=1))
+    print(f"[demo] wrote {len(pngs)} overlay PNGs and summary.json to {out}")
+    if not rec.detections:
+        print("[demo] FAILED: the graph published no detections", file=sys.stderr)
+        return 1
+    return 0
