@@ -35,7 +35,7 @@ from genpose_ros.ros.tf import (StaticTransformBroadcaster, TransformBuffer, Tra
 PARAMS = {
     "mount": "eye_in_hand",                       # eye_in_hand | fixed
     "base_frame": "link_base", "eef_frame": "link_eef", "camera_frame": "camera_link",
-    "hand_eye_xyz": [0.07, 0.0, 0.02],             # camera_link in link_eef (or link_base), m
+    "hand_eye_xyz": [0.067, 0.0, 0.032],           # camera_link in link_eef (or link_base), m
     "hand_eye_quat_xyzw": [0.0, -0.7071068, 0.0, 0.7071068],
     "sim_arm": False,                              # publish a fixed link_base -> link_eef
     "sim_eef_xyz": [0.3, 0.0, 0.45],
