@@ -11,6 +11,7 @@ Both messages carry the SAME header as the colour image they were computed from:
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,7 +71,8 @@ def encode_masks(instance_image: np.ndarray, detections, header) -> tuple[Image,
         raise MaskMessageError(f"instance image must be (H, W), got shape {ids.shape}")
     if ids.size and (ids.min() < 0 or ids.max() > 65535):
         raise MaskMessageError("instance ids must lie in [0, 65535]")
-    image = numpy_to_image(ids.astype(np.uint16), "mono16", header)
+    header = copy.deepcopy(header)  # the two messages must not share one mutable header
+    image = numpy_to_image(ids.astype(np.uint16), "mono16", copy.deepcopy(header))
     array = Detection2DArray(header=header)
     seen = set()
     for instance_id, category, score in detections:
