@@ -147,3 +147,16 @@ def test_genpose_launch_runs_and_forwards_sigint(tmp_path):
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=15) == 0, out + proc.stdout.read()
     assert "task pour" in out
+
+
+def test_rviz_config_shows_the_graph_outputs():
+    import yaml
+
+    from genpose_ros.ros.paths import package_share
+
+    cfg = yaml.safe_load((package_share() / "config" / "genpose.rviz").read_text())
+    vm = cfg["Visualization Manager"]
+    assert vm["Global Options"]["Fixed Frame"] == "camera_color_optical_frame"
+    topics = {d["Topic"]["Value"] for d in vm["Displays"] if "Topic" in d}
+    assert {"/genpose/markers", "/genpose/overlay", "/camera/camera/color/image_raw"} <= topics
+    assert any(d["Class"] == "rviz_default_plugins/TF" for d in vm["Displays"])
