@@ -92,6 +92,9 @@ class PoseEstimator:
         """
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+        points = np.asarray(points, dtype=np.float32)
+        if points.ndim != 3 or points.shape[-1] != 3:
+            raise ValueError(f"points: expected (B, N, 3), got {points.shape}")
         if len(categories) != len(points):
             raise ValueError(f"got {len(points)} point clouds but {len(categories)} categories")
         t_start = time.perf_counter()

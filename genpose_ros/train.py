@@ -31,8 +31,11 @@ from pathlib import Path
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", choices=["pose", "segmentation"], default="pose")
-    p.add_argument("--data", required=True, help="training split (NOCS layout written by `genpose data generate`)")
-    p.add_argument("--val", default=None, help="validation split (default: none, no validation curve)")
+    p.add_argument("--data", required=True, nargs="+",
+                   help="training split folder(s) (NOCS layout written by `genpose data generate`)")
+    p.add_argument("--val", default=None, nargs="+", help="validation split (default: no validation curve)")
+    p.add_argument("--cache", default=None,
+                   help="point-pool cache file (.pt): depth/mask images are read once, then reused")
     p.add_argument("--out", required=True, help="output folder (checkpoints, logs)")
     p.add_argument("--config", default=None, help="training config YAML (default: config/train.yaml)")
     p.add_argument("--schedule", choices=["joint", "genpose"], default=None, help="stage schedule")
@@ -52,6 +55,10 @@ def run(args: argparse.Namespace) -> int:
     if args.task == "segmentation":
         from genpose_ros import segmentation
 
+        for key in ("data", "val"):  # one folder -> a plain path, as the segmentation trainer reads it
+            value = getattr(args, key)
+            if isinstance(value, list) and len(value) == 1:
+                setattr(args, key, value[0])
         return segmentation.train_main(args)
     return train_pose(args)
 
@@ -95,6 +102,15 @@ def stage_plan(cfg: dict) -> list[tuple[str, int]]:
     return plan
 
 
+def locate(plan: list[tuple[str, int]], step: int) -> tuple[int, int]:
+    """Global step -> (stage index, step within that stage); (len(plan), 0) when past the end."""
+    for i, (_, n) in enumerate(plan):
+        if step < n:
+            return i, step
+        step -= n
+    return len(plan), 0
+
+
 # which sub-modules each stage trains (the rest is frozen and runs without gradients)
 STAGE_PARAMS = {
     "regression": ("encoder", "cat_embed", "regression"),
@@ -114,8 +130,8 @@ def make_stage_module(model, sde, stage: str, cfg: dict):
 
     from genpose_ros import losses
 
-    dsm_score = losses.get_dsm_loss_fn(sde, "score", cfg["n_noise"])
-    dsm_energy = losses.get_dsm_loss_fn(sde, "energy", cfg["n_noise"])
+    dsm_score = losses.get_dsm_loss_fn(sde, "score", cfg["n_noise"], cfg.get("dsm_t_max", 1.0))
+    dsm_energy = losses.get_dsm_loss_fn(sde, "energy", cfg["n_noise"], cfg.get("dsm_t_max", 1.0))
     train_encoder = "encoder" in STAGE_PARAMS[stage]
 
     class Step(nn.Module):
@@ -206,10 +222,61 @@ def train_pose(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     mc = cfg["model"]
-    train_set = InstanceDataset(args.data, n_points=mc["n_points"], augment=True, seed=args.seed)
+    train_set = PointPool.build(InstanceDataset(args.data, n_points=cfg["pool_points"], augment=False, seed=args.seed),
+                                mc["n_points"], cache=args.cache, seed=args.seed)
     val_set = InstanceDataset(args.val, n_points=mc["n_points"], augment=False, seed=0) if args.val else None
     return fit(cfg, train_set, val_set, Path(args.out), device=args.device, seed=args.seed,
                resume=args.resume, workers=args.workers)
+
+
+class PointPool:
+    """Training items from a cache of per-instance point pools.
+
+    Reading the depth and mask PNGs costs ~25 ms per instance on the CPU; the pool reads every
+    instance once (``pool_points`` points, no augmentation), then each item draws ``n_points``
+    of them and applies the dataset's augmentation (``genpose_ros.data.dataset.augment_instance``).
+    """
+
+    def __init__(self, pool: dict, n_points: int, seed: int = 0):
+        import numpy as np
+
+        self.pool, self.n_points, self.seed = pool, n_points, seed
+        self.rng = np.random.default_rng(seed)
+
+    @classmethod
+    def build(cls, dataset, n_points: int, cache: str | None = None, seed: int = 0) -> "PointPool":
+        import torch
+        from tqdm import tqdm
+
+        if cache and Path(cache).is_file():
+            pool = torch.load(cache, weights_only=True)
+            if pool["points"].shape[0] == len(dataset):
+                return cls(pool, n_points, seed)
+        items = [dataset[i] for i in tqdm(range(len(dataset)), desc="reading instances", mininterval=5)]
+        pool = {k: torch.stack([it[k] for it in items]) for k in ("points", "R", "t", "size", "category",
+                                                                  "handle_visible")}
+        if cache:
+            torch.save(pool, cache)
+        return cls(pool, n_points, seed)
+
+    def __len__(self) -> int:
+        return self.pool["points"].shape[0]
+
+    def __getitem__(self, i: int) -> dict:
+        import numpy as np
+        import torch
+
+        from genpose_ros import CATEGORIES
+        from genpose_ros.data.dataset import augment_instance
+
+        pts = self.pool["points"][i].numpy().astype(np.float64)
+        pts = pts[self.rng.choice(len(pts), self.n_points, replace=len(pts) < self.n_points)]
+        R, t, size = (self.pool[k][i].numpy().astype(np.float64) for k in ("R", "t", "size"))
+        cat = int(self.pool["category"][i])
+        pts, R, t, size = augment_instance(pts, R, t, size, CATEGORIES[cat], self.rng)
+        f32 = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+        return {"points": f32(pts), "R": f32(R), "t": f32(t), "size": f32(size),
+                "category": self.pool["category"][i], "handle_visible": self.pool["handle_visible"][i]}
 
 
 def fit(cfg: dict, train_set, val_set, out: Path, device: str = "auto", seed: int = 0,
@@ -271,15 +338,17 @@ def fit(cfg: dict, train_set, val_set, out: Path, device: str = "auto", seed: in
     sde = get_sde("ve", **cfg["sde"])
     model = PoseNet(mc).to(device)
     ema = copy.deepcopy(model).eval()
+    plan = stage_plan(cfg)
     start_stage, start_step, step = 0, 0, 0
     resume_opt = None
-    if resume:
+    if resume:  # continue at the global step of the file, in this run's plan (it may be longer)
         ck = ckpt_io.load_checkpoint(resume, map_location=device)
         model.load_state_dict(ckpt_io.build_model(ck, resume, "raw_model").state_dict())
         ema.load_state_dict(ck["model"])
-        start_stage, start_step, step = ck["stage"], ck["stage_step"], ck["step"]
-        resume_opt = ck.get("optimizer")
-    plan = stage_plan(cfg)
+        step = ck["step"]
+        start_stage, start_step = locate(plan, step)
+        if start_stage < len(plan) and ck.get("stage_name") == plan[start_stage][0]:
+            resume_opt = ck.get("optimizer")
     tb = log_file = None
     if master:
         from torch.utils.tensorboard import SummaryWriter
@@ -302,7 +371,8 @@ def fit(cfg: dict, train_set, val_set, out: Path, device: str = "auto", seed: in
     def save(name: str, stage_idx: int, stage_step: int, optimizer=None):
         if not master:
             return
-        extra = {"stage": stage_idx, "stage_step": stage_step, "raw_model": model.state_dict()}
+        extra = {"stage": stage_idx, "stage_step": stage_step, "raw_model": model.state_dict(),
+                 "stage_name": plan[stage_idx][0] if stage_idx < len(plan) else "done"}
         if optimizer is not None:
             extra["optimizer"] = optimizer.state_dict()
         ckpt_io.save_checkpoint(out / name, ema.state_dict(), mc, step, cfg, **extra)

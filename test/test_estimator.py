@@ -1,0 +1,107 @@
+"""PoseEstimator on a small real model saved as a real checkpoint (untrained weights: the tests
+check frames, shapes, bookkeeping and errors, not accuracy; accuracy is `genpose bench`'s job)."""
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+from genpose_ros.checkpoint import save_checkpoint
+from genpose_ros.estimator import PoseEstimator
+from genpose_ros.models.nets import PoseNet
+
+TINY = {"categories": ["bottle", "bowl", "camera", "can", "laptop", "mug"], "n_points": 128,
+        "encoder": {"levels": [{"npoint": 32, "radii": [0.03, 0.06], "nsample": [8, 8], "mlps": [[8, 16], [8, 16]]}],
+                    "global_mlp": [32]},
+        "cat_dim": 8, "hidden": 32, "pose_dim": 16, "time_dim": 16}
+CATS = ["mug", "bowl", "laptop"]
+
+
+@pytest.fixture(scope="module")
+def estimator(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("est") / "tiny.pt"
+    save_checkpoint(path, PoseNet(TINY).state_dict(), TINY, 0, {"sde": {"sigma_min": 0.01, "sigma_max": 50.0}})
+    return PoseEstimator.from_checkpoint(path, device="cpu", seed=0)
+
+
+@pytest.fixture(scope="module")
+def clouds():
+    rng = np.random.default_rng(0)
+    R = Rotation.random(3, random_state=1).as_matrix()
+    t = np.array([[0.1, 0.0, 0.6], [-0.1, 0.05, 0.7], [0.0, -0.1, 0.8]])
+    local = rng.uniform(-0.05, 0.05, (3, 300, 3))
+    pts = np.einsum("bij,bnj->bni", R, local) + t[:, None]
+    return pts.astype(np.float32), R, t
+
+
+@pytest.mark.parametrize("mode,k", [("genpose", 50), ("score_scaling", 1), ("regression", 1)])
+def test_modes_shapes_rotations_and_single_encoder_pass(estimator, clouds, mode, k):
+    pts, _, _ = clouds
+    calls = []
+    h = estimator.model.encoder.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        out = estimator.estimate(pts, CATS, mode=mode, return_hypotheses=True, n_steps=5)
+    finally:
+        h.remove()
+    assert len(calls) == 1  # the encoder runs once for all candidates and ODE steps
+    assert out.R.shape == (3, 3, 3) and out.t.shape == (3, 3) and out.size.shape == (3, 3)
+    assert out.score.shape == (3,) and out.hypotheses.shape == (3, k, 4, 4)
+    assert all(a.dtype == np.float32 for a in (out.R, out.t, out.size, out.score, out.hypotheses))
+    np.testing.assert_allclose(np.linalg.det(out.R), 1.0, atol=1e-4)
+    np.testing.assert_allclose(out.R @ out.R.transpose(0, 2, 1), np.broadcast_to(np.eye(3), (3, 3, 3)), atol=1e-4)
+    assert np.all(out.size > 0) and np.all((out.score > 0) & (out.score <= 1))
+    t = estimator.last_timing
+    assert t["mode"] == mode and t["n_objects"] == 3 and t["total_ms"] >= t["encode_ms"] > 0
+
+
+def test_tracking_starts_from_previous_pose_in_camera_frame(estimator, clouds):
+    pts, R, t = clouds
+    prev = np.tile(np.eye(4), (3, 1, 1))
+    prev[:, :3, :3], prev[:, :3, 3] = R, t
+    # the untrained ScoreNet outputs zero (zero-init heads): the ODE leaves the warm start where
+    # it is, so the result is the previous pose up to the averaged start noise (sigma(0.15) ~ 4 cm / sqrt(K))
+    out = estimator.estimate(pts, CATS, mode="tracking", prev_poses=prev, num_candidates=64)
+    assert np.abs(out.t - t).max() < 0.03
+    ang = (Rotation.from_matrix(out.R).inv() * Rotation.from_matrix(R)).magnitude()
+    assert np.rad2deg(ang).max() < 5
+
+
+def test_solvers_and_overrides(estimator, clouds):
+    pts, _, _ = clouds
+    for solver in ("euler", "heun", "rk45"):
+        out = estimator.estimate(pts[:1], ["can"], mode="genpose", solver=solver, num_candidates=4, n_steps=3)
+        assert np.isfinite(out.R).all()
+    assert estimator.last_timing["nfe"] >= 1
+    out = estimator.estimate(pts[:1], ["can"], mode="genpose", ranking="random", num_candidates=4, n_steps=2,
+                             return_hypotheses=True)
+    assert out.hypotheses.shape == (1, 4, 4, 4)
+
+
+def test_resampling_and_empty_batch(estimator, clouds):
+    pts, _, _ = clouds
+    few = estimator.estimate(pts[:, :50], CATS, mode="regression")  # fewer points than the model's 128
+    assert few.R.shape == (3, 3, 3)
+    empty = estimator.estimate(np.zeros((0, 10, 3), np.float32), [], mode="genpose")
+    assert empty.R.shape == (0, 3, 3) and empty.score.shape == (0,)
+
+
+def test_bad_input_errors(estimator, clouds):
+    pts, _, _ = clouds
+    with pytest.raises(ValueError, match="unknown category 'chair'"):
+        estimator.estimate(pts, ["mug", "chair", "bowl"])
+    with pytest.raises(ValueError, match="unknown mode 'icp'"):
+        estimator.estimate(pts, CATS, mode="icp")
+    with pytest.raises(ValueError, match=r"expected \(B, N, 3\)"):
+        estimator.estimate(pts[0], CATS)
+    with pytest.raises(ValueError, match="3 point clouds but 2 categories"):
+        estimator.estimate(pts, CATS[:2])
+    with pytest.raises(ValueError, match="NaN"):
+        bad = pts.copy()
+        bad[0, 0, 0] = np.nan
+        estimator.estimate(bad, CATS)
+    with pytest.raises(ValueError, match="needs prev_poses"):
+        estimator.estimate(pts, CATS, mode="tracking")
+    with pytest.raises(ValueError, match=r"prev_poses: expected \(3, 4, 4\)"):
+        estimator.estimate(pts, CATS, mode="tracking", prev_poses=np.eye(4)[None])
+    with pytest.raises(ValueError, match="only used by the tracking mode"):
+        estimator.estimate(pts, CATS, mode="genpose", prev_poses=np.tile(np.eye(4), (3, 1, 1)))
