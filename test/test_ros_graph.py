@@ -5,6 +5,7 @@ object identities over a sequence and re-initialises after a reset.
 The ground-truth tolerance test needs the shipped pose model (models/genpose_*.pt) and is
 skipped without it; everything else runs with a freshly initialised model."""
 import json
+import re
 import subprocess
 import sys
 import time
@@ -112,7 +113,7 @@ def test_tracking_keeps_objects_and_reinitialises_on_reset(ros_context, tiny_pos
                              lambda m: frames.append(sorted(d.id for d in m.detections)),
                              qos_from_name("reliable", 10))
     reset = node.create_publisher(Empty, "/genpose/reset", 10)
-    graph = launcher.Launch(procs)
+    graph = launcher.Launch(procs, stdout=subprocess.PIPE)
     try:
         assert spin_until(ex, lambda: len(frames) >= 3, 60.0), f"tracking output: {frames}"
         before = frames[-1]
@@ -128,4 +129,8 @@ def test_tracking_keeps_objects_and_reinitialises_on_reset(ros_context, tiny_pos
     finally:
         codes = graph.stop()
         node.destroy_node()
-    assert all(c == 0 for c in codes.values()), codes
+    log = next(p for p in graph.procs if p.name == "tracking_node").popen.stdout.read().decode()
+    assert all(c == 0 for c in codes.values()), (codes, log[-2000:])
+    m = re.search(r"(\d+) warm-started tracking steps, (\d+) from-scratch estimates, (\d+) resets", log)
+    assert m, log[-2000:]
+    assert int(m.group(1)) > 0 and int(m.group(2)) >= 2 * len(before) and int(m.group(3)) == 1

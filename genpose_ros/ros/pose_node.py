@@ -160,7 +160,7 @@ class PoseNode(Node):
         if self.context.ok():
             self.get_logger().info(text)
         else:
-            print(f"[{self.get_name()}] {text}", file=sys.stderr)
+            print(f"[{self.get_name()}] {text}", file=sys.stderr, flush=True)
         self.worker.stop()
         super().destroy_node()
 

@@ -148,6 +148,16 @@ class TrackingNode(PoseNode):
         return names
 
 
+    def destroy_node(self):
+        text = (f"{self.n_tracked} warm-started tracking steps, {self.n_full} from-scratch "
+                f"estimates, {self.n_resets} resets")
+        if self.context.ok():
+            self.get_logger().info(text)
+        else:
+            print(f"[{self.get_name()}] {text}", file=sys.stderr, flush=True)
+        super().destroy_node()
+
+
 def main(args=None):
     sys.exit(run_node(TrackingNode, args))
 
