@@ -41,7 +41,7 @@ PARAMS = {
     "source": "maskrcnn",          # maskrcnn | ground_truth
     "weights": "models/maskrcnn_light.pt",
     "device": "cpu",
-    "threads": 0,                  # torch CPU threads (0 = torch's default)
+    "threads": 1,                  # torch CPU threads (0: torch default)
     "score_threshold": 0.5,
     "mask_threshold": 0.5,
     "expected_width": 0,           # > 0: frames of another size are rejected with a warning
