@@ -31,7 +31,8 @@ from genpose_ros.ros.tf import StaticTransformBroadcaster, matrix_to_transform
 PARAMS = {
     "source": "sim",              # device | bag | sim
     "serial": "",                 # device: serial number ("" = the first D435)
-    "bag_path": "",               # bag: the .bag file
+    "bag_path": "",               # bag: a recording (.bag, or .db3 from librealsense >= 2.57)
+    "record_path": "",            # device / sim: also record the streams here (.db3)
     "loop": True,                 # bag: repeat playback
     "width": 640, "height": 480, "fps": 30,
     "frame_rate": 2.0,            # Hz at which frames are read and published
@@ -79,11 +80,12 @@ def make_source(p: dict):
     from genpose_ros.ros import rs_sources
 
     if p["source"] == "device":
-        return rs_sources.DeviceSource(p["serial"], p["width"], p["height"], p["fps"])
+        return rs_sources.DeviceSource(p["serial"], p["width"], p["height"], p["fps"], p["record_path"])
     if p["source"] == "bag":
         return rs_sources.BagSource(p["bag_path"], p["loop"])
     if p["source"] == "sim":
-        return rs_sources.SimSource(p["seed"], p["n_objects"], p["sequence_length"], p["sensor_noise"])
+        return rs_sources.SimSource(p["seed"], p["n_objects"], p["sequence_length"], p["sensor_noise"],
+                                    record_to=p["record_path"])
     raise ValueError(f"unknown source {p['source']!r}; expected device, bag or sim")
 
 

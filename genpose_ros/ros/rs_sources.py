@@ -55,18 +55,26 @@ class _PipelineSource:
         self.intrinsics = _intrinsics(color_profile)
         self.color_format = color_profile.format()
         depth_profile = profile.get_stream(rs.stream.depth)
-        ext = depth_profile.get_extrinsics_to(color_profile)
         T_color_depth = np.eye(4)  # p_color = R p_depth + t; R stored column-major
-        T_color_depth[:3, :3] = np.asarray(ext.rotation).reshape(3, 3).T
-        T_color_depth[:3, 3] = ext.translation
+        try:
+            ext = depth_profile.get_extrinsics_to(color_profile)
+            T_color_depth[:3, :3] = np.asarray(ext.rotation).reshape(3, 3).T
+            T_color_depth[:3, 3] = ext.translation
+        except RuntimeError:  # recordings without extrinsics: colour = depth frame
+            pass
         self.T_depth_color = np.linalg.inv(T_color_depth)      # colour optical in depth optical
+        # a recording of already aligned streams (the sim's) must not be re-aligned: rs.align
+        # would punch holes into it
+        if _intrinsics(depth_profile) == self.intrinsics and np.allclose(T_color_depth, np.eye(4)):
+            self.align = None
 
     def read(self) -> Capture | None:
         rs = _rs()
         ok, frames = self.pipeline.try_wait_for_frames(100)
         if not ok:
             return None
-        frames = self.align.process(frames)
+        if self.align is not None:
+            frames = self.align.process(frames)
         color, depth = frames.get_color_frame(), frames.get_depth_frame()
         if not color or not depth:
             return None
@@ -85,7 +93,8 @@ class _PipelineSource:
 
 
 class DeviceSource(_PipelineSource):
-    def __init__(self, serial: str = "", width: int = 640, height: int = 480, fps: int = 30):
+    def __init__(self, serial: str = "", width: int = 640, height: int = 480, fps: int = 30,
+                 record_to: str = ""):
         rs = _rs()
         devices = [d.get_info(rs.camera_info.serial_number) for d in rs.context().query_devices()]
         if not devices:
@@ -95,6 +104,8 @@ class DeviceSource(_PipelineSource):
         config = rs.config()
         if serial:
             config.enable_device(serial)
+        if record_to:
+            config.enable_record_to_file(record_to)
         super().__init__(config, width, height, fps, enable_streams=True)
 
 
@@ -107,6 +118,8 @@ class BagSource(_PipelineSource):
         config = rs.config()
         config.enable_device_from_file(path, repeat_playback=loop)
         super().__init__(config, 0, 0, 0, enable_streams=False)
+        # deliver every recorded frame at the node's rate instead of the recording's
+        self.pipeline.get_active_profile().get_device().as_playback().set_real_time(False)
 
 
 class SoftwareCamera:
@@ -114,9 +127,11 @@ class SoftwareCamera:
 
     ``push(color, depth_mm)`` feeds one frame pair and returns the pair as librealsense delivers
     it from its syncer (copies), or None if the syncer did not deliver both in time.
+    ``record_to``: also record the streams with ``rs.recorder`` (librealsense 2.59 writes
+    rosbag2 ``.db3`` files), playable with `BagSource`.
     """
 
-    def __init__(self, intr: Intrinsics, fps: int = 30):
+    def __init__(self, intr: Intrinsics, fps: int = 30, record_to: str = ""):
         rs = _rs()
         self.intr, self.fps = intr, fps
         self.device = rs.software_device()
@@ -136,15 +151,20 @@ class SoftwareCamera:
         self.sensors[0].add_read_only_option(rs.option.depth_units, 0.001)
         self.device.create_matcher(rs.matchers.default)
         self.syncer = rs.syncer()
-        for sensor, profile in zip(self.sensors, self.profiles):
+        self.recorder = rs.recorder(record_to, self.device) if record_to else None
+        self._started = self.recorder.query_sensors() if self.recorder else self.sensors
+        for sensor, profile in zip(self._started, self.profiles):
             sensor.open(profile)
             sensor.start(self.syncer)
         self.frame_number = 0
-        # The syncer bonds the two streams on the first pair; that pair may come out split.
-        self.push(np.zeros((intr.height, intr.width, 3), np.uint8),
-                  np.zeros((intr.height, intr.width), np.uint16), timeout_ms=200)
 
     def push(self, color: np.ndarray, depth_mm: np.ndarray, timeout_ms: int = 1000):
+        # The syncer bonds the two streams on the first pair, which may come out split: then
+        # the pair is pushed once more (with the next frame number).
+        out = self._push(color, depth_mm, timeout_ms)
+        return out if out is not None or self.frame_number > 1 else self._push(color, depth_mm, timeout_ms)
+
+    def _push(self, color: np.ndarray, depth_mm: np.ndarray, timeout_ms: int):
         rs = _rs()
         h, w = self.intr.height, self.intr.width
         if color.shape != (h, w, 3) or color.dtype != np.uint8:
@@ -166,11 +186,14 @@ class SoftwareCamera:
             d, c = frames.get_depth_frame(), frames.get_color_frame()
             if d and c and d.get_frame_number() == c.get_frame_number() == self.frame_number:
                 return (np.asanyarray(c.get_data()).copy(), np.asanyarray(d.get_data()).copy())
+            if timeout_ms > 300:  # a split first pair: do not wait the full time for its partner
+                timeout_ms = 300
 
     def close(self):
-        for sensor in self.sensors:
+        for sensor in self._started:
             sensor.stop()
             sensor.close()
+        self.recorder = None  # finalises the recording
 
 
 class SimSource:
@@ -181,7 +204,7 @@ class SimSource:
     """
 
     def __init__(self, seed: int = 0, n_objects: int = 0, sequence_length: int = 30,
-                 sensor_noise: bool = True, intr: Intrinsics | None = None):
+                 sensor_noise: bool = True, intr: Intrinsics | None = None, record_to: str = ""):
         from genpose_ros.data.camera import D435_640x480
         from genpose_ros.data.render import Renderer
         from genpose_ros.data.sensor import SensorModel
@@ -191,7 +214,7 @@ class SimSource:
         self.n_objects = n_objects or None
         self.sequence_length = max(1, int(sequence_length))
         self.renderer = Renderer(self.intr, sensor=SensorModel() if sensor_noise else None)
-        self.camera = SoftwareCamera(self.intr)
+        self.camera = SoftwareCamera(self.intr, record_to=record_to)
         self.intrinsics = self.intr
         self._sequence, self._index = None, 0
 
