@@ -1,0 +1,347 @@
+"""``genpose bench``: every estimator mode side by side on one test split (GT masks).
+
+    genpose bench --data data/synth/test --seq data/synth/test_seq --json docs/bench.json \\
+        --logs joint=runs/joint/log.jsonl genpose=runs/genpose/log.jsonl
+
+Modes: ``regression`` (head only); ``genpose_energy`` (K=50, energy ranking, keep 60 %);
+``genpose_random`` (the same candidates, random ranking); ``genpose_oracle`` (the best of the
+same K candidates against the ground truth: an upper bound); ``score_scaling`` (one sample);
+``tracking`` (on the sequences, warm start from the previous estimate). For each: 5deg2cm,
+5deg5cm, 10deg2cm, 10deg5cm, IoU25/50/75 (share of instances, mean over categories and per
+category) and ``ms_per_frame``: the median latency of one estimate() call on a 6-object frame.
+Ablations: score-scaling schedules, and the ODE solvers (adaptive RK45 reference vs fixed-step
+Euler / Heun). Writes the JSON, a Markdown twin, and PNG plots (error CDFs, rotation hypotheses,
+training convergence from the given training logs).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+KEYS = {"5deg2cm": "5deg2cm", "5deg5cm": "5deg5cm", "10deg2cm": "10deg2cm", "10deg5cm": "10deg5cm",
+        "IoU25": "iou25", "IoU50": "iou50", "IoU75": "iou75"}
+SCALING_ABLATION = {
+    "none (k=1)": {"schedule": "none"},
+    "gaussian k=2": {"schedule": "gaussian", "schedule_kwargs": {"k": 2.0, "s": 0.05}},
+    "gaussian k=4 (default)": {"schedule": "gaussian", "schedule_kwargs": {"k": 4.0, "s": 0.05}},
+    "gaussian k=8": {"schedule": "gaussian", "schedule_kwargs": {"k": 8.0, "s": 0.05}},
+    "gaussian k=4, s=0.02": {"schedule": "gaussian", "schedule_kwargs": {"k": 4.0, "s": 0.02}},
+    "exponential k=4, tau=0.1": {"schedule": "exponential", "schedule_kwargs": {"k": 4.0, "tau": 0.1}},
+}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="single-frame test split")
+    p.add_argument("--seq", default=None, help="sequence split for tracking (default: <data>_seq if present)")
+    p.add_argument("--ckpt", default=None, help="pose checkpoint (default: newest models/genpose_*.pt)")
+    p.add_argument("--json", default="docs/bench.json")
+    p.add_argument("--md", default=None, help="Markdown report (default: the JSON path with .md)")
+    p.add_argument("--images", default="docs/images", help="folder for bench_*.png")
+    p.add_argument("--logs", nargs="*", default=[], metavar="NAME=LOG.jsonl",
+                   help="training logs for the convergence plot (e.g. joint=... genpose=...)")
+    p.add_argument("--max-frames", type=int, default=None)
+    p.add_argument("--seq-frames", type=int, default=None, help="frames per sequence for tracking")
+    p.add_argument("--solver-frames", type=int, default=20, help="frames of the RK45 / Heun solver ablation")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip-ablations", action="store_true")
+
+
+def machine_info(device: str) -> dict:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": str(torch.__version__), "python": platform.python_version(), "device": device,
+            "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    info["name"] = (f"{info['gpu']} (GPU)" if "gpu" in info else f"{cpu}, {os.cpu_count()} cores, "
+                    f"{info['torch_threads']} torch thread(s), shared machine")
+    return info
+
+
+def _row(s: dict) -> dict:
+    """Bench row from evaluate.summary: mean metrics + per category."""
+    acc = s["tables"]["accuracy"]
+    row = {KEYS[m]: _num(acc[m]["mean"]) for m in KEYS}
+    row["per_category"] = {c: {KEYS[m]: _num(acc[m][c]) for m in KEYS} for c in s["tables"]["counts"]}
+    row["median_rot_deg"] = {c: _num(v) for c, v in s["tables"]["median_rot_deg"].items()}
+    row["median_trans_cm"] = {c: _num(v) for c, v in s["tables"]["median_trans_cm"].items()}
+    row["n_instances"] = s["n_instances"]
+    row["ms_per_frame_dataset_mean"] = _num(s["latency_ms_mean"])
+    return row
+
+
+def _num(x):
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 2)
+
+
+def six_object_batch(prefixes: list[str], n_points: int = 1024, seed: int = 0):
+    """The first 6 usable instances of the split: points (6, N, 3), categories, GT poses (6, 4, 4)."""
+    from genpose_ros.data.nocs_io import read_frame
+    from genpose_ros.evaluate import frame_batch
+
+    rng = np.random.default_rng(seed)
+    pts, cats, poses = [], [], []
+    for prefix in prefixes:
+        points, ok, _ = frame_batch(read_frame(prefix), n_points, rng)
+        for j, inst in enumerate(ok):
+            T = np.eye(4, dtype=np.float32)
+            T[:3, :3], T[:3, 3] = inst.R, inst.t
+            pts.append(points[j]), cats.append(inst.category), poses.append(T)
+        if len(pts) >= 6:
+            break
+    if len(pts) < 6:
+        raise ValueError("the test split has fewer than 6 usable instances")
+    return np.stack(pts[:6]), cats[:6], np.stack(poses[:6])
+
+
+def time_six(est, batch, mode: str, reps: int = 7, **kw) -> float:
+    """Median total latency (ms) of estimate() on a 6-object frame (first call discarded)."""
+    pts, cats, poses = batch
+    if mode == "tracking":
+        rng = np.random.default_rng(0)
+        prev = poses.copy()
+        prev[:, :3, 3] += rng.normal(0, 0.01, (6, 3))  # previous estimates ~1 cm off
+        kw["prev_poses"] = prev
+    times = []
+    for _ in range(reps + 1):
+        est.estimate(pts, cats, mode=mode, **kw)
+        times.append(est.last_timing["total_ms"])
+    return float(np.median(times[1:]))
+
+
+def oracle_records(records: list[dict], hypotheses: list) -> list[dict]:
+    """Best of the K candidates per instance against the GT (min of rot/5deg + trans/2cm)."""
+    from genpose_ros import metrics
+
+    out = []
+    for rec, hyp in zip(records, hypotheses):
+        if hyp is None:
+            out.append(rec)
+            continue
+        rot = metrics.rotation_error_deg(hyp[:, :3, :3], np.broadcast_to(rec["R_gt"], (len(hyp), 3, 3)),
+                                         rec["category"], rec["handle_visible"])
+        trans = np.linalg.norm(hyp[:, :3, 3] - rec["t_gt"], axis=-1) * 100
+        k = int(np.argmin(np.asarray(rot) / 5.0 + trans / 2.0))
+        out.append({**rec, "R_pred": hyp[k, :3, :3], "t_pred": hyp[k, :3, 3]})
+    return out
+
+
+def read_curves(logs: list[str]) -> dict:
+    """{name: {"diffusion": [[step, 5deg2cm]], "regression": [...]}} from training log.jsonl files."""
+    curves = {}
+    for item in logs:
+        if "=" not in item:
+            raise ValueError(f"--logs entries look like NAME=PATH, got {item!r}")
+        name, path = item.split("=", 1)
+        recs = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+        curves[name] = {
+            "diffusion": [[r["step"], r["val_diffusion_5deg2cm"]] for r in recs if "val_diffusion_5deg2cm" in r],
+            "regression": [[r["step"], r["val_regression_5deg2cm"]] for r in recs if "val_regression_5deg2cm" in r],
+            "diffusion_10deg5cm": [[r["step"], r["val_diffusion_10deg5cm"]] for r in recs
+                                   if "val_diffusion_10deg5cm" in r],
+        }
+    return curves
+
+
+def plot_convergence(curves: dict, path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for name, c in curves.items():
+        for ax, key in ((axes[0], "diffusion"), (axes[1], "diffusion_10deg5cm")):
+            if c[key]:
+                xs, ys = zip(*c[key])
+                ax.plot(xs, ys, marker=".", label=f"{name}: diffusion sampler")
+        if c["regression"] and any(v > 0 for _, v in c["regression"]):
+            xs, ys = zip(*c["regression"])
+            axes[0].plot(xs, ys, ls="--", label=f"{name}: regression head")
+    axes[0].set(xlabel="training step (all stages)", ylabel="validation 5deg2cm (%)")
+    axes[1].set(xlabel="training step (all stages)", ylabel="validation 10deg5cm (%)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("regression-pretrained joint training vs GenPose end-to-end (single-sample sampler)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from genpose_ros import evaluate as ev
+    from genpose_ros.data.nocs_io import list_frames
+    from genpose_ros.estimator import PoseEstimator
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t_start = time.time()
+    ckpt = Path(args.ckpt) if args.ckpt else ev.default_checkpoint()
+    est = PoseEstimator.from_checkpoint(ckpt, device=args.device, seed=args.seed)
+    prefixes = list_frames(args.data)[:args.max_frames]
+    if not prefixes:
+        raise ValueError(f"no frames under {args.data}")
+    seq = args.seq or (str(Path(args.data)) + "_seq")
+    images = Path(args.images)
+    images.mkdir(parents=True, exist_ok=True)
+    six = six_object_batch(prefixes)
+    report = {"machine": machine_info(args.device), "checkpoint": str(ckpt), "data": str(args.data),
+              "n_frames": len(prefixes), "masks": "ground truth", "modes": {}, "settings": {}}
+    report["device"] = report["machine"]["name"]
+    cfg = est.config["modes"]
+
+    def reseed():
+        est.generator.manual_seed(args.seed)
+        est.rng = np.random.default_rng(args.seed)
+
+    def mode_run(name, mode, keep=False, frames=None, **kw):
+        reseed()
+        res = ev.run_frames(est, frames or prefixes, mode, kw, seed=args.seed, keep_hypotheses=keep)
+        row = _row(ev.summary(res["records"], res["latency_ms"]))
+        row["ms_per_frame"] = round(time_six(est, six, mode, **kw), 1)
+        row["settings"] = {"mode": mode, **{k: v for k, v in {**cfg.get(mode, {}), **kw}.items()}}
+        report["modes"][name] = row
+        print(f"{name}: 5deg2cm {row['5deg2cm']} 10deg5cm {row['10deg5cm']} iou50 {row['iou50']} "
+              f"{row['ms_per_frame']} ms/frame", flush=True)
+        return res
+
+    runs = {}
+    runs["regression"] = mode_run("regression", "regression")["records"]
+    g = mode_run("genpose_energy", "genpose", keep=True, ranking="energy")
+    runs["genpose_energy"] = g["records"]
+    runs["genpose_random"] = mode_run("genpose_random", "genpose", ranking="random")["records"]
+    oracle = oracle_records(g["records"], g["hypotheses"])
+    row = _row(ev.summary(oracle, g["latency_ms"]))
+    row["ms_per_frame"] = report["modes"]["genpose_energy"]["ms_per_frame"]
+    row["settings"] = {"mode": "genpose", "aggregation": "best of K against the ground truth (upper bound)"}
+    report["modes"]["genpose_oracle"] = row
+    runs["genpose_oracle"] = oracle
+    runs["score_scaling"] = mode_run("score_scaling", "score_scaling")["records"]
+    if Path(seq).is_dir():
+        reseed()
+        tr = ev.run_tracking(est, seq, {}, "score_scaling", seed=args.seed, max_frames=args.seq_frames)
+        row = _row(ev.summary(tr["records"], tr["latency_ms"]))
+        row["ms_per_frame"] = round(time_six(est, six, "tracking"), 1)
+        row["settings"] = {"mode": "tracking", "init_mode": "score_scaling", "data": seq, **cfg.get("tracking", {})}
+        report["modes"]["tracking"] = row
+        runs["tracking"] = tr["records"]
+        print(f"tracking: 5deg2cm {row['5deg2cm']} {row['ms_per_frame']} ms/frame", flush=True)
+
+    if not args.skip_ablations:
+        abl = report.setdefault("ablations", {})
+        abl["score_scaling"] = {}
+        for name, kw in SCALING_ABLATION.items():  # pose metrics only (IoU needs no sampler change)
+            reseed()
+            res = ev.run_frames(est, prefixes, "score_scaling", kw, seed=args.seed, progress=False)
+            recs = [{**r, "size_pred": None} for r in res["records"]]
+            r = _row(ev.summary(recs, res["latency_ms"]))
+            abl["score_scaling"][name] = {k: r[k] for k in ("5deg2cm", "5deg5cm", "10deg2cm", "10deg5cm")}
+            abl["score_scaling"][name]["per_category_5deg2cm"] = {c: v["5deg2cm"] for c, v in r["per_category"].items()}
+            print(f"score scaling {name}: {abl['score_scaling'][name]}", flush=True)
+        abl["solvers"] = {}
+        sub = prefixes[:args.solver_frames]
+        for name, kw in {"euler 20 steps (default)": {"solver": "euler", "n_steps": 20},
+                         "heun 10 steps": {"solver": "heun", "n_steps": 10},
+                         "rk45 adaptive (rtol=atol=1e-5)": {"solver": "rk45"}}.items():
+            reseed()
+            res = ev.run_frames(est, sub, "genpose", kw, seed=args.seed, progress=False)
+            recs = [{**r, "size_pred": None} for r in res["records"]]
+            r = _row(ev.summary(recs, res["latency_ms"]))
+            abl["solvers"][name] = {k: r[k] for k in ("5deg2cm", "5deg5cm", "10deg2cm", "10deg5cm")}
+            abl["solvers"][name]["ms_per_frame"] = round(time_six(est, six, "genpose", reps=3, **kw), 1)
+            abl["solvers"][name]["nfe"] = est.last_timing["nfe"]
+            abl["solvers"][name]["frames"] = len(sub)
+            print(f"solver {name}: {abl['solvers'][name]}", flush=True)
+
+    # plots
+    plots = {"error_cdf": ev.plot_error_cdfs(runs, images / "bench_error_cdf.png")}
+    reseed()
+    examples = ev.hypothesis_examples(est, prefixes, seed=args.seed)
+    if examples:
+        plots["hypotheses"] = ev.plot_hypotheses(examples, images / "bench_hypotheses.png")
+    if args.logs:
+        report["convergence"] = read_curves(args.logs)
+        plots["convergence"] = plot_convergence(report["convergence"], images / "bench_convergence.png")
+    report["plots"] = {k: str(v) for k, v in plots.items()}
+    report["wall_s"] = round(time.time() - t_start, 1)
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    md_path = Path(args.md) if args.md else out.with_suffix(".md")
+    md_path.write_text(markdown(report, md_path.parent))
+    print(md_path.read_text())
+    return 0
+
+
+def markdown(report: dict, base: Path) -> str:
+    cols = ["5deg2cm", "5deg5cm", "10deg2cm", "10deg5cm", "iou25", "iou50", "iou75", "ms_per_frame"]
+
+    def fmt(v):
+        return "n/a" if v is None else (f"{v:.1f}" if isinstance(v, (int, float)) else str(v))
+
+    lines = ["# Benchmark", "",
+             f"Checkpoint `{report['checkpoint']}`, data `{report['data']}` ({report['n_frames']} frames, "
+             f"{report['masks']} masks). Machine: {report['machine']['name']}; torch {report['machine']['torch']}; "
+             f"load average at start {report['machine'].get('load_average_at_start')}.", "",
+             "Accuracy = share of instances (%) within the threshold, mean over categories; `ms_per_frame` = "
+             "median latency of one estimate() call on a 6-object frame (encoder + sampler).", "",
+             "| mode | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for name, row in report["modes"].items():
+        lines.append(f"| {name} | " + " | ".join(fmt(row.get(c)) for c in cols) + " |")
+    cats = list(next(iter(report["modes"].values()))["per_category"])
+    lines += ["", "## 5deg2cm per category", "", "| mode | " + " | ".join(cats) + " |", "|---" * (len(cats) + 1) + "|"]
+    for name, row in report["modes"].items():
+        lines.append(f"| {name} | " + " | ".join(fmt(row["per_category"].get(c, {}).get("5deg2cm")) for c in cats) + " |")
+    abl = report.get("ablations", {})
+    if abl.get("score_scaling"):
+        lines += ["", "## Score-scaling schedule ablation (single sample, Euler 20 steps)", "",
+                  "| schedule | 5deg2cm | 5deg5cm | 10deg2cm | 10deg5cm |", "|---|---|---|---|---|"]
+        for name, r in abl["score_scaling"].items():
+            lines.append(f"| {name} | {fmt(r['5deg2cm'])} | {fmt(r['5deg5cm'])} | {fmt(r['10deg2cm'])} | {fmt(r['10deg5cm'])} |")
+    if abl.get("solvers"):
+        lines += ["", "## ODE solvers (genpose mode, K=50)", "",
+                  "| solver | frames | 5deg2cm | 10deg5cm | network evals | ms_per_frame |", "|---|---|---|---|---|---|"]
+        for name, r in abl["solvers"].items():
+            lines.append(f"| {name} | {r['frames']} | {fmt(r['5deg2cm'])} | {fmt(r['10deg5cm'])} | {r['nfe']} | "
+                         f"{fmt(r['ms_per_frame'])} |")
+    lines += [""]
+    for name, path in report.get("plots", {}).items():
+        try:
+            rel = os.path.relpath(path, base)
+        except ValueError:
+            rel = path
+        lines += [f"![{name}]({rel})", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="genpose bench")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
