@@ -179,3 +179,14 @@ def _dot(iid):
     out = np.zeros((H, W), np.uint16)
     out[10, 10] = iid
     return out
+
+
+@pytest.mark.parametrize("args,message", [
+    (["-p", "mode:=fast"], "unknown mode 'fast'"),
+    (["-p", "checkpoint:=/nonexistent/genpose.pt"], "pose checkpoint not found (/nonexistent/genpose.pt)"),
+])
+def test_bad_parameters_stop_the_node_with_a_message(args, message, tiny_pose_checkpoint):
+    cmd = [sys.executable, "-m", "genpose_ros.ros.pose_node", "--ros-args",
+           "-p", f"checkpoint:={tiny_pose_checkpoint}"] + args
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and message in r.stderr, r.stderr

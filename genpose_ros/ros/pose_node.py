@@ -33,6 +33,7 @@ from genpose_ros.ros.sync import ApproximateSync, Worker
 PARAMS = {
     "checkpoint": "",             # "" = the newest models/genpose_*.pt
     "device": "cpu",
+    "threads": 0,                 # torch CPU threads (0 = torch's default)
     "mode": "score_scaling",      # genpose | score_scaling | regression
     "n_points": 1024,
     "min_points": 50,
@@ -56,7 +57,7 @@ PARAMS = {
 def load_estimator(checkpoint: str, device: str):
     from genpose_ros.estimator import PoseEstimator
 
-    path = resolve(checkpoint) if checkpoint else find_model("genpose_*.pt")
+    path = resolve(checkpoint) if checkpoint not in ("", "auto") else find_model("genpose_*.pt")
     if path is None or not path.is_file():
         raise FileNotFoundError(f"pose checkpoint not found ({checkpoint or 'models/genpose_*.pt'}); "
                                 "train one with `genpose train` or set the checkpoint parameter")
@@ -71,6 +72,9 @@ class PoseNode(Node):
         params = {**PARAMS, **(extra_params or {})}
         self.p = declare(self, params)
         self.check_mode()
+        if self.p["threads"] > 0:
+            import torch
+            torch.set_num_threads(self.p["threads"])
         self.estimator, path = load_estimator(self.p["checkpoint"], self.p["device"])
         self.get_logger().info(f"pose checkpoint {path}, mode {self.p['mode']}")
         self.rng = np.random.default_rng(self.p["seed"])
@@ -94,8 +98,12 @@ class PoseNode(Node):
         self.worker = Worker(self._process_safe, name=f"{name}_worker")
 
     def check_mode(self):
+        from genpose_ros.estimator import MODES
+
         if self.p["mode"] == "tracking":
             raise ValueError("mode 'tracking' needs the previous poses: run tracking_node instead")
+        if self.p["mode"] not in MODES:
+            raise ValueError(f"unknown mode {self.p['mode']!r}; expected genpose, score_scaling or regression")
 
     # -- inputs ---------------------------------------------------------------------------------
     def _on_info(self, msg: CameraInfo):

@@ -89,6 +89,7 @@ class TrackingNode(PoseNode):
         if self.p["mode"] == "tracking":
             raise ValueError("tracking_node's `mode` is the from-scratch mode (genpose, "
                              "score_scaling or regression); tracking steps use mode tracking")
+        super().check_mode()
 
     def estimate(self, frame, batch):
         if self._reset.is_set():
