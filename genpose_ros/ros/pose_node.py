@@ -30,6 +30,8 @@ from genpose_ros.ros.qos import qos_from_name
 from genpose_ros.ros.spin import run_node
 from genpose_ros.ros.sync import ApproximateSync, Worker
 
+SINGLE_FRAME_MODES = ("genpose", "score_scaling", "regression")  # genpose_ros.estimator.MODES
+
 PARAMS = {
     "checkpoint": "",             # "" = the newest models/genpose_*.pt
     "device": "cpu",
@@ -55,12 +57,12 @@ PARAMS = {
 
 
 def load_estimator(checkpoint: str, device: str):
-    from genpose_ros.estimator import PoseEstimator
-
     path = resolve(checkpoint) if checkpoint not in ("", "auto") else find_model("genpose_*.pt")
     if path is None or not path.is_file():
         raise FileNotFoundError(f"pose checkpoint not found ({checkpoint or 'models/genpose_*.pt'}); "
                                 "train one with `genpose train` or set the checkpoint parameter")
+    from genpose_ros.estimator import PoseEstimator  # imports torch: after the cheap checks
+
     return PoseEstimator.from_checkpoint(str(path), device=device), path
 
 
@@ -98,11 +100,9 @@ class PoseNode(Node):
         self.worker = Worker(self._process_safe, name=f"{name}_worker")
 
     def check_mode(self):
-        from genpose_ros.estimator import MODES
-
         if self.p["mode"] == "tracking":
             raise ValueError("mode 'tracking' needs the previous poses: run tracking_node instead")
-        if self.p["mode"] not in MODES:
+        if self.p["mode"] not in SINGLE_FRAME_MODES:
             raise ValueError(f"unknown mode {self.p['mode']!r}; expected genpose, score_scaling or regression")
 
     # -- inputs ---------------------------------------------------------------------------------
