@@ -134,3 +134,4 @@ def test_tracking_keeps_objects_and_reinitialises_on_reset(ros_context, tiny_pos
     m = re.search(r"(\d+) warm-started tracking steps, (\d+) from-scratch estimates, (\d+) resets", log)
     assert m, log[-2000:]
     assert int(m.group(1)) > 0 and int(m.group(2)) >= 2 * len(before) and int(m.group(3)) == 1
+
