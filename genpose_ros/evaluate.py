@@ -237,11 +237,20 @@ def _unsrt(RT) -> tuple[np.ndarray, np.ndarray, float]:
     return RT[:3, :3] / s, RT[:3, 3], s
 
 
+def _box_iou(a, b) -> float:
+    """IoU of two (y1, x1, y2, x2) boxes."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    h = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    w = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - h * w
+    return float(h * w / union) if union > 0 else 0.0
+
+
 def read_results(folder, allow_pickle: bool = False) -> list[dict]:
     """Records (for metrics.nocs_tables) from a folder of NOCS results .pkl files.
 
-    Each GT instance is matched to the prediction of the same class with the nearest translation
-    (unmatched -> missed). Pickle runs code from the file: ``allow_pickle`` must be set.
+    Each GT instance is matched to the unused prediction of the same class whose 2D box overlaps
+    it most (IoU > 0.5), else to the one with the nearest translation (none left -> missed). Pickle runs code from the file: ``allow_pickle`` must be set.
     """
     import pickle
 
@@ -266,13 +275,16 @@ def read_results(folder, allow_pickle: bool = False) -> list[dict]:
         scores = r.get("pred_scores", np.ones(len(r["pred_class_ids"])))
         for g, cls in enumerate(r["gt_class_ids"]):
             Rg, tg, sg = _unsrt(r["gt_RTs"][g])
-            best, best_d = None, math.inf
+            best, best_key = None, None
             for p, pc in enumerate(r["pred_class_ids"]):
                 if pc != cls or p in used:
                     continue
-                d = float(np.linalg.norm(np.asarray(r["pred_RTs"][p])[:3, 3] - tg))
-                if d < best_d:
-                    best, best_d = p, d
+                # 2D box overlap first (the NOCS tools' detections come with boxes), then 3D distance
+                iou = _box_iou(r["gt_bboxes"][g], r["pred_bboxes"][p]) if "gt_bboxes" in r and "pred_bboxes" in r else 0.0
+                key = (-round(iou, 6) if iou > 0.5 else 0.0,
+                       float(np.linalg.norm(np.asarray(r["pred_RTs"][p])[:3, 3] - tg)))
+                if best_key is None or key < best_key:
+                    best, best_key = p, key
             rec = {"category": CATEGORIES[int(cls) - 1], "handle_visible": bool(hv[g]), "R_gt": Rg, "t_gt": tg,
                    "size_gt": np.asarray(r["gt_scales"][g]) * sg, "R_pred": None, "t_pred": None,
                    "size_pred": None, "score": None}

@@ -105,3 +105,57 @@ def test_bad_input_errors(estimator, clouds):
         estimator.estimate(pts, CATS, mode="tracking", prev_poses=np.eye(4)[None])
     with pytest.raises(ValueError, match="only used by the tracking mode"):
         estimator.estimate(pts, CATS, mode="genpose", prev_poses=np.tile(np.eye(4), (3, 1, 1)))
+
+
+@pytest.fixture(scope="module")
+def tiny_split(tmp_path_factory):
+    from genpose_ros.data.generate import GenerateConfig, generate
+
+    root = tmp_path_factory.mktemp("split")
+    generate(GenerateConfig(out=str(root / "test"), split="test", seed=0, scenes=2), progress=False)
+    generate(GenerateConfig(out=str(root / "seq"), split="test", seed=0, sequences=1, frames=3), progress=False)
+    return root
+
+
+def test_eval_results_files_round_trip_and_pickle_opt_in(estimator, tiny_split, tmp_path):
+    from genpose_ros import evaluate
+    from genpose_ros.data.nocs_io import list_frames
+
+    res = evaluate.run_frames(estimator, list_frames(tiny_split / "test"), "genpose", {"n_steps": 2,
+                              "num_candidates": 4}, keep_hypotheses=True, progress=False)
+    assert res["records"] and len(res["latency_ms"]) == 2 and len(res["hypotheses"]) == len(res["records"])
+    n = evaluate.save_results(res["frames"], tmp_path / "res")
+    assert n == 2 and len(list((tmp_path / "res").glob("results_*.pkl"))) == 2
+    with pytest.raises(PermissionError, match="allow_pickle"):
+        evaluate.read_results(tmp_path / "res")
+    back = evaluate.read_results(tmp_path / "res", allow_pickle=True)
+    found = [r for r in res["records"] if r["R_pred"] is not None]
+    assert len(back) == len(res["records"])
+    for a, b in zip(sorted(found, key=lambda r: tuple(r["t_gt"])), sorted(
+            [r for r in back if r["R_pred"] is not None], key=lambda r: tuple(r["t_gt"]))):
+        np.testing.assert_allclose(a["R_pred"], b["R_pred"], atol=1e-4)
+        np.testing.assert_allclose(a["t_pred"], b["t_pred"], atol=1e-5)
+        np.testing.assert_allclose(a["size_pred"], b["size_pred"], atol=1e-5)
+        np.testing.assert_allclose(a["size_gt"], b["size_gt"], atol=1e-5)
+    s = evaluate.summary(back, [])
+    assert s["tables"]["accuracy"]["10deg5cm"]["mean"] >= 0
+
+
+def test_tracking_over_a_sequence_and_oracle(estimator, tiny_split):
+    from genpose_ros import bench, evaluate, metrics
+
+    tr = evaluate.run_tracking(estimator, tiny_split / "seq", {"n_steps": 2}, progress=False)
+    assert len(tr["frames"]) == 3 and tr["init_latency_ms"] and len(tr["latency_ms"]) >= 1
+    from genpose_ros.data.nocs_io import list_frames
+
+    res = evaluate.run_frames(estimator, list_frames(tiny_split / "test"), "genpose",
+                              {"n_steps": 2, "num_candidates": 8}, keep_hypotheses=True, progress=False)
+    oracle = bench.oracle_records(res["records"], res["hypotheses"])
+    for r, o, h in zip(res["records"], oracle, res["hypotheses"]):
+        if h is None:
+            continue
+        # the oracle candidate is one of the K hypotheses and no worse than the first one
+        assert any(np.allclose(o["t_pred"], h[k, :3, 3]) for k in range(len(h)))
+        cost = lambda R, t: metrics.rotation_error_deg(R, r["R_gt"], r["category"], r["handle_visible"]) / 5 + \
+            np.linalg.norm(t - r["t_gt"]) * 50  # noqa: E731
+        assert cost(o["R_pred"], o["t_pred"]) <= cost(h[0, :3, :3], h[0, :3, 3]) + 1e-6
