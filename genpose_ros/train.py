@@ -161,7 +161,7 @@ def make_stage_module(model, sde, stage: str, cfg: dict):
             if stage == "size":
                 logs["loss_size"] = losses.size_loss(self.model.predict_size(cond, cat), size)
                 loss = loss + logs["loss_size"]
-            return loss, {k: float(v) for k, v in logs.items()}
+            return loss, {k: float(v.detach()) for k, v in logs.items()}
 
     return Step()
 
