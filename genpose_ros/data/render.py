@@ -24,6 +24,19 @@ __all__ = ["Renderer", "Frame", "InstanceGT"]
 _DEFAULT_SENSOR = object()
 
 
+def _lookup(tex: np.ndarray, xy: np.ndarray, px_per_m: np.float32) -> np.ndarray:
+    """(M, 3) float32 albedo in [0, 1] of a square power-of-two texture tiled over the plane,
+    at world coordinates ``xy`` (M, 2) metres (nearest texel)."""
+    S = tex.shape[0]
+    if S & (S - 1) or tex.shape[:2] != (S, S):
+        raise ValueError(f"plane textures must be square with a power-of-two side, got {tex.shape}")
+    # shift to positive coordinates (an offset small enough for float32 to keep texel
+    # precision over +-19 m at 850 px/m), truncate, wrap
+    ij = (xy * px_per_m + np.float32(S * 64)).astype(np.int32) & (S - 1)
+    flat = tex.reshape(-1, 3).take(ij[:, 1] * S + ij[:, 0], axis=0)
+    return flat.astype(np.float32) * np.float32(1 / 255)
+
+
 class Renderer:
     """Renders ``Frame``s of a ``Scene``.
 
@@ -77,10 +90,36 @@ class Renderer:
         }
         embree = rtcs.EmbreeScene()
         TriangleMesh(embree, np.ascontiguousarray(np.concatenate(tris), dtype=np.float32))
-        hit = embree.run(self._origins, self._rays, output=1)
-        face = hit["primID"].astype(np.int64)
-        depth = np.where(face >= 0, hit["tfar"], np.inf).astype(np.float32)
-        return depth, face, hit["u"], hit["v"], faces
+        sel = self._candidate_pixels(items, T_cam_world)
+        if sel is None:
+            hit = embree.run(self._origins, self._rays, output=1)
+            face, bu, bv, tfar = hit["primID"].astype(np.int64), hit["u"], hit["v"], hit["tfar"]
+        else:  # only rays inside the objects' projected boxes can hit anything
+            hit = embree.run(self._origins[:len(sel)], self._rays[sel], output=1)
+            face = np.full(P, -1, np.int64)
+            bu, bv, tfar = (np.zeros(P, np.float32) for _ in range(3))
+            face[sel], bu[sel], bv[sel], tfar[sel] = hit["primID"], hit["u"], hit["v"], hit["tfar"]
+        depth = np.where(face >= 0, tfar, np.inf).astype(np.float32)
+        return depth, face, bu, bv, faces
+
+    def _candidate_pixels(self, items, T_cam_world, near: float = 0.02) -> np.ndarray | None:
+        """Flat indices of the pixels inside the union of the projected object boxes, or
+        None (all pixels) when a box reaches behind the near plane."""
+        H, W = self.intr.height, self.intr.width
+        cover = np.zeros((H, W), bool)
+        signs = np.array([[a, b, c] for a in (-.5, .5) for b in (-.5, .5) for c in (-.5, .5)])
+        for obj in items:
+            T = T_cam_world @ obj.T_world_obj
+            corners = (signs * obj.model.size) @ T[:3, :3].T + T[:3, 3]
+            if (corners[:, 2] < near).any():
+                return None
+            u = self.intr.fx * corners[:, 0] / corners[:, 2] + self.intr.cx
+            v = self.intr.fy * corners[:, 1] / corners[:, 2] + self.intr.cy
+            u0, u1 = max(int(np.floor(u.min())) - 1, 0), min(int(np.ceil(u.max())) + 2, W)
+            v0, v1 = max(int(np.floor(v.min())) - 1, 0), min(int(np.ceil(v.max())) + 2, H)
+            if u0 < u1 and v0 < v1:
+                cover[v0:v1, u0:u1] = True
+        return np.flatnonzero(cover)
 
     def _plane_depth(self, n_cam: np.ndarray, p_cam: np.ndarray) -> np.ndarray:
         """(P,) depth of the plane {x: n.(x - p) = 0} along each pixel ray (inf if behind)."""
@@ -218,29 +257,34 @@ class Renderer:
             idx = np.flatnonzero(which == code)
             if not len(idx):
                 continue
-            S = tex.shape[0]
-            ij = np.floor(xy[idx] * np.float32(S / tile)).astype(np.int32) % S
-            albedo = tex[ij[:, 1], ij[:, 0]].astype(np.float32) * np.float32(1 / 255)
-            nv = np.abs(denom[idx]) * self._inv_ray_norm[idx]
+            albedo = _lookup(tex, xy[idx], np.float32(tex.shape[0] / tile))
             shade = np.full(len(idx), amb + I * nl, np.float32)
             if code == 1:
                 shade *= self._shadow_lookup(scene, xy[idx])
-            nh = np.clip((nv + nl) * inv_h[idx], 0.0, 1.0)
-            rgb[idx] = albedo * (shade[:, None] * tint) + (I * shin * (nh ** 8) ** 5)[:, None]
-            cos_inc[idx] = nv
+            albedo *= shade[:, None]
+            albedo *= tint
+            if shin > 0:
+                nv = np.abs(denom[idx]) * self._inv_ray_norm[idx]
+                nh = np.clip((nv + nl) * inv_h[idx], 0.0, 1.0)
+                albedo += (I * shin * (nh ** 8) ** 5)[:, None]
+            rgb[idx] = albedo
+            cos_inc[idx] = np.abs(denom[idx]) * self._inv_ray_norm[idx]
         rgb[which == 3] = scene.wall_colour * (0.6 + 0.4 * light.ambient)
         return rgb, cos_inc
 
     @staticmethod
     def _camera_effects(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Exposure, gamma, optical blur and sensor noise: (H, W, 3) float -> uint8 RGB."""
-        img = np.clip(img * np.float32(rng.uniform(0.75, 1.25)), 0, 1)
-        img = img ** np.float32(1.0 / rng.uniform(0.9, 1.2))
-        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.4, 0.9)) * np.float32(255.0)
+        """Exposure, optical blur, sensor noise and gamma: (H, W, 3) float -> uint8 RGB."""
+        img = img * np.float32(255.0 * rng.uniform(0.75, 1.25))
+        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.4, 0.9))
         noise = np.empty(img.shape, np.float32)
         cv2.setRNGSeed(int(rng.integers(2**31)))
         cv2.randn(noise, 0.0, float(rng.uniform(1.0, 4.0)))
-        return np.clip(img + noise, 0, 255).astype(np.uint8)
+        img += noise
+        lin = np.clip(img, 0, 255).astype(np.uint8)
+        gamma = 1.0 / rng.uniform(0.9, 1.2)
+        lut = np.clip(255.0 * (np.arange(256) / 255.0) ** gamma, 0, 255).astype(np.uint8)
+        return cv2.LUT(lin, lut)
 
     @staticmethod
     def _shadow_lookup(scene: Scene, xy: np.ndarray) -> np.ndarray:
@@ -264,4 +308,4 @@ class Renderer:
         smap = 1.0 - np.float32(0.5) * smap
         u = np.clip((xy[:, 0] + np.float32(half[0])) * np.float32(res), 0, Wm - 1).astype(np.int32)
         v = np.clip((xy[:, 1] + np.float32(half[1])) * np.float32(res), 0, Hm - 1).astype(np.int32)
-        return smap[v, u]
+        return smap.ravel().take(v * Wm + u)
