@@ -76,8 +76,8 @@ def build_model(cfg: SegmenterConfig = SegmenterConfig()) -> nn.Module:
     from torchvision.models.detection import MaskRCNN
     from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection.backbone_utils import BackboneWithFPN
-    from torchvision.models.detection.faster_rcnn import TwoMLPHead
-    from torchvision.models.detection.mask_rcnn import MaskRCNNHeads
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+    from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
     from torchvision.ops import MultiScaleRoIAlign
     from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
@@ -98,8 +98,6 @@ def build_model(cfg: SegmenterConfig = SegmenterConfig()) -> nn.Module:
     names = [str(k) for k in range(len(stage_ends))]
     box_pool = MultiScaleRoIAlign(names, output_size=7, sampling_ratio=2)
     mask_pool = MultiScaleRoIAlign(names, output_size=14, sampling_ratio=2)
-    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
-    from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
     return MaskRCNN(
         backbone, num_classes=None,
         min_size=cfg.train_min_sizes, max_size=cfg.max_size,

@@ -165,3 +165,28 @@ def test_mask_ap_table():
     assert t["mean"]["AP"] == pytest.approx((1.0 + 0.1) / 2)
     with pytest.raises(ValueError, match="unknown category"):
         acc.add([m[0]], ["cup"], [0.5], [], [])
+
+
+def test_eval_command_on_nocs_folder(overfit_checkpoint, tmp_path):
+    """`python -m genpose_ros.segmentation_eval` on frames written in the NOCS layout."""
+    import json
+
+    from genpose_ros.data.camera import Intrinsics
+    from genpose_ros.data.frame import Frame, InstanceGT
+    from genpose_ros.data.nocs_io import write_frame
+    from genpose_ros.segmentation_eval import main
+
+    f = shapes_frame()
+    gt = [InstanceGT(i.instance_id, i.category, np.eye(3), np.array([0, 0, 0.5]),
+                     np.full(3, 0.1)) for i in f.instances]
+    frame = Frame(color=f.color, depth=np.full(f.mask.shape, 500, np.uint16), mask=f.mask,
+                  intrinsics=Intrinsics(128, 96, 120.0, 120.0, 64.0, 48.0), instances=gt)
+    for k in range(2):
+        write_frame(tmp_path / "test" / f"{k:05d}", 0, frame, write_pickle=False)
+    out = tmp_path / "eval.json"
+    assert main(["--weights", str(overfit_checkpoint), "--data", str(tmp_path / "test"),
+                 "--json", str(out), "--threads", "1", "--latency-runs", "2"]) == 0
+    table = json.loads(out.read_text())
+    assert table["n_images"] == 2 and table["bowl"]["n_gt"] == 2 and table["mug"]["n_gt"] == 0
+    assert table["bowl"]["AP50"] >= 0.5 and table["laptop"]["AP50"] >= 0.5, table
+    assert table["latency"]["image"] == "128x96" and table["latency"]["median_s"] > 0
