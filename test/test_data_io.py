@@ -185,3 +185,16 @@ def test_reads_a_real275_style_folder(tmp_path):
     assert (back.mask == 1).sum() == 400 and (back.mask == 0).sum() == back.mask.size - 430
     ds = InstanceDataset(tmp_path / "real", n_points=32, min_points=50, allow_pickle=True)
     assert len(ds) == 1 and ds.skipped[0]["reason"].startswith("only 30 valid depth points")
+
+
+def test_dataset_point_cache_gives_the_same_items(tmp_path, rendered):
+    write_frame(tmp_path, 0, rendered)
+    cached = InstanceDataset(tmp_path, n_points=128, cache_points=300)
+    first = [cached[i]["points"] for i in range(len(cached))]
+    again = [cached[i]["points"] for i in range(len(cached))]  # now from memory
+    assert all(torch_equal(a, b) for a, b in zip(first, again))
+    assert all(len(c) <= 300 for c in cached._cache.values())
+    item = cached[0]
+    R, t, size = (item[k].numpy().astype(float) for k in ("R", "t", "size"))
+    local = (item["points"].numpy() - t) @ R
+    assert (np.abs(local) <= size / 2 + 0.03).all(axis=1).mean() > 0.95
