@@ -110,6 +110,7 @@ class RealSenseNode(Node):
         self.static_tf.send_transform(self._static_transforms(cam))
         self.published = 0
         self._subscribed_at = None
+        self._last_tick = -1e9
         self.timer = self.create_timer(1.0 / p["frame_rate"], self._tick)
         self.get_logger().info(f"source {p['source']}, {self.source.intrinsics.width}x"
                                f"{self.source.intrinsics.height}, publishing at {p['frame_rate']} Hz")
@@ -138,6 +139,10 @@ class RealSenseNode(Node):
             self._subscribed_at = self._subscribed_at or time.monotonic()
             if time.monotonic() - self._subscribed_at < 1.0:
                 return
+        now = time.monotonic()
+        if now - self._last_tick < 0.75 / self.p["frame_rate"]:
+            return  # a late tick right after a slow one: keep the frame rate steady, no bursts
+        self._last_tick = now
         if self.p["n_frames"] and self.published >= self.p["n_frames"]:
             self.timer.cancel()
             self.get_logger().info(f"published {self.published} frames; stopping")
