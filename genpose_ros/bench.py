@@ -31,8 +31,9 @@ KEYS = {"5deg2cm": "5deg2cm", "5deg5cm": "5deg5cm", "10deg2cm": "10deg2cm", "10d
 SCALING_ABLATION = {
     "none (k=1)": {"schedule": "none"},
     "gaussian k=2": {"schedule": "gaussian", "schedule_kwargs": {"k": 2.0, "s": 0.05}},
-    "gaussian k=4 (default)": {"schedule": "gaussian", "schedule_kwargs": {"k": 4.0, "s": 0.05}},
-    "gaussian k=8": {"schedule": "gaussian", "schedule_kwargs": {"k": 8.0, "s": 0.05}},
+    "gaussian k=4": {"schedule": "gaussian", "schedule_kwargs": {"k": 4.0, "s": 0.05}},
+    "gaussian k=8 (default)": {"schedule": "gaussian", "schedule_kwargs": {"k": 8.0, "s": 0.05}},
+    "gaussian k=16": {"schedule": "gaussian", "schedule_kwargs": {"k": 16.0, "s": 0.05}},
     "gaussian k=4, s=0.02": {"schedule": "gaussian", "schedule_kwargs": {"k": 4.0, "s": 0.02}},
     "exponential k=4, tau=0.1": {"schedule": "exponential", "schedule_kwargs": {"k": 4.0, "tau": 0.1}},
 }

@@ -56,7 +56,7 @@ def _no_scaling(t: torch.Tensor, sde: VESDE, **_) -> torch.Tensor:
 
 
 @register_schedule("gaussian")
-def gaussian_sharpening(t: torch.Tensor, sde: VESDE, k: float = 4.0, s: float = 0.05, **_) -> torch.Tensor:
+def gaussian_sharpening(t: torch.Tensor, sde: VESDE, k: float = 8.0, s: float = 0.05, **_) -> torch.Tensor:
     """Score ratio of a Gaussian mode (std s) sharpened k times, under VE noise sigma(t)."""
     s2, sig2 = s * s, sde.sigma(t) ** 2
     return (s2 + sig2) / (s2 / k + sig2)
