@@ -236,7 +236,8 @@ def run(args) -> int:
     estimator = "tracking_node" if args.tracking else "pose_node"
     mask_input = f"{NS}/ground_truth/masks" if masks_source == "ground_truth" else f"{NS}/color/image_raw"
     camera = [p for p in procs if p.name == "realsense_node"]
-    camera[0].cmd += ["-p", "wait_for_subscribers:=true"]
+    # colour readers: this recorder, the pose node (overlay) and Mask R-CNN
+    camera[0].cmd += ["-p", f"wait_for_subscribers:={3 if masks_source == 'maskrcnn' else 2}"]
     rest = [p for p in procs if p.name != "realsense_node"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

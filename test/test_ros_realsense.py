@@ -102,7 +102,7 @@ def test_sim_recording_plays_back_as_bag_source(ros_context, tmp_path):
     rec = subprocess.Popen([sys.executable, "-m", "genpose_ros.ros.realsense_node", "--ros-args",
                             "-p", "source:=sim", "-p", "frame_rate:=4", "-p", "n_frames:=3",
                             "-p", "n_objects:=2", "-p", f"record_path:={bag}",
-                            "-p", "wait_for_subscribers:=true"])
+                            "-p", "wait_for_subscribers:=1"])
     try:
         colours, depths = _collect_colour(ros_context, 3, 40.0)
     finally:

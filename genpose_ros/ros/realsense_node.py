@@ -45,7 +45,8 @@ PARAMS = {
     "topic_prefix": "/camera/camera",
     "qos": "reliable",
     "qos_depth": 2,
-    "wait_for_subscribers": False,  # publish only once colour, depth and camera_info are subscribed
+    "wait_for_subscribers": 0,    # > 0: first frame only once the colour image has this many
+                                  # subscribers (and depth and camera_info at least one)
 }
 
 # optical frame (x right, y down, z forward) in the body frame (x forward, y left, z up), REP 103
@@ -125,11 +126,12 @@ class RealSenseNode(Node):
                 matrix_to_transform(T_BODY_OPTICAL, f"{cam}_color_frame", self.color_frame, stamp)]
 
     def _subscribed(self) -> bool:
-        pubs = (self.pub_color, self.pub_color_info, self.pub_depth)
-        return all(p.get_subscription_count() > 0 for p in pubs)
+        return (self.pub_color.get_subscription_count() >= self.p["wait_for_subscribers"]
+                and self.pub_color_info.get_subscription_count() > 0
+                and self.pub_depth.get_subscription_count() > 0)
 
     def _tick(self):
-        if self.p["wait_for_subscribers"] and not self.published:
+        if self.p["wait_for_subscribers"] > 0 and not self.published:
             # the subscribers' side of a match may trail ours: give it a second
             if not self._subscribed():
                 self._subscribed_at = None
