@@ -170,14 +170,15 @@ def plot_convergence(curves: dict, path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for name, c in curves.items():
+    for i, (name, c) in enumerate(curves.items()):
+        color = f"C{i}"
         for ax, key in ((axes[0], "diffusion"), (axes[1], "diffusion_10deg5cm")):
             if c[key]:
                 xs, ys = zip(*c[key])
-                ax.plot(xs, ys, marker=".", label=f"{name}: diffusion sampler")
+                ax.plot(xs, ys, marker=".", color=color, label=f"{name}: diffusion sampler")
         if c["regression"] and any(v > 0 for _, v in c["regression"]):
             xs, ys = zip(*c["regression"])
-            axes[0].plot(xs, ys, ls="--", label=f"{name}: regression head")
+            axes[0].plot(xs, ys, ls="--", color=color, label=f"{name}: regression head")
     axes[0].set(xlabel="training step (all stages)", ylabel="validation 5deg2cm (%)")
     axes[1].set(xlabel="training step (all stages)", ylabel="validation 10deg5cm (%)")
     for ax in axes:
