@@ -90,7 +90,8 @@ def _collect_colour(context, n, timeout):
     node.create_subscription(Image, TOPICS["color"][1], got.append, qos_from_name("reliable", 10))
     node.create_subscription(Image, TOPICS["depth"][1], got.append, qos_from_name("reliable", 10))
     node.create_subscription(CameraInfo, TOPICS["color_info"][1], lambda m: None, 10)
-    ok = spin_until(ex, lambda: sum(m.encoding == "rgb8" for m in got) >= n, timeout)
+    ok = spin_until(ex, lambda: min(sum(m.encoding == "rgb8" for m in got),
+                                    sum(m.encoding == "16UC1" for m in got)) >= n, timeout)
     node.destroy_node()
     assert ok, f"got {len(got)} images"
     return ([image_to_numpy(m) for m in got if m.encoding == "rgb8"],
