@@ -37,8 +37,8 @@ def _stamp(msg):
 
 def test_sim_camera_publishes_realsense_topics(ros_context):
     proc = subprocess.Popen([sys.executable, "-m", "genpose_ros.ros.realsense_node", "--ros-args",
-                             "-p", "source:=sim", "-p", "frame_rate:=4", "-p", "n_frames:=4",
-                             "-p", "seed:=3", "-p", "n_objects:=3"])
+                             "-p", "source:=sim", "-p", "frame_rate:=4", "-p", "n_frames:=6",
+                             "-p", "seed:=3", "-p", "n_objects:=3", "-p", "wait_for_subscribers:=1"])
     try:
         node = rclpy.create_node("realsense_test_listener", context=ros_context)
         ex = SingleThreadedExecutor(context=ros_context)
