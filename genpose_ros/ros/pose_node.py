@@ -113,8 +113,9 @@ class PoseNode(Node):
         self.get_logger().debug(f"synchronised set {depth.header.stamp.sec}.{depth.header.stamp.nanosec:09d}")
         self.worker.slot.put((depth, masks, det2d, color))
 
-    def _camera_info(self, wait_s: float = 0.2):
-        """The latest camera_info; waits briefly for the first one (it may trail the images)."""
+    def _camera_info(self, wait_s: float = 1.0):
+        """The latest camera_info; waits up to ``wait_s`` for the first one (right after start-up
+        its subscription may be matched later than the image ones)."""
         deadline = time.monotonic() + wait_s
         while self._info is None and time.monotonic() < deadline:
             time.sleep(0.01)
