@@ -47,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--md", default=None, help="Markdown report (default: the JSON path with .md)")
     p.add_argument("--images", default="docs/images", help="folder for bench_*.png")
     p.add_argument("--logs", nargs="*", default=[], metavar="NAME=LOG.jsonl",
-                   help="training logs for the convergence plot (e.g. joint=... genpose=...)")
+                   help="training logs for the convergence plot (e.g. joint=run/log.jsonl,resumed/log.jsonl genpose=...)")
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--seq-frames", type=int, default=None, help="frames per sequence for tracking")
     p.add_argument("--solver-frames", type=int, default=20, help="frames of the RK45 / Heun solver ablation")
@@ -152,8 +152,9 @@ def read_curves(logs: list[str]) -> dict:
     for item in logs:
         if "=" not in item:
             raise ValueError(f"--logs entries look like NAME=PATH, got {item!r}")
-        name, path = item.split("=", 1)
-        recs = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+        name, paths = item.split("=", 1)
+        recs = [json.loads(line) for path in paths.split(",")  # a run and its resumed continuation
+                for line in Path(path).read_text().splitlines() if line.strip()]
         curves[name] = {
             "diffusion": [[r["step"], r["val_diffusion_5deg2cm"]] for r in recs if "val_diffusion_5deg2cm" in r],
             "regression": [[r["step"], r["val_regression_5deg2cm"]] for r in recs if "val_regression_5deg2cm" in r],
