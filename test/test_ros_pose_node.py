@@ -12,6 +12,7 @@ pytest.importorskip("vision_msgs.msg")
 pytest.importorskip("torch")
 
 from rcl_interfaces.msg import Log  # noqa: E402
+from geometry_msgs.msg import PoseArray  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
@@ -58,6 +59,8 @@ class Rig:
             lambda m: self.detections.setdefault(m.header.stamp.sec, m), qos)
         sub(MarkerArray, "/genpose/markers", self.markers.append, qos)
         sub(Image, "/genpose/overlay", self.overlays.append, qos)
+        self.hypotheses = []
+        sub(PoseArray, "/genpose/hypotheses", self.hypotheses.append, qos)
         sub(TFMessage, "/tf", lambda m: self.tf.extend(m.transforms), 100)
         sub(Log, "/rosout", lambda m: self.warnings.append(m.msg)
             if m.name == "pose_node" and m.level >= Log.WARN else None, 100)
@@ -106,7 +109,7 @@ def pose_node(tiny_pose_checkpoint):
     rclpy.init(context=context)
     proc = subprocess.Popen([sys.executable, "-m", "genpose_ros.ros.pose_node", "--ros-args",
                              "-p", f"checkpoint:={tiny_pose_checkpoint}", "-p", "slop:=0.0",
-                             "-p", "min_points:=30"])
+                             "-p", "min_points:=30", "-p", "publish_hypotheses:=true"])
     rig = Rig(context)
     ready = rig.spin_until(lambda: all(p.get_subscription_count() > 0 for p in rig.pubs.values())
                            and rig.node.count_publishers("/genpose/detections") > 0, 30.0)
@@ -145,6 +148,9 @@ def test_good_frame_outputs(pose_node):
     assert rig.spin_until(lambda: rig.markers and any(o.header.stamp.sec == sec for o in rig.overlays))
     overlay = next(o for o in rig.overlays if o.header.stamp.sec == sec)
     assert overlay.encoding == "rgb8" and (overlay.width, overlay.height) == (W, H)
+    assert rig.spin_until(lambda: any(h.header.stamp.sec == sec for h in rig.hypotheses))
+    hyp = next(h for h in rig.hypotheses if h.header.stamp.sec == sec)
+    assert len(hyp.poses) >= 2 and len(hyp.poses) % 2 == 0   # K candidates per object
     boxes = [m for m in rig.markers[-1].markers if m.ns == "boxes"]
     assert len(boxes) == 2 and all(m.scale.x > 0 for m in boxes)
 
