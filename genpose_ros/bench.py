@@ -287,6 +287,12 @@ def run(args: argparse.Namespace) -> int:
         plots["hypotheses"] = ev.plot_hypotheses(examples, images / "bench_hypotheses.png")
     if args.logs:
         report["convergence"] = read_curves(args.logs)
+    elif Path(args.json).is_file():  # keep the curves of an earlier report (training logs are not shipped)
+        try:
+            report["convergence"] = json.loads(Path(args.json).read_text())["convergence"]
+        except (KeyError, ValueError):
+            pass
+    if report.get("convergence"):
         plots["convergence"] = plot_convergence(report["convergence"], images / "bench_convergence.png")
     report["plots"] = {k: str(v) for k, v in plots.items()}
     report["wall_s"] = round(time.time() - t_start, 1)
