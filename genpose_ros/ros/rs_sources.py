@@ -53,6 +53,7 @@ class _PipelineSource:
         self.align = rs.align(rs.stream.color)
         color_profile = profile.get_stream(rs.stream.color)
         self.intrinsics = _intrinsics(color_profile)
+        self.max_skew_ms = 500.0 / max(color_profile.fps(), 1)  # half a frame period
         self.color_format = color_profile.format()
         depth_profile = profile.get_stream(rs.stream.depth)
         T_color_depth = np.eye(4)  # p_color = R p_depth + t; R stored column-major
@@ -78,6 +79,8 @@ class _PipelineSource:
         color, depth = frames.get_color_frame(), frames.get_depth_frame()
         if not color or not depth:
             return None
+        if abs(color.get_timestamp() - depth.get_timestamp()) > self.max_skew_ms:
+            return None  # not one frame (e.g. where a looping recording starts over)
         rgb = np.asanyarray(color.get_data()).copy()
         if self.color_format == rs.format.bgr8:
             rgb = rgb[:, :, ::-1].copy()
