@@ -190,3 +190,30 @@ def test_eval_command_on_nocs_folder(overfit_checkpoint, tmp_path):
     assert table["n_images"] == 2 and table["bowl"]["n_gt"] == 2 and table["mug"]["n_gt"] == 0
     assert table["bowl"]["AP50"] >= 0.5 and table["laptop"]["AP50"] >= 0.5, table
     assert table["latency"]["image"] == "128x96" and table["latency"]["median_s"] > 0
+
+
+def test_shipped_weights_segment_a_rendered_scene():
+    """models/maskrcnn_light.pt finds objects of the right category in a fresh synthetic scene."""
+    from genpose_ros.data.render import Renderer
+    from genpose_ros.data.scenes import sample_camera_pose, sample_scene
+    from genpose_ros.ros.paths import package_share
+
+    path = package_share() / "models" / "maskrcnn_light.pt"
+    if not path.is_file():
+        pytest.skip("no shipped Mask R-CNN weights")
+    torch.set_num_threads(1)
+    seg = Segmenter.from_checkpoint(path, score_threshold=0.5)
+    assert seg.cfg.min_size <= 256 and path.stat().st_size < 40e6
+    hits, n_gt = 0, 0
+    for seed in (11, 12):
+        rng = np.random.default_rng(seed)
+        scene = sample_scene(rng, n_objects=4)
+        frame = Renderer().render(scene, sample_camera_pose(rng, scene), rng)
+        dets = seg.predict(frame.color)
+        n_gt += len(frame.instances)
+        for inst in frame.instances:
+            gt = frame.mask == inst.instance_id
+            ious = [(d.mask & gt).sum() / (d.mask | gt).sum() for d in dets
+                    if d.category == inst.category]
+            hits += bool(ious) and max(ious) >= 0.5
+    assert hits >= max(1, n_gt // 4), f"{hits} of {n_gt} objects found"
