@@ -146,7 +146,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, cfg: SegmenterConfig, *,
     return path
 
 
-def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[nn.Module, SegmenterConfig, dict]:
+def load_checkpoint(path: str | Path,
+                    device: str = "cpu") -> tuple[nn.Module, SegmenterConfig, dict]:
     """Load a checkpoint safely (``weights_only=True``) into a fresh model.
 
     Returns ``(model in eval mode on device, config, the raw checkpoint dict)``. Raises

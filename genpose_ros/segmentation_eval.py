@@ -99,7 +99,8 @@ class MaskAPAccumulator:
         NaN for a category without ground truth)."""
         out = {}
         for c in self.categories:
-            tp = np.concatenate(self._tp[c]) if self._tp[c] else np.zeros((0, len(IOU_THRESHOLDS)), bool)
+            empty = np.zeros((0, len(IOU_THRESHOLDS)), bool)
+            tp = np.concatenate(self._tp[c]) if self._tp[c] else empty
             sc = np.concatenate(self._scores[c]) if self._scores[c] else np.zeros(0)
             aps = np.array([average_precision(tp[:, k], sc, self._n_gt[c])
                             for k in range(len(IOU_THRESHOLDS))])
@@ -159,7 +160,8 @@ def format_table(table: dict) -> str:
         rows.append(f"| {c} | {100 * r['AP']:.1f} | {100 * r['AP50']:.1f} | "
                     f"{100 * r['AP75']:.1f} | {r['n_gt']} |")
     m = table["mean"]
-    rows.append(f"| **mean** | {100 * m['AP']:.1f} | {100 * m['AP50']:.1f} | {100 * m['AP75']:.1f} | |")
+    rows.append(f"| **mean** | {100 * m['AP']:.1f} | {100 * m['AP50']:.1f} | "
+                f"{100 * m['AP75']:.1f} | |")
     return "\n".join(rows)
 
 

@@ -1,4 +1,4 @@
-"""Training of the light Mask R-CNN on NOCS-layout RGB frames (``genpose train --task segmentation``).
+"""Training of the light Mask R-CNN on NOCS-layout RGB (``genpose train --task segmentation``).
 
     genpose train --task segmentation --data data/synth/train --out runs/seg \\
         --steps 20000 --batch-size 4 --lr 1e-3 --device cpu

@@ -62,7 +62,8 @@ class Rig:
         qos = qos_from_name("reliable", 5)
         self.pub_color = self.peer.create_publisher(Image, f"{prefix}/color", qos)
         self.pub_gt_masks = self.peer.create_publisher(Image, f"{prefix}/gt/masks", qos)
-        self.pub_gt_det = self.peer.create_publisher(Detection2DArray, f"{prefix}/gt/detections_2d", qos)
+        self.pub_gt_det = self.peer.create_publisher(Detection2DArray,
+                                                     f"{prefix}/gt/detections_2d", qos)
         self.masks, self.dets = {}, {}
         key = lambda m: (m.header.stamp.sec, m.header.stamp.nanosec)  # noqa: E731
         self.peer.create_subscription(Image, f"{prefix}/masks",
@@ -136,7 +137,8 @@ def test_corrupt_weights_warn_then_reload(ros_context, tiny_weights, tmp_path):
                    for p in rig.node.problems), rig.node.problems
         frame = numpy_to_image(_rgb(), "rgb8", _header(4))
         assert rig.send_until(lambda: rig.pub_color.publish(frame),
-                              lambda: any("no Mask R-CNN model loaded" in p for p in rig.node.problems))
+                              lambda: any("no Mask R-CNN model loaded" in p
+                                          for p in rig.node.problems))
         assert not rig.masks
         result = rig.node.set_parameters([Parameter("weights", value=str(tmp_path / "nope.pt"))])
         assert not result[0].successful and "not found" in result[0].reason

@@ -111,7 +111,8 @@ class MaskRCNNNode(Node):
                       + ("; keeping the previous model" if self.segmenter else ""))
             return False
         self.segmenter, self.weights_error = seg, None
-        self.get_logger().info(f"Mask R-CNN weights {path} (input short side {seg.cfg.min_size} px)")
+        self.get_logger().info(f"Mask R-CNN weights {path} "
+                               f"(input short side {seg.cfg.min_size} px)")
         return True
 
     def _on_params(self, params) -> SetParametersResult:
