@@ -17,7 +17,7 @@ os.environ.setdefault("RCUTILS_COLORIZED_OUTPUT", "0")
 @pytest.fixture
 def ros_context():
     """A freshly initialised rclpy Context, shut down after the test."""
-    rclpy = pytest.importorskip("rclpy")
+    import rclpy
     context = rclpy.Context()
     rclpy.init(context=context)
     try:
@@ -40,7 +40,7 @@ def spin_until(executor, predicate, timeout_s: float) -> bool:
 def tiny_pose_checkpoint(tmp_path_factory):
     """A freshly initialised light pose model saved as a real checkpoint (untrained: for
     plumbing tests only, its poses are meaningless)."""
-    torch = pytest.importorskip("torch")
+    import torch
     from genpose_ros import CATEGORIES
     from genpose_ros.checkpoint import save_checkpoint
     from genpose_ros.config import CONFIG_DIR, load_config

@@ -4,9 +4,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-rclpy = pytest.importorskip("rclpy")
-pytest.importorskip("vision_msgs.msg")
-torch = pytest.importorskip("torch")
+import rclpy
+import torch
 
 from builtin_interfaces.msg import Time  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402

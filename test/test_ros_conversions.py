@@ -2,8 +2,6 @@
 import numpy as np
 import pytest
 
-pytest.importorskip("rclpy")
-pytest.importorskip("vision_msgs.msg")
 
 from std_msgs.msg import Header  # noqa: E402
 

@@ -3,10 +3,7 @@ import json
 import subprocess
 import sys
 
-import pytest
 
-pytest.importorskip("rclpy")
-pytest.importorskip("torch")
 
 
 def test_demo_reports_missing_model_and_failed_graph(tmp_path, tiny_pose_checkpoint):

@@ -7,9 +7,7 @@ import time
 import numpy as np
 import pytest
 
-rclpy = pytest.importorskip("rclpy")
-pytest.importorskip("vision_msgs.msg")
-pytest.importorskip("torch")
+import rclpy
 
 from rcl_interfaces.msg import Log  # noqa: E402
 from geometry_msgs.msg import PoseArray  # noqa: E402

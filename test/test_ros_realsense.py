@@ -3,11 +3,8 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
-rclpy = pytest.importorskip("rclpy")
-pytest.importorskip("pyrealsense2")
-pytest.importorskip("vision_msgs.msg")
+import rclpy
 
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402

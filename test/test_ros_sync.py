@@ -4,7 +4,6 @@ import time
 
 import pytest
 
-pytest.importorskip("std_msgs.msg")
 from std_msgs.msg import Header  # noqa: E402
 
 from genpose_ros.ros.sync import ApproximateSync, LatestSlot, Worker  # noqa: E402

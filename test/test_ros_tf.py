@@ -6,8 +6,7 @@ import textwrap
 import numpy as np
 import pytest
 
-rclpy = pytest.importorskip("rclpy")
-pytest.importorskip("tf2_msgs.msg")
+import rclpy
 
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 

@@ -6,8 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-rclpy = pytest.importorskip("rclpy")
-pytest.importorskip("vision_msgs.msg")
+import rclpy
 
 from geometry_msgs.msg import PoseArray, PoseStamped  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402

@@ -30,6 +30,7 @@ from vision_msgs.msg import Detection2DArray
 from genpose_ros.ros.conversions import ImageConversionError, image_to_numpy
 from genpose_ros.ros.masks import MaskMessageError, decode_masks, encode_masks
 from genpose_ros.ros.params import declare
+from genpose_ros.ros.problems import ProblemLog
 from genpose_ros.ros.paths import resolve
 from genpose_ros.ros.qos import qos_from_name
 from genpose_ros.ros.spin import run_node
@@ -64,10 +65,10 @@ class MaskRCNNNode(Node):
         p = self.p = declare(self, PARAMS)
         if p["source"] not in SOURCES:
             raise ValueError(f"unknown source {p['source']!r}; expected {' or '.join(SOURCES)}")
-        self.problems: deque[str] = deque(maxlen=200)
+        self._problems = ProblemLog(self.get_logger())
+        self.problems = self._problems.items
         self.latencies: deque[float] = deque(maxlen=200)
         self.frames_done = 0
-        self._last_warn: dict[str, float] = {}
         self.segmenter, self.weights_error = None, "not loaded"
 
         prefix = p["output_prefix"].rstrip("/")
@@ -128,12 +129,7 @@ class MaskRCNNNode(Node):
 
     # -- processing -----------------------------------------------------------------------------
     def warn(self, text: str, period_s: float = 2.0):
-        """Log ``text`` as a warning (the same text at most once per ``period_s``) and keep it."""
-        self.problems.append(text)
-        now = time.monotonic()
-        if now - self._last_warn.get(text, -1e9) >= period_s:
-            self._last_warn[text] = now
-            self.get_logger().warning(text)
+        self._problems.warn(text, period_s)
 
     def _segment_safe(self, msg: Image):
         try:

@@ -26,6 +26,7 @@ from genpose_ros.ros.frame_input import InputProblem, instance_points, read_fram
 from genpose_ros.ros.paths import find_model, resolve
 from genpose_ros.ros.pose_outputs import PoseOutputs, empty_result
 from genpose_ros.ros.params import declare
+from genpose_ros.ros.problems import ProblemLog
 from genpose_ros.ros.qos import qos_from_name
 from genpose_ros.ros.spin import run_node
 from genpose_ros.ros.sync import ApproximateSync, Worker
@@ -80,10 +81,10 @@ class PoseNode(Node):
         self.estimator, path = load_estimator(self.p["checkpoint"], self.p["device"])
         self.get_logger().info(f"pose checkpoint {path}, mode {self.p['mode']}")
         self.rng = np.random.default_rng(self.p["seed"])
-        self.problems: deque[str] = deque(maxlen=200)
+        self._problems = ProblemLog(self.get_logger())
+        self.problems = self._problems.items
         self.frame_times: deque[float] = deque(maxlen=200)
         self.frames_done = 0
-        self._last_warn: dict[str, float] = {}
         self._info = None
 
         self.outputs = PoseOutputs(self, self.p["output_prefix"], self.p["publish_hypotheses"],
@@ -122,12 +123,7 @@ class PoseNode(Node):
         return self._info
 
     def warn(self, text: str, period_s: float = 2.0):
-        """Log ``text`` as a warning (the same text at most once per ``period_s``) and keep it."""
-        self.problems.append(text)
-        now = time.monotonic()
-        if now - self._last_warn.get(text, -1e9) >= period_s:
-            self._last_warn[text] = now
-            self.get_logger().warning(text)
+        self._problems.warn(text, period_s)
 
     # -- processing -----------------------------------------------------------------------------
     def _process_safe(self, item):
