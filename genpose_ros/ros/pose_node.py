@@ -157,7 +157,8 @@ class PoseNode(Node):
             return [], [], *empty_result(0), None
         est = self.estimator.estimate(batch.points, cats, mode=self.p["mode"],
                                       return_hypotheses=self.p["publish_hypotheses"])
-        return frame_names(cats), cats, est.R, est.t, est.size, est.score, est.hypotheses
+        score = est.score * seg_scores(batch)  # mask confidence x agreement of the pose samples
+        return frame_names(cats), cats, est.R, est.t, est.size, score, est.hypotheses
 
     def destroy_node(self):
         text = (f"{self.sync.matched} synchronised frames, {self.frames_done} processed, "
@@ -178,6 +179,11 @@ def frame_names(categories: list[str]) -> list[str]:
         names.append(f"{c}_{count.get(c, 0)}")
         count[c] = count.get(c, 0) + 1
     return names
+
+
+def seg_scores(batch) -> np.ndarray:
+    """(B,) segmentation confidence of each instance of ``batch``."""
+    return np.array([inst.score for inst in batch.instances], dtype=np.float32)
 
 
 def main(args=None):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from std_msgs.msg import Empty
 
-from genpose_ros.ros.pose_node import PoseNode
+from genpose_ros.ros.pose_node import PoseNode, seg_scores
 from genpose_ros.ros.pose_outputs import empty_result
 from genpose_ros.ros.spin import run_node
 
@@ -119,7 +119,7 @@ class TrackingNode(PoseNode):
             R[full], t[full], size[full], score[full] = est.R, est.t, est.size, est.score
             self.n_full += len(full)
         names = self._update_tracks(match, warm, insts, centroids, R, t, size, score)
-        return names, cats, R, t, size, score, None
+        return names, cats, R, t, size, score * seg_scores(batch), None
 
     def _update_tracks(self, match, warm, insts, centroids, R, t, size, score):
         names, seen = [], set()
