@@ -15,7 +15,7 @@ test: setup
 	$(ACT) python -m pytest -q test
 
 bench: setup
-	$(ACT) genpose bench --data data/synth/test --json docs/bench.json
+	$(ACT) genpose bench --data data/synth/test --json docs/bench.json --threads 1
 
 clean-env:
 	rm -rf $(VENV)
