@@ -36,18 +36,13 @@ import torch
 
 from genpose_ros import geometry
 from genpose_ros.models.nets import PoseNet
+from genpose_ros.registry import Registry
 from genpose_ros.sde import VESDE
 
 # ----------------------------------------------------------------------------- schedules
 
-SCHEDULES: dict[str, Callable] = {}
-
-
-def register_schedule(name: str):
-    def wrap(fn):
-        SCHEDULES[name] = fn
-        return fn
-    return wrap
+SCHEDULES = Registry("score-scaling schedule")
+register_schedule = SCHEDULES.register
 
 
 @register_schedule("none")
@@ -68,21 +63,13 @@ def exponential_scaling(t: torch.Tensor, sde: VESDE, k: float = 4.0, tau: float 
 
 
 def get_schedule(name: str) -> Callable:
-    if name not in SCHEDULES:
-        raise ValueError(f"unknown score-scaling schedule {name!r}; available: {sorted(SCHEDULES)}")
-    return SCHEDULES[name]
+    return SCHEDULES.lookup(name)
 
 
 # ----------------------------------------------------------------------------- solvers
 
-SOLVERS: dict[str, Callable] = {}
-
-
-def register_solver(name: str):
-    def wrap(fn):
-        SOLVERS[name] = fn
-        return fn
-    return wrap
+SOLVERS = Registry("ODE solver")
+register_solver = SOLVERS.register
 
 
 @register_solver("euler")
@@ -125,9 +112,7 @@ def rk45_solve(drift: Callable, x: torch.Tensor, t0: float, t1: float, rtol: flo
 
 
 def get_solver(name: str) -> Callable:
-    if name not in SOLVERS:
-        raise ValueError(f"unknown ODE solver {name!r}; available: {sorted(SOLVERS)}")
-    return SOLVERS[name]
+    return SOLVERS.lookup(name)
 
 
 # ----------------------------------------------------------------------------- ODE sampling
@@ -203,20 +188,12 @@ def _topk_mask(values: torch.Tensor, n_keep: int) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- samplers
 
-SAMPLERS: dict[str, Callable] = {}
-
-
-def register_sampler(name: str):
-    def wrap(fn):
-        SAMPLERS[name] = fn
-        return fn
-    return wrap
+SAMPLERS = Registry("sampling mode")
+register_sampler = SAMPLERS.register
 
 
 def get_sampler(name: str) -> Callable:
-    if name not in SAMPLERS:
-        raise ValueError(f"unknown sampling mode {name!r}; available: {sorted(SAMPLERS)}")
-    return SAMPLERS[name]
+    return SAMPLERS.lookup(name)
 
 
 @register_sampler("genpose")

@@ -10,21 +10,15 @@ import math
 
 import torch
 
-_SDES: dict[str, type] = {}
+from genpose_ros.registry import Registry
 
-
-def register_sde(name: str):
-    def wrap(cls):
-        _SDES[name] = cls
-        return cls
-    return wrap
+SDES = Registry("SDE")
+register_sde = SDES.register
 
 
 def get_sde(name: str = "ve", **kwargs) -> "VESDE":
     """Build a registered SDE by name (``ve``)."""
-    if name not in _SDES:
-        raise ValueError(f"unknown SDE {name!r}; available: {sorted(_SDES)}")
-    return _SDES[name](**kwargs)
+    return SDES.lookup(name)(**kwargs)
 
 
 @register_sde("ve")

@@ -160,13 +160,16 @@ class PoseNode(Node):
         score = est.score * seg_scores(batch)  # mask confidence x agreement of the pose samples
         return frame_names(cats), cats, est.R, est.t, est.size, score, est.hypotheses
 
-    def destroy_node(self):
-        text = (f"{self.sync.matched} synchronised frames, {self.frames_done} processed, "
-                f"{self.worker.slot.dropped} skipped while busy")
+    def final_report(self, text: str):
+        """Log a closing summary, also when rclpy is already shut down (Ctrl-C)."""
         if self.context.ok():
             self.get_logger().info(text)
         else:
             print(f"[{self.get_name()}] {text}", file=sys.stderr, flush=True)
+
+    def destroy_node(self):
+        self.final_report(f"{self.sync.matched} synchronised frames, {self.frames_done} processed, "
+                          f"{self.worker.slot.dropped} skipped while busy")
         self.worker.stop()
         super().destroy_node()
 

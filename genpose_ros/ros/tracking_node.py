@@ -150,12 +150,8 @@ class TrackingNode(PoseNode):
 
 
     def destroy_node(self):
-        text = (f"{self.n_tracked} warm-started tracking steps, {self.n_full} from-scratch "
-                f"estimates, {self.n_resets} resets")
-        if self.context.ok():
-            self.get_logger().info(text)
-        else:
-            print(f"[{self.get_name()}] {text}", file=sys.stderr, flush=True)
+        self.final_report(f"{self.n_tracked} warm-started tracking steps, {self.n_full} "
+                          f"from-scratch estimates, {self.n_resets} resets")
         super().destroy_node()
 
 
