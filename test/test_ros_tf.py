@@ -88,15 +88,21 @@ def test_buffer_chains_and_interpolates():
         buf.lookup("world", "elsewhere")
 
 
+def _tf_listener(context, name):
+    """(node, executor, buffer): a listener node of ours filling a TransformBuffer."""
+    node = rclpy.create_node(name, context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    buf = TransformBuffer()
+    TransformListener(buf, node)
+    return node, executor, buf
+
+
 def test_tf_and_late_joining_tf_static_over_dds(ros_context):
     proc = _start("dynamic")
     try:
         # Subscribe only after the static set was published: transient local must replay it.
-        node = rclpy.create_node("tf_test_listener", context=ros_context)
-        executor = SingleThreadedExecutor(context=ros_context)
-        executor.add_node(node)
-        buf = TransformBuffer()
-        TransformListener(buf, node)
+        node, executor, buf = _tf_listener(ros_context, "tf_test_listener")
         ok = spin_until(executor, lambda: buf.can_transform("link_eef", "mug_0"), 15.0)
         assert ok, f"no TF chain link_eef <- mug_0; frames seen: {sorted(buf.frames())}"
         T = buf.lookup("link_eef", "mug_0")
@@ -111,11 +117,7 @@ def test_tf_and_late_joining_tf_static_over_dds(ros_context):
 def test_tf_static_alone_reaches_late_joiner(ros_context):
     proc = _start("static")
     try:
-        node = rclpy.create_node("tf_static_listener", context=ros_context)
-        executor = SingleThreadedExecutor(context=ros_context)
-        executor.add_node(node)
-        buf = TransformBuffer()
-        TransformListener(buf, node)
+        node, executor, buf = _tf_listener(ros_context, "tf_static_listener")
         ok = spin_until(executor,
                         lambda: buf.can_transform("link_eef", "camera_color_optical_frame"), 15.0)
         assert ok, f"static set not replayed; frames seen: {sorted(buf.frames())}"
