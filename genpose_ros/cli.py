@@ -14,10 +14,10 @@ from genpose_ros import __version__
 
 COMMANDS = {
     "data": ("genpose_ros.data.cli", "generate, inspect and check NOCS-format RGB-D datasets"),
-    "train": ("genpose_ros.train", "train the pose estimator (or the Mask R-CNN segmenter)"),
-    "eval": ("genpose_ros.evaluate", "NOCS metrics of one estimator mode on a dataset"),
-    "bench": ("genpose_ros.bench", "all estimator modes side by side: accuracy and latency"),
-    "demo": ("genpose_ros.demo", "the full ROS 2 graph on a simulated D435, with a report"),
+    "train": ("genpose_ros.pose.train", "train the pose estimator (or the Mask R-CNN segmenter)"),
+    "eval": ("genpose_ros.evaluation.evaluate", "NOCS metrics of one estimator mode on a dataset"),
+    "bench": ("genpose_ros.evaluation.bench", "all estimator modes side by side: accuracy and latency"),
+    "demo": ("genpose_ros.ros.demo", "the full ROS 2 graph on a simulated D435, with a report"),
     "launch": ("genpose_ros.ros.launcher", "run a YAML launch file of this package"),
 }
 

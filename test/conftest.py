@@ -42,10 +42,10 @@ def tiny_pose_checkpoint(tmp_path_factory):
     plumbing tests only, its poses are meaningless)."""
     import torch
     from genpose_ros import CATEGORIES
-    from genpose_ros.checkpoint import save_checkpoint
+    from genpose_ros.pose.checkpoint import save_checkpoint
     from genpose_ros.config import CONFIG_DIR, load_config
-    from genpose_ros.models.nets import PoseNet
-    from genpose_ros.models.pointnet2 import LIGHT_ENCODER
+    from genpose_ros.pose.nets import PoseNet
+    from genpose_ros.pose.pointnet2 import LIGHT_ENCODER
 
     cfg = load_config(CONFIG_DIR / "train.yaml")
     model_cfg = dict(cfg["model"], encoder=LIGHT_ENCODER, categories=list(CATEGORIES))
@@ -57,5 +57,5 @@ def tiny_pose_checkpoint(tmp_path_factory):
 
 def shipped_pose_checkpoint():
     """The newest shipped models/genpose_*.pt, or None."""
-    from genpose_ros.ros.paths import find_model
+    from genpose_ros.paths import find_model
     return find_model("genpose_*.pt")

@@ -4,8 +4,8 @@ import copy
 import pytest
 import torch
 
-from genpose_ros.checkpoint import CheckpointError, build_model, load_checkpoint, save_checkpoint
-from genpose_ros.models.nets import PoseNet
+from genpose_ros.pose.checkpoint import CheckpointError, build_model, load_checkpoint, save_checkpoint
+from genpose_ros.pose.nets import PoseNet
 
 TINY = {"categories": ["bottle", "bowl", "camera", "can", "laptop", "mug"], "n_points": 64,
         "encoder": {"levels": [{"npoint": 16, "radii": [0.05], "nsample": [8], "mlps": [[8, 16]]}],

@@ -5,9 +5,9 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from genpose_ros.checkpoint import save_checkpoint
-from genpose_ros.estimator import PoseEstimator
-from genpose_ros.models.nets import PoseNet
+from genpose_ros.pose.checkpoint import save_checkpoint
+from genpose_ros.pose.estimator import PoseEstimator
+from genpose_ros.pose.nets import PoseNet
 
 TINY = {"categories": ["bottle", "bowl", "camera", "can", "laptop", "mug"], "n_points": 128,
         "encoder": {"levels": [{"npoint": 32, "radii": [0.03, 0.06], "nsample": [8, 8], "mlps": [[8, 16], [8, 16]]}],
@@ -118,7 +118,7 @@ def tiny_split(tmp_path_factory):
 
 
 def test_eval_results_files_round_trip_and_pickle_opt_in(estimator, tiny_split, tmp_path):
-    from genpose_ros import evaluate
+    from genpose_ros.evaluation import evaluate
     from genpose_ros.data.nocs_io import list_frames
 
     res = evaluate.run_frames(estimator, list_frames(tiny_split / "test"), "genpose", {"n_steps": 2,
@@ -142,7 +142,9 @@ def test_eval_results_files_round_trip_and_pickle_opt_in(estimator, tiny_split, 
 
 
 def test_tracking_over_a_sequence_and_oracle(estimator, tiny_split):
-    from genpose_ros import bench, evaluate, metrics
+    from genpose_ros.evaluation import bench
+    from genpose_ros.evaluation import evaluate
+    from genpose_ros.evaluation import metrics
 
     tr = evaluate.run_tracking(estimator, tiny_split / "seq", {"n_steps": 2}, progress=False)
     assert len(tr["frames"]) == 3 and tr["init_latency_ms"] and len(tr["latency_ms"]) >= 1

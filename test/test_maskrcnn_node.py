@@ -20,7 +20,7 @@ from genpose_ros.ros.conversions import image_to_numpy, numpy_to_image  # noqa: 
 from genpose_ros.ros.maskrcnn_node import MaskRCNNNode  # noqa: E402
 from genpose_ros.ros.masks import decode_masks, encode_masks  # noqa: E402
 from genpose_ros.ros.qos import qos_from_name  # noqa: E402
-from genpose_ros.segmentation import TINY_CONFIG, build_model, save_checkpoint  # noqa: E402
+from genpose_ros.segmentation.model import TINY_CONFIG, build_model, save_checkpoint  # noqa: E402
 
 CFG = replace(TINY_CONFIG, min_size=96, max_size=128, train_min_sizes=(96,))
 H, W = 96, 128

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from genpose_ros.metrics import (compute_ap, format_table, iou_3d, nocs_tables,
+from genpose_ros.evaluation.metrics import (compute_ap, format_table, iou_3d, nocs_tables,
                                  rotation_error_deg, translation_error_cm)
 
 I = np.eye(3)

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from genpose_ros.models.nets import PoseNet
-from genpose_ros.models.pointnet2 import (LIGHT_ENCODER, PointNet2Encoder, ball_query,
+from genpose_ros.pose.nets import PoseNet
+from genpose_ros.pose.pointnet2 import (LIGHT_ENCODER, PointNet2Encoder, ball_query,
                                           farthest_point_sample)
 
 TINY = {"categories": ["bottle", "bowl", "camera", "can", "laptop", "mug"], "n_points": 128,

@@ -13,7 +13,7 @@ from genpose_ros.ros.conversions import (ImageConversionError, camera_info_to_in
 from genpose_ros.ros.frame_input import InputProblem, read_depth_mm  # noqa: E402
 from genpose_ros.ros.masks import (MaskMessageError, decode_masks, encode_masks,  # noqa: E402
                                    instance_image_from_masks)
-from genpose_ros.ros.overlay import draw_overlay  # noqa: E402
+from genpose_ros.overlay import draw_overlay  # noqa: E402
 
 
 @pytest.mark.parametrize("encoding,shape,dtype", [

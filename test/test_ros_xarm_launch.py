@@ -151,7 +151,7 @@ def test_genpose_launch_runs_and_forwards_sigint(tmp_path):
 def test_rviz_config_shows_the_graph_outputs():
     import yaml
 
-    from genpose_ros.ros.paths import package_share
+    from genpose_ros.paths import package_share
 
     cfg = yaml.safe_load((package_share() / "config" / "genpose.rviz").read_text())
     vm = cfg["Visualization Manager"]

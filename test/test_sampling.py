@@ -12,9 +12,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from genpose_ros import losses, sampling
-from genpose_ros.models.nets import EnergyNet, ScoreNet
-from genpose_ros.sde import get_sde
+from genpose_ros.pose import losses
+from genpose_ros.pose import sampling
+from genpose_ros.pose.nets import EnergyNet, ScoreNet
+from genpose_ros.pose.sde import get_sde
 
 SDE = get_sde("ve", sigma_min=0.01, sigma_max=50.0)
 S = 0.05  # mode std

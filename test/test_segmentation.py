@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from genpose_ros import CATEGORIES
-from genpose_ros.segmentation import (TINY_CONFIG, CheckpointError, Segmenter, build_model,
+from genpose_ros.segmentation.model import (TINY_CONFIG, CheckpointError, Segmenter, build_model,
                                       instance_image, load_checkpoint, save_checkpoint)
-from genpose_ros.segmentation_eval import MaskAPAccumulator, average_precision, mask_iou
-from genpose_ros.segmentation_train import (SegmentationDataset, frame_targets, output_paths,
+from genpose_ros.segmentation.evaluate import MaskAPAccumulator, average_precision, mask_iou
+from genpose_ros.segmentation.train import (SegmentationDataset, frame_targets, output_paths,
                                             train)
 
 # Small enough for a few seconds per training run, big enough to learn one scene.
@@ -168,13 +168,13 @@ def test_mask_ap_table():
 
 
 def test_eval_command_on_nocs_folder(overfit_checkpoint, tmp_path):
-    """`python -m genpose_ros.segmentation_eval` on frames written in the NOCS layout."""
+    """`python -m genpose_ros.segmentation.evaluate` on frames written in the NOCS layout."""
     import json
 
     from genpose_ros.data.camera import Intrinsics
     from genpose_ros.data.frame import Frame, InstanceGT
     from genpose_ros.data.nocs_io import write_frame
-    from genpose_ros.segmentation_eval import main
+    from genpose_ros.segmentation.evaluate import main
 
     f = shapes_frame()
     gt = [InstanceGT(i.instance_id, i.category, np.eye(3), np.array([0, 0, 0.5]),
@@ -196,7 +196,7 @@ def test_shipped_weights_segment_a_rendered_scene():
     """models/maskrcnn_light.pt finds objects of the right category in a fresh synthetic scene."""
     from genpose_ros.data.render import Renderer
     from genpose_ros.data.scenes import sample_camera_pose, sample_scene
-    from genpose_ros.ros.paths import package_share
+    from genpose_ros.paths import package_share
 
     path = package_share() / "models" / "maskrcnn_light.pt"
     if not path.is_file():

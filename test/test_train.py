@@ -4,10 +4,10 @@ import json
 import pytest
 import yaml
 
-from genpose_ros import train
-from genpose_ros.checkpoint import load_checkpoint
+from genpose_ros.pose import train
+from genpose_ros.pose.checkpoint import load_checkpoint
 from genpose_ros.config import CONFIG_DIR, load_config
-from genpose_ros.estimator import PoseEstimator
+from genpose_ros.pose.estimator import PoseEstimator
 
 TINY_MODEL = {"n_points": 128, "cat_dim": 8, "hidden": 32, "pose_dim": 16, "time_dim": 16,
               "encoder": {"levels": [{"npoint": 32, "radii": [0.03, 0.06], "nsample": [8, 8],

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from genpose_ros.ros.paths import PACKAGE, package_share
+from genpose_ros.paths import PACKAGE, package_share
 
 NODE_MODULES = {"realsense_node", "maskrcnn_node", "pose_node", "tracking_node", "xarm_demo_node"}
 _SUBST = re.compile(r"\$\(([a-z-]+)((?:\s+[^)\s]+)*)\s*\)")

@@ -31,7 +31,7 @@ from genpose_ros.ros.conversions import ImageConversionError, image_to_numpy
 from genpose_ros.ros.masks import MaskMessageError, decode_masks, encode_masks
 from genpose_ros.ros.params import declare
 from genpose_ros.ros.problems import ProblemLog
-from genpose_ros.ros.paths import resolve
+from genpose_ros.paths import resolve
 from genpose_ros.ros.qos import qos_from_name
 from genpose_ros.ros.spin import run_node
 from genpose_ros.ros.sync import ApproximateSync, Worker
@@ -99,7 +99,7 @@ class MaskRCNNNode(Node):
     # -- model ----------------------------------------------------------------------------------
     def load_weights(self, weights: str) -> bool:
         """(Re)load the Mask R-CNN; on failure keep the previous model and warn."""
-        from genpose_ros.segmentation import CheckpointError, Segmenter
+        from genpose_ros.segmentation.model import CheckpointError, Segmenter
 
         try:
             path = resolve(weights)

@@ -23,7 +23,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from vision_msgs.msg import Detection2DArray
 
 from genpose_ros.ros.frame_input import InputProblem, instance_points, read_frame
-from genpose_ros.ros.paths import find_model, resolve
+from genpose_ros.paths import find_model, resolve
 from genpose_ros.ros.pose_outputs import PoseOutputs, empty_result
 from genpose_ros.ros.params import declare
 from genpose_ros.ros.problems import ProblemLog
@@ -31,7 +31,7 @@ from genpose_ros.ros.qos import qos_from_name
 from genpose_ros.ros.spin import run_node
 from genpose_ros.ros.sync import ApproximateSync, Worker
 
-SINGLE_FRAME_MODES = ("genpose", "score_scaling", "regression")  # genpose_ros.estimator.MODES
+SINGLE_FRAME_MODES = ("genpose", "score_scaling", "regression")  # genpose_ros.pose.estimator.MODES
 
 PARAMS = {
     "checkpoint": "",             # "" = the newest models/genpose_*.pt
@@ -62,7 +62,7 @@ def load_estimator(checkpoint: str, device: str):
     if path is None or not path.is_file():
         raise FileNotFoundError(f"pose checkpoint not found ({checkpoint or 'models/genpose_*.pt'}); "
                                 "train one with `genpose train` or set the checkpoint parameter")
-    from genpose_ros.estimator import PoseEstimator  # imports torch: after the cheap checks
+    from genpose_ros.pose.estimator import PoseEstimator  # imports torch: after the cheap checks
 
     return PoseEstimator.from_checkpoint(str(path), device=device), path
 

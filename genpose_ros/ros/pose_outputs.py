@@ -10,7 +10,7 @@ from visualization_msgs.msg import MarkerArray
 
 from genpose_ros.ros.conversions import (detections_to_msg, hypotheses_to_pose_array,
                                          instance_transforms, markers_to_msg, numpy_to_image)
-from genpose_ros.ros.overlay import draw_overlay
+from genpose_ros.overlay import draw_overlay
 from genpose_ros.ros.qos import qos_from_name
 from genpose_ros.ros.tf import TransformBroadcaster
 

@@ -78,7 +78,7 @@ def ground_truth_from_msg(msg: Detection3DArray) -> list[dict]:
 
 
 def make_source(p: dict):
-    from genpose_ros.ros import rs_sources
+    from genpose_ros.data import realsense as rs_sources
 
     if p["source"] == "device":
         return rs_sources.DeviceSource(p["serial"], p["width"], p["height"], p["fps"], p["record_path"])

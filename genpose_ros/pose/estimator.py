@@ -18,9 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from genpose_ros import geometry, sampling
+from genpose_ros import geometry
+from genpose_ros.pose import sampling
 from genpose_ros.config import estimator_config, merge
-from genpose_ros.sde import get_sde
+from genpose_ros.pose.sde import get_sde
 
 MODES = ("genpose", "score_scaling", "regression", "tracking")
 
@@ -51,7 +52,7 @@ class PoseEstimator:
     @classmethod
     def from_checkpoint(cls, path, device: str | torch.device = "cpu", config: dict | None = None,
                         seed: int = 0) -> "PoseEstimator":
-        from genpose_ros.checkpoint import build_model, load_checkpoint
+        from genpose_ros.pose.checkpoint import build_model, load_checkpoint
 
         ckpt = load_checkpoint(path, map_location="cpu")
         model = build_model(ckpt, str(path))

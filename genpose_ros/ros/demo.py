@@ -138,7 +138,7 @@ def stage_timing(rec: Recorder) -> dict:
 def evaluate(rec: Recorder) -> tuple[list[dict], list[str]]:
     """Per-object records (nocs_tables layout + names and errors), matched per category by the
     nearest predicted centre; unmatched ground truth counts as missed."""
-    from genpose_ros import metrics
+    from genpose_ros.evaluation import metrics
     from genpose_ros.ros.conversions import detections_from_msg
     from genpose_ros.ros.realsense_node import ground_truth_from_msg
 
@@ -209,9 +209,9 @@ def write_overlays(rec: Recorder, out: Path, rate: float) -> list[str]:
 def run(args) -> int:
     import rclpy
 
-    from genpose_ros import metrics
+    from genpose_ros.evaluation import metrics
     from genpose_ros.ros import launcher
-    from genpose_ros.ros.paths import find_model, resolve
+    from genpose_ros.paths import find_model, resolve
 
     if args.frames < 1 or args.rate <= 0:
         print("genpose demo: --frames must be >= 1 and --rate > 0", file=sys.stderr)

@@ -12,8 +12,8 @@ from typing import Callable
 
 import torch
 
-from genpose_ros.models.nets import PoseNet
-from genpose_ros.sde import VESDE
+from genpose_ros.pose.nets import PoseNet
+from genpose_ros.pose.sde import VESDE
 
 
 def get_dsm_loss_fn(sde: VESDE, head: str = "score", n_noise: int = 20, t_max: float = 1.0) -> Callable:

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from genpose_ros import CATEGORIES
-from genpose_ros.segmentation import (TINY_CONFIG, CheckpointError, SegmenterConfig, build_model,
+from genpose_ros.segmentation.model import (TINY_CONFIG, CheckpointError, SegmenterConfig, build_model,
                                       load_checkpoint, save_checkpoint, set_test_size)
 
 MIN_PIXELS = 20   # instances with fewer visible pixels are not training targets
@@ -254,8 +254,8 @@ def train_main(args) -> int:
                  time_budget_s=getattr(args, "time_budget", None))
     print(f"Mask R-CNN weights: {path}")
     if getattr(args, "val", None):
-        from genpose_ros.segmentation import Segmenter
-        from genpose_ros.segmentation_eval import evaluate, format_table
+        from genpose_ros.segmentation.model import Segmenter
+        from genpose_ros.segmentation.evaluate import evaluate, format_table
 
         table = evaluate(Segmenter.from_checkpoint(path, device), list_frames(args.val), limit=100)
         print(format_table(table))

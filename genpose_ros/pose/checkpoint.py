@@ -63,7 +63,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 def build_model(ckpt: dict, path: str = "<checkpoint>", state_key: str = "model"):
     """PoseNet from a loaded checkpoint dict; architecture / key mismatches -> CheckpointError."""
-    from genpose_ros.models.nets import PoseNet
+    from genpose_ros.pose.nets import PoseNet
 
     try:
         model = PoseNet(ckpt["model_config"])

@@ -1,6 +1,6 @@
 """Mask AP (COCO-style, numpy) and CPU latency of the Mask R-CNN segmenter.
 
-    python -m genpose_ros.segmentation_eval --weights models/maskrcnn_light.pt \\
+    python -m genpose_ros.segmentation.evaluate --weights models/maskrcnn_light.pt \\
         --data data/synth/test --json /tmp/seg_eval.json
 
 AP follows the COCO protocol for segmentation, without crowd regions or area ranges: per
@@ -117,7 +117,7 @@ def evaluate(segmenter, frames, limit: int | None = None, progress: bool = True)
     mean wall-clock time of ``predict`` per frame (seconds)."""
     from tqdm import tqdm
 
-    from genpose_ros.segmentation_train import frame_targets
+    from genpose_ros.segmentation.train import frame_targets
 
     frames = list(frames)[:limit] if limit else list(frames)
     acc, times = MaskAPAccumulator(), []
@@ -178,8 +178,8 @@ def main(argv=None) -> int:
 
     import torch
 
-    from genpose_ros.segmentation import Segmenter
-    from genpose_ros.segmentation_train import list_frames
+    from genpose_ros.segmentation.model import Segmenter
+    from genpose_ros.segmentation.train import list_frames
 
     torch.set_num_threads(args.threads)
     seg = Segmenter.from_checkpoint(args.weights, args.device)

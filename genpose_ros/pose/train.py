@@ -10,7 +10,7 @@ Launch::
 
     genpose train --data data/synth/train --val data/synth/val --out runs/joint            # one GPU / CPU
     genpose train --data data/synth/train --out runs/joint --resume runs/joint/last.pt     # resume
-    torchrun --standalone --nproc_per_node=4 -m genpose_ros.train \\
+    torchrun --standalone --nproc_per_node=4 -m genpose_ros.pose.train \\
         --data data/synth/train --out runs/joint                                           # 4 GPUs (DDP)
     genpose train --task segmentation --data data/synth/train --out runs/seg               # Mask R-CNN
 
@@ -52,7 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.task == "segmentation":
-        from genpose_ros import segmentation
+        from genpose_ros.segmentation import model as segmentation
 
         for key in ("data", "val"):  # one folder -> a plain path, as the segmentation trainer reads it
             value = getattr(args, key)
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
 def resolve_config(args) -> dict:
     from genpose_ros.config import CONFIG_DIR, load_config
-    from genpose_ros.models.pointnet2 import GENPOSE_ENCODER, LIGHT_ENCODER
+    from genpose_ros.pose.pointnet2 import GENPOSE_ENCODER, LIGHT_ENCODER
 
     cfg = load_config(args.config or CONFIG_DIR / "train.yaml")
     for key, val in [("schedule", args.schedule), ("steps", args.steps), ("batch_size", args.batch_size),
@@ -127,7 +127,7 @@ def make_stage_module(model, sde, stage: str, cfg: dict):
     import torch
     import torch.nn as nn
 
-    from genpose_ros import losses
+    from genpose_ros.pose import losses
 
     dsm_score = losses.get_dsm_loss_fn(sde, "score", cfg["n_noise"], cfg.get("dsm_t_max", 1.0))
     dsm_energy = losses.get_dsm_loss_fn(sde, "energy", cfg["n_noise"], cfg.get("dsm_t_max", 1.0))
@@ -182,7 +182,9 @@ def validate(model, sde, val_batches: list, cfg: dict) -> dict:
     (single-sample score scaling, fixed steps) and for the regression head."""
     import torch
 
-    from genpose_ros import CATEGORIES, geometry, metrics, sampling
+    from genpose_ros import CATEGORIES, geometry
+    from genpose_ros.evaluation import metrics
+    from genpose_ros.pose import sampling
 
     model.eval()
     out = {}
@@ -289,9 +291,9 @@ def fit(cfg: dict, train_set, val_set, out: Path, device: str = "auto", seed: in
     from torch.utils.data import DataLoader, DistributedSampler
     from tqdm import tqdm
 
-    from genpose_ros import checkpoint as ckpt_io
-    from genpose_ros.models.nets import PoseNet
-    from genpose_ros.sde import get_sde
+    from genpose_ros.pose import checkpoint as ckpt_io
+    from genpose_ros.pose.nets import PoseNet
+    from genpose_ros.pose.sde import get_sde
 
     # -- DDP / device
     ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1

@@ -10,7 +10,7 @@ PACKAGE = "genpose_ros"
 
 def package_share() -> Path:
     """The package's share directory: the source checkout, else the ament install share."""
-    checkout = Path(__file__).resolve().parents[2]
+    checkout = Path(__file__).resolve().parents[1]
     if (checkout / "package.xml").is_file() and (checkout / "launch").is_dir():
         return checkout
     try:

@@ -97,7 +97,7 @@ def _num(x):
 def six_object_batch(prefixes: list[str], n_points: int = 1024, seed: int = 0):
     """The first 6 usable instances of the split: points (6, N, 3), categories, GT poses (6, 4, 4)."""
     from genpose_ros.data.nocs_io import read_frame
-    from genpose_ros.evaluate import frame_batch
+    from genpose_ros.evaluation.evaluate import frame_batch
 
     rng = np.random.default_rng(seed)
     pts, cats, poses = [], [], []
@@ -131,7 +131,7 @@ def time_six(est, batch, mode: str, reps: int = 7, **kw) -> float:
 
 def oracle_records(records: list[dict], hypotheses: list) -> list[dict]:
     """Best of the K candidates per instance against the GT (min of rot/5deg + trans/2cm)."""
-    from genpose_ros import metrics
+    from genpose_ros.evaluation import metrics
 
     out = []
     for rec, hyp in zip(records, hypotheses):
@@ -195,9 +195,9 @@ def plot_convergence(curves: dict, path) -> Path:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from genpose_ros import evaluate as ev
+    from genpose_ros.evaluation import evaluate as ev
     from genpose_ros.data.nocs_io import list_frames
-    from genpose_ros.estimator import PoseEstimator
+    from genpose_ros.pose.estimator import PoseEstimator
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -59,11 +59,11 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def default_checkpoint() -> Path:
-    models = Path(__file__).resolve().parent.parent / "models"
-    found = sorted(models.glob("genpose_*.pt"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise FileNotFoundError(f"no pose checkpoint given and none in {models} (genpose_*.pt)")
-    return found[-1]
+    from genpose_ros.paths import find_model, package_share
+    found = find_model("genpose_*.pt")
+    if found is None:
+        raise FileNotFoundError(f"no pose checkpoint given and none in {package_share() / 'models'} (genpose_*.pt)")
+    return found
 
 
 # ----------------------------------------------------------------------------- running the estimator
@@ -300,7 +300,7 @@ def read_results(folder, allow_pickle: bool = False) -> list[dict]:
 # ----------------------------------------------------------------------------- reports and plots
 
 def errors_of(records: list[dict]) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    from genpose_ros import metrics
+    from genpose_ros.evaluation import metrics
 
     rot, trans, cats = [], [], []
     for r in records:
@@ -373,7 +373,7 @@ def hypothesis_examples(estimator, prefixes: list[str], n_points: int = 1024, se
                         overrides: dict | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """One symmetric (bottle / can / bowl) and one asymmetric (laptop / camera / mug with handle)
     instance from the first frames that have them, with their genpose-mode candidates."""
-    from genpose_ros import metrics
+    from genpose_ros.evaluation import metrics
     from genpose_ros.data.nocs_io import read_frame
 
     rng = np.random.default_rng(seed)
@@ -395,7 +395,7 @@ def hypothesis_examples(estimator, prefixes: list[str], n_points: int = 1024, se
 
 
 def summary(records: list[dict], latency_ms: list[float], iou: str = "exact") -> dict:
-    from genpose_ros import metrics
+    from genpose_ros.evaluation import metrics
 
     tables = metrics.nocs_tables(records, iou_variant=iou)
     lat = np.asarray(latency_ms, float)
@@ -405,7 +405,7 @@ def summary(records: list[dict], latency_ms: list[float], iou: str = "exact") ->
 
 
 def markdown(title: str, s: dict) -> str:
-    from genpose_ros import metrics
+    from genpose_ros.evaluation import metrics
 
     return "\n".join([f"# {title}", "", f"{s['n_instances']} instances; latency per frame: "
                       f"mean {s['latency_ms_mean']:.1f} ms, median {s['latency_ms_median']:.1f} ms; "
@@ -436,7 +436,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.data:
             raise ValueError("--data is required (or --score-results to score existing results files)")
         from genpose_ros.data.nocs_io import list_frames
-        from genpose_ros.estimator import PoseEstimator
+        from genpose_ros.pose.estimator import PoseEstimator
 
         ckpt = args.ckpt or default_checkpoint()
         est = PoseEstimator.from_checkpoint(ckpt, device=args.device, seed=args.seed)

@@ -35,9 +35,9 @@ import numpy as np
 import torch
 
 from genpose_ros import geometry
-from genpose_ros.models.nets import PoseNet
+from genpose_ros.pose.nets import PoseNet
 from genpose_ros.registry import Registry
-from genpose_ros.sde import VESDE
+from genpose_ros.pose.sde import VESDE
 
 # ----------------------------------------------------------------------------- schedules
 

@@ -14,7 +14,7 @@ import math
 import torch
 import torch.nn as nn
 
-from genpose_ros.models.pointnet2 import PointNet2Encoder
+from genpose_ros.pose.pointnet2 import PointNet2Encoder
 
 
 class GaussianFourierProjection(nn.Module):

@@ -8,7 +8,7 @@ Class ids follow NOCS: 0 = background, ``CATEGORIES[i]`` = i + 1.
     seg = Segmenter.from_checkpoint("models/maskrcnn_light.pt", device="cpu")
     detections = seg.predict(rgb)        # rgb: (H, W, 3) uint8 -> list[Detection2D]
 
-Training, evaluation and latency live in ``segmentation_train`` / ``segmentation_eval``;
+Training, evaluation and latency live in ``segmentation.train`` / ``segmentation.evaluate``;
 ``train_main(args)`` is the entry of ``genpose train --task segmentation``.
 An optional detectron2 backend (``Detectron2Segmenter``) is used only where detectron2 is
 installed; it is not part of the tested, shipped path.
@@ -303,7 +303,7 @@ class Detectron2Segmenter:
 
 
 def train_main(args) -> int:
-    """``genpose train --task segmentation``: see ``genpose_ros.segmentation_train``."""
-    from genpose_ros.segmentation_train import train_main as _train_main
+    """``genpose train --task segmentation``: see ``genpose_ros.segmentation.train``."""
+    from genpose_ros.segmentation.train import train_main as _train_main
 
     return _train_main(args)

@@ -1,0 +1,1 @@
+"""Evaluation: NOCS metrics, `genpose eval` and `genpose bench`."""

@@ -1,0 +1,1 @@
+"""Pose estimation: PointNet++ score/energy networks, the VE-SDE, samplers, the estimator and training."""
