@@ -48,6 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-every", type=int, default=None, help="validation interval (steps)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--init", default=None,
+                   help="segmentation: start from these weights (a Mask R-CNN checkpoint, or coco)")
 
 
 def run(args: argparse.Namespace) -> int:
