@@ -54,13 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.task == "segmentation":
-        from genpose_ros.segmentation import model as segmentation
+        from genpose_ros.segmentation.train import train_main
 
-        for key in ("data", "val"):  # one folder -> a plain path, as the segmentation trainer reads it
-            value = getattr(args, key)
-            if isinstance(value, list) and len(value) == 1:
-                setattr(args, key, value[0])
-        return segmentation.train_main(args)
+        return train_main(args)
     return train_pose(args)
 
 

@@ -11,8 +11,8 @@ Class ids follow NOCS: 0 = background, ``CATEGORIES[i]`` = i + 1.
 The input is RGB plus four depth-derived channels (``SegmenterConfig.input == "rgbd"``, see
 ``segmentation.inputs``) or RGB alone (``"rgb"``, the format of version-1 checkpoints).
 
-Training, evaluation and latency live in ``segmentation.train`` / ``segmentation.evaluate``;
-``train_main(args)`` is the entry of ``genpose train --task segmentation``.
+Training frames live in ``segmentation.data``, training in ``segmentation.train`` (the entry of
+``genpose train --task segmentation``), mask AP, confusion and latency in ``segmentation.evaluate``.
 An optional detectron2 backend (``Detectron2Segmenter``) is used only where detectron2 is
 installed; it is not part of the tested, shipped path.
 """
@@ -368,10 +368,3 @@ class Detectron2Segmenter:
                             score=float(s), box=b.numpy().astype(np.float32))
                 for m, c, s, b in zip(inst.pred_masks, inst.pred_classes, inst.scores,
                                       inst.pred_boxes.tensor) if s >= thr]
-
-
-def train_main(args) -> int:
-    """``genpose train --task segmentation``: see ``genpose_ros.segmentation.train``."""
-    from genpose_ros.segmentation.train import train_main as _train_main
-
-    return _train_main(args)
