@@ -112,11 +112,17 @@ class MaskRCNNNode(Node):
         """(Re)load the Mask R-CNN; on failure keep the previous model and warn."""
         from genpose_ros.segmentation.model import CheckpointError, Segmenter
 
+        thresholds = {"score_threshold": self.p["score_threshold"],
+                      "mask_threshold": self.p["mask_threshold"]}
         try:
-            path = resolve(weights)
-            seg = Segmenter.from_checkpoint(path, self.p["device"],
-                                            score_threshold=self.p["score_threshold"],
-                                            mask_threshold=self.p["mask_threshold"])
+            if weights == "coco":   # torchvision's COCO model: bottle, bowl, cup -> mug, laptop
+                from genpose_ros.segmentation.coco import coco_segmenter
+
+                path, seg = "coco (torchvision, ResNet-50 FPN)", coco_segmenter(
+                    self.p["device"], **thresholds)
+            else:
+                path = resolve(weights)
+                seg = Segmenter.from_checkpoint(path, self.p["device"], **thresholds)
         except (CheckpointError, FileNotFoundError, OSError, RuntimeError) as exc:
             self.weights_error = str(exc)
             self.warn(f"Mask R-CNN weights not loaded: {exc}"

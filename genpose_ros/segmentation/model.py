@@ -38,6 +38,7 @@ class SegmenterConfig:
     """Architecture and input-size settings; stored in every checkpoint."""
 
     input: str = "rgbd"                 # "rgbd" (RGB + depth channels) or "rgb"
+    backbone: str = "mobilenet_v3"      # "mobilenet_v3" (light, below) or "resnet50" (COCO's)
     min_size: int = 320                 # short side of the network input at test time, px
     max_size: int = 427                 # long-side cap, px (640x480 -> 427x320)
     train_min_sizes: tuple = (272, 288, 304, 320, 336, 352)   # multi-scale training, px
@@ -77,7 +78,12 @@ class Detection2D:
 
 
 def build_model(cfg: SegmenterConfig = SegmenterConfig()) -> nn.Module:
-    """A randomly initialised light ``torchvision.models.detection.MaskRCNN`` (no downloads)."""
+    """A randomly initialised ``torchvision.models.detection.MaskRCNN`` (no downloads): the
+    light MobileNetV3 one, or torchvision's ResNet-50 FPN one (``backbone="resnet50"``)."""
+    if cfg.backbone == "resnet50":
+        return _build_resnet50(cfg)
+    if cfg.backbone != "mobilenet_v3":
+        raise ValueError(f"unknown backbone {cfg.backbone!r}; known: mobilenet_v3, resnet50")
     from torchvision.models import mobilenet_v3_large
     from torchvision.models.detection import MaskRCNN
     from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -124,6 +130,20 @@ def build_model(cfg: SegmenterConfig = SegmenterConfig()) -> nn.Module:
         mask_predictor=MaskRCNNPredictor(cfg.mask_layers[-1], cfg.mask_layers[-1],
                                          cfg.num_classes),
     )
+
+
+def _build_resnet50(cfg: SegmenterConfig) -> nn.Module:
+    from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+    mean, std = input_normalisation(cfg.input)
+    model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None,
+                                  num_classes=cfg.num_classes, min_size=cfg.train_min_sizes,
+                                  max_size=cfg.max_size, image_mean=mean, image_std=std,
+                                  box_detections_per_img=cfg.detections_per_image)
+    stem = model.backbone.body.conv1
+    model.backbone.body.conv1 = nn.Conv2d(check_mode(cfg.input), stem.out_channels,
+                                          stem.kernel_size, stem.stride, stem.padding, bias=False)
+    return model
 
 
 def set_test_size(model: nn.Module, cfg: SegmenterConfig) -> None:
@@ -248,7 +268,11 @@ class Segmenter:
     """Instance segmentation of one RGB frame into NOCS-category masks."""
 
     def __init__(self, model: nn.Module, cfg: SegmenterConfig, device: str = "cpu",
-                 score_threshold: float = 0.5, mask_threshold: float = 0.5):
+                 score_threshold: float = 0.5, mask_threshold: float = 0.5,
+                 label_map: dict[int, str] | None = None):
+        """``label_map``: network class id -> NOCS category (default: NOCS ids 1..6); classes
+        not in it are dropped (a COCO model's person, chair, ...)."""
+        self.label_map = label_map or {k + 1: c for k, c in enumerate(CATEGORIES)}
         self.model = model.to(device).eval()
         self.cfg = cfg
         self.device = device
@@ -286,7 +310,8 @@ class Segmenter:
         # Filter inside the ROI heads, so masks are only computed and pasted for kept boxes.
         self.model.roi_heads.score_thresh = min(max(thr, 1e-3), 0.999)
         out = self.model([x])[0]
-        keep = out["scores"] >= thr
+        known = torch.tensor([int(c) in self.label_map for c in out["labels"]], dtype=torch.bool)
+        keep = (out["scores"] >= thr) & known.to(out["scores"].device)
         soft = out["masks"][keep]                                              # (N, 1, h, w)
         if soft.shape[-2:] != (h, w) and len(soft):
             soft = torch.nn.functional.interpolate(soft, size=(h, w), mode="bilinear",
@@ -295,7 +320,7 @@ class Segmenter:
         labels = out["labels"][keep].cpu().numpy()
         scores = out["scores"][keep].cpu().numpy()
         boxes = (out["boxes"][keep].cpu().numpy() / scale).astype(np.float32)
-        return [Detection2D(mask=m, category=CATEGORIES[int(c) - 1], score=float(s), box=b)
+        return [Detection2D(mask=m, category=self.label_map[int(c)], score=float(s), box=b)
                 for m, c, s, b in zip(masks, labels, scores, boxes)]
 
 

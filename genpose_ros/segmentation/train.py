@@ -13,6 +13,7 @@ flipped left-right; the network picks one of ``train_min_sizes`` per step (multi
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 import shutil
 import sys
 import time
@@ -54,7 +55,8 @@ def train(frames, out: str | Path, steps: int, batch_size: int = 4, lr: float = 
     """Train (or continue training) on ``frames``; returns the weights file path.
 
     ``init``: start from another checkpoint's weights where they fit (``transfer_weights``:
-    e.g. the RGB model into an RGB-D one); ``workers``: data-loading processes;
+    e.g. the RGB model into an RGB-D one), or from torchvision's COCO model (``"coco"``, with
+    ``cfg.backbone == "resnet50"``); ``workers``: data-loading processes;
     ``keep_snapshots``: also keep the weights of every save as ``step_<N>.pt`` beside them.
 
     ``time_budget_s``: stop after this many seconds of this run even before ``steps``; the
@@ -69,8 +71,13 @@ def train(frames, out: str | Path, steps: int, batch_size: int = 4, lr: float = 
     weights_path, state_path = output_paths(out)
     model = build_model(cfg)
     if init and not resume:
-        initial, _, _ = load_checkpoint(init, "cpu")
-        left = transfer_weights(model, initial.state_dict())
+        if str(init) == "coco":
+            from genpose_ros.segmentation.coco import load_coco_state, nocs_init_state
+
+            state = nocs_init_state(load_coco_state())
+        else:
+            state = load_checkpoint(init, "cpu")[0].state_dict()
+        left = transfer_weights(model, state)
         print(f"initialised from {init}; {len(left)} tensors kept fresh", file=sys.stderr)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     start = 0
@@ -175,6 +182,9 @@ def train_main(args) -> int:
     if threads:
         torch.set_num_threads(int(threads))
     cfg = TINY_CONFIG if getattr(args, "seg_config", None) == "tiny" else SegmenterConfig()
+    if getattr(args, "init", None) == "coco":   # COCO's ResNet-50 FPN at its own input size
+        cfg = replace(cfg, backbone="resnet50", min_size=480, max_size=640,
+                      train_min_sizes=(416, 448, 480))
     resume = getattr(args, "resume", None)
     path = train(frames_of(args.data), args.out, steps=int(opt["steps"]),
                  batch_size=int(opt["batch_size"]), lr=float(opt["lr"]), device=device,
