@@ -70,7 +70,7 @@ def depth_features(depth_mm: np.ndarray, fx: float = D435_FX) -> np.ndarray:
     gx = cv2.Sobel(zs, cv2.CV_32F, 1, 0, ksize=3) / 8.0      # metres per pixel
     gy = cv2.Sobel(zs, cv2.CV_32F, 0, 1, ksize=3) / 8.0
     scale = fx / np.maximum(zs, 0.1)                          # pixels per metre at that depth
-    n = np.stack([-gx * scale, -gy * scale, -np.ones_like(zs)], axis=-1)
+    n = np.stack([gx * scale, gy * scale, -np.ones_like(zs)], axis=-1)   # facing the camera
     n /= np.linalg.norm(n, axis=-1, keepdims=True)
     out = np.concatenate([valid[..., None], (z / 2.0)[..., None], n], axis=-1).astype(np.float32)
     out[~valid] = 0.0
