@@ -209,7 +209,7 @@ def write_overlays(rec: Recorder, out: Path, rate: float) -> list[str]:
 def run(args) -> int:
     import rclpy
 
-    from genpose_ros.evaluation import metrics
+    from genpose_ros.evaluation import tables
     from genpose_ros.ros import launcher
     from genpose_ros.paths import find_model, resolve
 
@@ -291,7 +291,7 @@ def run(args) -> int:
 
     timing = stage_timing(rec)
     records, lines = evaluate(rec)
-    tables = metrics.nocs_tables(records) if records else None
+    nocs = tables.nocs_tables(records) if records else None
     pngs = write_overlays(rec, out, args.rate)
     matched = [r for r in records if r["R_pred"] is not None]
     print(f"\n[demo] frames: {len(rec.arrival['color'])} published, {len(rec.arrival['masks'])} segmented, "
@@ -311,15 +311,15 @@ def run(args) -> int:
             rate = timing["rate_hz"].get(stage)
             print(f"  {stage:<13s} {s['mean_ms']:7.0f} / {s['p50_ms']:7.0f} / {s['p90_ms']:7.0f}"
                   + (f"   {rate:.2f} Hz" if rate else "") + f"   (n={s['n']})")
-    if tables:
-        print(metrics.format_table(tables))
+    if nocs:
+        print(tables.format_table(nocs))
     summary = {
         "frames_requested": args.frames, "frame_rate_hz": args.rate, "masks": masks_source,
         "checkpoint": str(ckpt), "mode": args.mode, "tracking": args.tracking, "device": args.device,
         "machine": {"cpus": os.cpu_count()}, "wall_s": t_end - t_start,
         "frames": {"published": len(rec.arrival["color"]), "segmented": len(rec.arrival["masks"]),
                    "with_poses": len(rec.detections)},
-        "timing": timing, "errors": agg, "nocs": tables, "overlays": pngs,
+        "timing": timing, "errors": agg, "nocs": nocs, "overlays": pngs,
         "objects": [{k: v for k, v in r.items() if k not in ("R_gt", "R_pred")} for r in records],
     }
     (out / "summary.json").write_text(json.dumps(_jsonable(summary), indent=1))
