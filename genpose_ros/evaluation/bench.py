@@ -6,9 +6,9 @@
 Modes: ``regression`` (head only); ``genpose_energy`` (K=50, energy ranking, keep 60 %);
 ``genpose_random`` (the same candidates, random ranking); ``genpose_oracle`` (the best of the
 same K candidates against the ground truth: an upper bound); ``score_scaling`` (one sample);
-``tracking`` (on the sequences, warm start from the previous estimate). For each: 5deg2cm,
-5deg5cm, 10deg2cm, 10deg5cm, IoU25/50/75 (share of instances, mean over categories and per
-category) and ``ms_per_frame``: the median latency of one estimate() call on a 6-object frame.
+``tracking`` (on the sequences, the tracking node's tracker: warm starts from the previous
+estimate, re-initialisation as configured). For each: 5deg2cm, 5deg5cm, 10deg2cm, 10deg5cm,
+IoU25/50/75 (share of instances, mean over the six NOCS categories and per category) and ``ms_per_frame``: the median latency of one estimate() call on a 6-object frame.
 Ablations: score-scaling schedules, and the ODE solvers (adaptive RK45 reference vs fixed-step
 Euler / Heun). Writes the JSON, a Markdown twin, and PNG plots (error CDFs, rotation hypotheses,
 training convergence from the given training logs).
@@ -316,7 +316,8 @@ def markdown(report: dict, base: Path) -> str:
              f"Checkpoint `{report['checkpoint']}`, data `{report['data']}` ({report['n_frames']} frames, "
              f"{report['masks']} masks). Machine: {report['machine']['name']}; torch {report['machine']['torch']}; "
              f"load average at start {report['machine'].get('load_average_at_start')}.", "",
-             "Accuracy = share of instances (%) within the threshold, mean over categories; `ms_per_frame` = "
+             "Accuracy = share of instances (%) within the threshold (pose thresholds inclusive), mean over the six "
+             "NOCS categories (one without instances counts 0); `ms_per_frame` = "
              "median latency of one estimate() call on a 6-object frame (encoder + sampler).", "",
              "| mode | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, row in report["modes"].items():

@@ -6,7 +6,8 @@ on ``<output_prefix>/reset`` (std_msgs/Empty).
     ros2 run genpose_ros tracking_node --ros-args --params-file config/tracking_node.yaml
 
 Association across frames: same class, then greedily by mask IoU with the track's last mask and
-by the distance between point-cloud centroids. TF frames are ``<category>_<track id>``; track
+by the distance between point-cloud centroids (``genpose_ros.pose.tracker.Tracker``, the class
+``genpose eval --mode tracking`` evaluates). TF frames are ``<category>_<track id>``; track
 ids are never reused, so a reset shows up as new frame names. Same outputs as pose_node.
 """
 from __future__ import annotations
