@@ -24,7 +24,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="NOCS-layout split (sequences for --mode tracking)")
@@ -38,7 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init-mode", default="score_scaling", help="first-frame mode of --mode tracking")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--iou", default="exact", choices=["exact", "aabb", "nocs"], help="3D IoU variant")
+    p.add_argument("--iou", default="exact", choices=["exact", "aabb", "nocs"],
+                   help="3D IoU variant: exact, or the NOCS code's number with (nocs) or without (aabb) its axis bug")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="sampler overrides, e.g. --set n_steps=10 solver=heun num_candidates=20")
 
