@@ -247,3 +247,9 @@ def _assert_same_tables(a, b):
     assert a["counts"] == b["counts"] and a["false_positives"] == b["false_positives"]
     for kind in ("accuracy", "mAP"):
         assert a[kind] == b[kind]
+
+
+def test_tables_without_ground_truth_are_undefined():
+    tab = nocs_tables([_fp("can", [0, 0, 0], 0.9)])
+    assert tab["counts"] == {} and tab["false_positives"] == {"can": 1}
+    assert math.isnan(tab["mAP"]["5deg2cm"]["mean"]) and math.isnan(tab["accuracy"]["IoU25"]["mean"])

@@ -172,8 +172,9 @@ def accuracies(records: list[dict], errors: list[dict]) -> dict[str, dict[str, f
 
 
 def category_mean(per_category: dict[str, float]) -> float:
-    """Mean over the six categories; a missing category counts 0, a NaN one makes it NaN."""
-    return float(sum(per_category.values()) / len(CATEGORIES))
+    """Mean over the six categories; a missing category counts 0, a NaN one makes it NaN, and
+    without any category it is NaN."""
+    return float(sum(per_category.values()) / len(CATEGORIES)) if per_category else math.nan
 
 
 def nocs_tables(records: list[dict], iou_variant: str = "exact", errors: list[dict] | None = None) -> dict:
