@@ -118,40 +118,49 @@ def tiny_split(tmp_path_factory):
 
 
 def test_eval_results_files_round_trip_and_pickle_opt_in(estimator, tiny_split, tmp_path):
-    from genpose_ros.evaluation import evaluate
     from genpose_ros.data.nocs_io import list_frames
+    from genpose_ros.evaluation import nocs_results, report, runner
 
-    res = evaluate.run_frames(estimator, list_frames(tiny_split / "test"), "genpose", {"n_steps": 2,
-                              "num_candidates": 4}, keep_hypotheses=True, progress=False)
+    res = runner.run_frames(estimator, list_frames(tiny_split / "test"), "genpose", {"n_steps": 2,
+                            "num_candidates": 4}, keep_hypotheses=True, progress=False)
     assert res["records"] and len(res["latency_ms"]) == 2 and len(res["hypotheses"]) == len(res["records"])
-    n = evaluate.save_results(res["frames"], tmp_path / "res")
+    n = nocs_results.save_results(res["frames"], tmp_path / "res")
     assert n == 2 and len(list((tmp_path / "res").glob("results_*.pkl"))) == 2
     with pytest.raises(PermissionError, match="allow_pickle"):
-        evaluate.read_results(tmp_path / "res")
-    back = evaluate.read_results(tmp_path / "res", allow_pickle=True)
-    found = [r for r in res["records"] if r["R_pred"] is not None]
-    assert len(back) == len(res["records"])
-    for a, b in zip(sorted(found, key=lambda r: tuple(r["t_gt"])), sorted(
-            [r for r in back if r["R_pred"] is not None], key=lambda r: tuple(r["t_gt"]))):
-        np.testing.assert_allclose(a["R_pred"], b["R_pred"], atol=1e-4)
-        np.testing.assert_allclose(a["t_pred"], b["t_pred"], atol=1e-5)
-        np.testing.assert_allclose(a["size_pred"], b["size_pred"], atol=1e-5)
+        nocs_results.read_results(tmp_path / "res")
+    back = nocs_results.read_results(tmp_path / "res", allow_pickle=True)
+    assert len(back) == len(res["records"]) and all(r["R_gt"] is not None for r in back)  # no false positives
+    key = lambda r: (r["image"], tuple(np.round(r["t_gt"], 5)))  # noqa: E731
+    for a, b in zip(sorted(res["records"], key=key), sorted(back, key=key)):
+        assert a["category"] == b["category"] and (a["R_pred"] is None) == (b["R_pred"] is None)
         np.testing.assert_allclose(a["size_gt"], b["size_gt"], atol=1e-5)
-    s = evaluate.summary(back, [])
-    assert s["tables"]["accuracy"]["10deg5cm"]["mean"] >= 0
+        if a["R_pred"] is not None:
+            np.testing.assert_allclose(a["R_pred"], b["R_pred"], atol=1e-4)
+            np.testing.assert_allclose(a["t_pred"], b["t_pred"], atol=1e-5)
+            np.testing.assert_allclose(a["size_pred"], b["size_pred"], atol=1e-5)
+            assert a["score"] == pytest.approx(b["score"], rel=1e-6)
+    # the read-back files score as the run itself, and so does its eval.json (no pickle)
+    ours, theirs = report.summary(res["records"], res["latency_ms"]), report.summary(back, [])
+    report.write(tmp_path, "run", ours)
+    from_json = report.summary(report.records_from_json(tmp_path / "eval.json"), [])
+    for s in (theirs, from_json):
+        assert s["tables"]["counts"] == ours["tables"]["counts"]
+        for kind in ("accuracy", "mAP"):
+            for m, row in ours["tables"][kind].items():
+                assert s["tables"][kind][m] == pytest.approx(row, abs=1e-3, nan_ok=True), (kind, m)
 
 
 def test_tracking_over_a_sequence_and_oracle(estimator, tiny_split):
-    from genpose_ros.evaluation import bench
-    from genpose_ros.evaluation import evaluate
-    from genpose_ros.evaluation import metrics
+    from genpose_ros.evaluation import bench, metrics, runner
+    from genpose_ros.pose.tracker import TrackerSettings
 
-    tr = evaluate.run_tracking(estimator, tiny_split / "seq", {"n_steps": 2}, progress=False)
-    assert len(tr["frames"]) == 3 and tr["init_latency_ms"] and len(tr["latency_ms"]) >= 1
+    steady = TrackerSettings(max_jump=float("inf"))  # untrained weights: any step is believed
+    tr = runner.run_tracking(estimator, tiny_split / "seq", {"n_steps": 2}, progress=False, settings=steady)
+    assert len(tr["frames"]) == 3 and len(tr["init_latency_ms"]) == 1 and len(tr["latency_ms"]) == 2
     from genpose_ros.data.nocs_io import list_frames
 
-    res = evaluate.run_frames(estimator, list_frames(tiny_split / "test"), "genpose",
-                              {"n_steps": 2, "num_candidates": 8}, keep_hypotheses=True, progress=False)
+    res = runner.run_frames(estimator, list_frames(tiny_split / "test"), "genpose",
+                            {"n_steps": 2, "num_candidates": 8}, keep_hypotheses=True, progress=False)
     oracle = bench.oracle_records(res["records"], res["hypotheses"])
     for r, o, h in zip(res["records"], oracle, res["hypotheses"]):
         if h is None:
@@ -161,3 +170,32 @@ def test_tracking_over_a_sequence_and_oracle(estimator, tiny_split):
         cost = lambda R, t: metrics.rotation_error_deg(R, r["R_gt"], r["category"], r["handle_visible"]) / 5 + \
             np.linalg.norm(t - r["t_gt"]) * 50  # noqa: E731
         assert cost(o["R_pred"], o["t_pred"]) <= cost(h[0, :3, :3], h[0, :3, 3]) + 1e-6
+
+
+def test_tracker_warm_starts_reinitialises_and_forgets(estimator, clouds):
+    from genpose_ros.pose.tracker import Tracker, TrackerSettings
+
+    pts, _, _ = clouds
+    masks = [np.zeros((20, 30), bool) for _ in CATS]
+    for k, m in enumerate(masks):
+        m[5:15, 10 * k:10 * k + 8] = True
+    tracker = Tracker(estimator, "regression", TrackerSettings(max_jump=float("inf"), reinit_every=3, max_lost=1))
+    first = tracker.step(pts, CATS, masks)
+    assert first.names == ["mug_0", "bowl_0", "laptop_0"] and first.full == [0, 1, 2] and not first.warm
+    assert first.ms > 0 and np.allclose(np.einsum("bij,bkj->bik", first.R, first.R), np.eye(3), atol=1e-4)
+    second = tracker.step(pts, CATS, masks)
+    assert second.names == first.names and second.warm == [0, 1, 2]
+    assert tracker.step(pts, CATS, masks).warm == [0, 1, 2]
+    assert tracker.step(pts, CATS, masks).full == [0, 1, 2]  # reinit_every=3: every third frame
+    # the laptop leaves for one frame: its track survives (max_lost=1) and restarts from scratch
+    assert tracker.step(pts[:2], CATS[:2], masks[:2]).warm == [0, 1]
+    back = tracker.step(pts, CATS, masks)
+    assert back.names == first.names and back.full == [2]
+    # gone for two frames: forgotten, it comes back under a new id
+    tracker.step(pts[:2], CATS[:2], masks[:2])
+    tracker.step(pts[:2], CATS[:2], masks[:2])
+    assert tracker.step(pts, CATS, masks).names[2] == "laptop_1"
+    assert tracker.reset() == 3 and tracker.step(pts, CATS, masks).names == ["mug_1", "bowl_1", "laptop_2"]
+    assert (tracker.n_resets, tracker.n_tracked + tracker.n_full) == (1, 7 * 3 + 3 * 2)  # instances seen
+    with pytest.raises(ValueError, match="from-scratch mode"):
+        Tracker(estimator, "tracking")

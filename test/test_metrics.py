@@ -1,12 +1,14 @@
-"""NOCS metrics on hand-made cases."""
+"""NOCS metrics on hand-made cases and on values the NOCS evaluation code returns."""
 import math
 
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from genpose_ros.evaluation.metrics import (compute_ap, format_table, iou_3d, nocs_tables,
-                                 rotation_error_deg, translation_error_cm)
+from genpose_ros.evaluation.metrics import iou_3d, rotation_error_deg, translation_error_cm
+from genpose_ros.evaluation.nocs_results import records_from_results
+from genpose_ros.evaluation.report import records_from_json, summary, write
+from genpose_ros.evaluation.tables import compute_ap, format_table, nocs_tables
 
 I = np.eye(3)
 
@@ -103,11 +105,12 @@ def test_nocs_tables_hand_case():
     assert acc["5deg2cm"]["bottle"] == 100.0
     assert acc["5deg2cm"]["laptop"] == pytest.approx(100 / 3)
     assert acc["10deg5cm"]["laptop"] == pytest.approx(200 / 3)
-    assert acc["5deg2cm"]["mean"] == pytest.approx((100 + 100 / 3) / 2)
+    assert acc["5deg2cm"]["mean"] == pytest.approx((100 + 100 / 3) / 6)  # the six categories
     assert acc["IoU50"]["laptop"] == pytest.approx(200 / 3)
     # laptop 5deg2cm ranking: [fail (0.8), success (0.3)], 3 GT -> AP = 1/3 * 1/2
     assert tab["mAP"]["5deg2cm"]["laptop"] == pytest.approx(100 / 6)
-    assert "| laptop | 3 |" in format_table(tab)
+    table = format_table(tab)
+    assert "| laptop | 3 |" in table and "| can | 0 | n/a |" in table and "| mean (6 categories) | 4 |" in table
     with pytest.raises(ValueError, match="unknown category"):
         nocs_tables([{**records[0], "category": "cup"}])
 
@@ -123,3 +126,130 @@ def test_average_precision():
     assert compute_ap(np.array([1, 1, 0]), np.array([0.9, 0.8, 0.1]), 3) == pytest.approx(2 / 3)
     assert compute_ap(np.array([0, 1]), np.array([0.9, 0.1]), 1) == pytest.approx(0.5)
     assert compute_ap(np.array([], bool), np.array([]), 2) == 0.0
+
+
+# ---------------------------------------------------------------- agreement with the NOCS code
+# A box with a non-square footprint, predicted turned about its y axis by `deg`; the numbers are
+# what the NOCS authors' compute_3d_iou_new returns (axis=0: as published; axis=1: axis fixed).
+NOCS_SIZE, NOCS_T = np.array([0.16, 0.06, 0.12]), np.array([0.03, -0.02, 0.65])
+NOCS_CODE = [  # (deg, category, handle visible, value of the published code, value with axis=1)
+    (9.0, "bowl", True, 0.8364762041877206, 0.7564910511484885),
+    (35.0, "bowl", True, 0.9794762478853237, 0.9649215857298412),
+    (35.0, "mug", False, 0.9794762478853237, 0.9649215857298412),
+    (35.0, "mug", True, 0.55818214047182, 0.5053449118536049),
+    (35.0, "camera", True, 0.55818214047182, 0.5053449118536049),
+]
+
+
+@pytest.mark.parametrize("deg,category,handle,nocs,aabb", NOCS_CODE)
+def test_nocs_and_aabb_variants_equal_the_nocs_code(deg, category, handle, nocs, aabb):
+    args = (rot("y", deg), NOCS_T, NOCS_SIZE, I, NOCS_T, NOCS_SIZE, category, handle)
+    assert iou_3d(*args, variant="nocs") == pytest.approx(nocs, abs=1e-12)
+    assert iou_3d(*args, variant="aabb") == pytest.approx(aabb, abs=1e-12)
+
+
+def test_nocs_variant_scans_the_full_circle_in_20_steps():
+    # a bowl turned by half a turn: the 10th of the 20 turns (180 deg) brings every corner back
+    # to its ground-truth place, so the published code returns 1; for a camera the half turn
+    # counts and the misplaced corners give its meaningless intervals
+    args = (rot("y", 180), NOCS_T, NOCS_SIZE, I, NOCS_T, NOCS_SIZE)
+    assert iou_3d(*args, "bowl", variant="nocs") == pytest.approx(1.0, abs=1e-12)
+    assert iou_3d(*args, "camera", variant="nocs") == pytest.approx(0.2549990328668442, abs=1e-12)
+    # 9 deg off the grid of 18-deg turns: the scan never lines the boxes up, the exact IoU does
+    args = (rot("y", 9), NOCS_T, NOCS_SIZE, I, NOCS_T, NOCS_SIZE, "bowl")
+    assert iou_3d(*args, variant="aabb") < 0.76 and iou_3d(*args) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_pose_thresholds_are_inclusive_and_iou_thresholds_strict():
+    at_2cm = _record("bottle", I, [0.02, 0, 0])  # exactly 2.0 cm, 0 deg
+    at_5cm = _record("bottle", I, [0.05, 0, 0])
+    tab = nocs_tables([at_2cm, at_5cm])
+    assert tab["accuracy"]["5deg2cm"]["bottle"] == 50.0 and tab["accuracy"]["5deg5cm"]["bottle"] == 100.0
+    assert tab["mAP"]["5deg5cm"]["bottle"] == 100.0
+    # a box half as wide inside another, dyadic sizes: IoU exactly 0.5, which is not > 0.5
+    half = {**_record("laptop", I, [0, 0, 0], size=(0.25, 0.25, 0.25)), "size_pred": np.array([0.125, 0.25, 0.25])}
+    tab = nocs_tables([half], iou_variant="aabb")
+    assert tab["accuracy"]["IoU50"]["laptop"] == 0.0 and tab["accuracy"]["IoU25"]["laptop"] == 100.0
+    assert tab["mAP"]["IoU50"]["laptop"] == 0.0 and tab["mAP"]["IoU25"]["laptop"] == 100.0
+
+
+def test_mean_is_over_the_six_categories():
+    tab = nocs_tables([_record("bowl", I, [0, 0, 0]), _record("mug", I, [0.5, 0, 0])])
+    assert tab["accuracy"]["10deg5cm"]["mean"] == pytest.approx(100 / 6)
+    assert tab["mAP"]["10deg5cm"]["mean"] == pytest.approx(100 / 6)
+    assert tab["counts"] == {"bowl": 1, "mug": 1}
+
+
+def _fp(cat, t_pred, score, image=0):
+    return {"image": image, "category": cat, "R_gt": None, "t_gt": None, "size_gt": None, "R_pred": I,
+            "t_pred": np.asarray(t_pred) + [0, 0, .5], "size_pred": np.full(3, 0.1), "score": score}
+
+
+def test_false_positives_lower_the_map_not_the_accuracy():
+    good = {**_record("can", I, [0, 0, 0], 0.5), "image": 0}
+    clean = nocs_tables([good])
+    noisy = nocs_tables([good, _fp("can", [0.6, 0, 0], 0.9)])
+    # ranking [false positive (0.9), true positive (0.5)] of 1 GT: precision 1/2 at recall 1
+    for m in ("5deg2cm", "IoU50"):
+        assert clean["mAP"][m]["can"] == 100.0 and noisy["mAP"][m]["can"] == pytest.approx(50.0)
+    assert noisy["accuracy"]["5deg2cm"]["can"] == 100.0
+    assert noisy["false_positives"] == {"can": 1} and noisy["counts"] == {"can": 1}
+    # ranked below the true positive it costs nothing
+    assert nocs_tables([good, _fp("can", [0.6, 0, 0], 0.1)])["mAP"]["5deg2cm"]["can"] == 100.0
+
+
+def test_predictions_take_the_first_free_ground_truth_in_score_order():
+    # two cans in one image, two predictions both nearest to the first one: the higher-scored
+    # prediction takes it (1.5 cm off), the other one (0.5 cm off) is left without a free
+    # ground truth within 2 cm of it (the second can is 10 cm away) -> 1 TP of 2 at rank 1
+    gt1, gt2 = {**_record("can", I, [0.015, 0, 0], 0.9), "image": 3}, {**_record("can", I, [0, 0, 0]), "image": 3}
+    gt2.update(t_gt=gt2["t_gt"] + [0.1, 0, 0], t_pred=gt1["t_gt"] + [0.005, 0, 0], score=0.4)
+    tab = nocs_tables([gt1, gt2])
+    assert tab["mAP"]["5deg2cm"]["can"] == pytest.approx(50.0)
+    assert tab["accuracy"]["5deg2cm"]["can"] == pytest.approx(50.0)
+
+
+def test_results_dict_keeps_unpaired_predictions_as_false_positives():
+    RT = np.eye(4, dtype=np.float32)
+    RT[:3, :3] *= np.linalg.norm([0.1, 0.1, 0.1])
+    far = RT.copy()
+    far[:3, 3] = [1.0, 0.0, 2.0]
+    r = {"gt_class_ids": np.array([4]), "gt_RTs": RT[None], "gt_scales": np.full((1, 3), 1 / np.sqrt(3)),
+         "gt_handle_visibility": np.array([1]), "pred_class_ids": np.array([4, 4]),
+         "pred_RTs": np.stack([RT, far]), "pred_scales": np.full((2, 3), 1 / np.sqrt(3)),
+         "pred_scores": np.array([0.5, 0.999], np.float32)}
+    recs = records_from_results(r, image=0)
+    assert [rec["R_gt"] is None for rec in recs] == [False, True]
+    np.testing.assert_allclose(recs[0]["t_pred"], 0.0, atol=1e-7)  # paired with the nearest
+    assert nocs_tables(recs)["mAP"]["10deg5cm"]["can"] == pytest.approx(50.0)
+    with pytest.raises(ValueError, match="not a NOCS category id"):
+        records_from_results({**r, "gt_class_ids": np.array([7])}, image=0)
+
+
+def test_eval_json_holds_every_instance_and_reads_back(tmp_path):
+    records = [{**_record("bowl", rot("x", 3), [0.01, 0, 0], 0.8), "image": 0, "instance_id": 2},
+               {**_record("mug", I, [0, 0, 0]), "image": 0, "R_pred": None, "t_pred": None, "score": None},
+               _fp("laptop", [0.3, 0, 0], 0.7, image=1)]
+    s = summary(records, [12.0])
+    write(tmp_path, "t", s)
+    rows = s["instances"]
+    assert [r["category"] for r in rows] == ["bowl", "mug", "laptop"]
+    assert rows[0]["rot_err_deg"] == pytest.approx(3.0) and rows[0]["trans_err_cm"] == pytest.approx(1.0)
+    assert rows[1]["pred"] is None and rows[1]["rot_err_deg"] is None and rows[2]["gt"] is None
+    back = records_from_json(tmp_path / "eval.json")
+    _assert_same_tables(summary(back, [12.0])["tables"], s["tables"])
+    (tmp_path / "bad.json").write_text('{"tables": {}}')
+    with pytest.raises(ValueError, match="no per-instance results"):
+        records_from_json(tmp_path / "bad.json")
+
+
+def _assert_same_tables(a, b):
+    assert a["counts"] == b["counts"] and a["false_positives"] == b["false_positives"]
+    for kind in ("accuracy", "mAP"):
+        assert a[kind] == b[kind]
+
+
+def test_tables_without_ground_truth_are_undefined():
+    tab = nocs_tables([_fp("can", [0, 0, 0], 0.9)])
+    assert tab["counts"] == {} and tab["false_positives"] == {"can": 1}
+    assert math.isnan(tab["mAP"]["5deg2cm"]["mean"]) and math.isnan(tab["accuracy"]["IoU25"]["mean"])

@@ -6,9 +6,9 @@
 Modes: ``regression`` (head only); ``genpose_energy`` (K=50, energy ranking, keep 60 %);
 ``genpose_random`` (the same candidates, random ranking); ``genpose_oracle`` (the best of the
 same K candidates against the ground truth: an upper bound); ``score_scaling`` (one sample);
-``tracking`` (on the sequences, warm start from the previous estimate). For each: 5deg2cm,
-5deg5cm, 10deg2cm, 10deg5cm, IoU25/50/75 (share of instances, mean over categories and per
-category) and ``ms_per_frame``: the median latency of one estimate() call on a 6-object frame.
+``tracking`` (on the sequences, the tracking node's tracker: warm starts from the previous
+estimate, re-initialisation as configured). For each: 5deg2cm, 5deg5cm, 10deg2cm, 10deg5cm,
+IoU25/50/75 (share of instances, mean over the six NOCS categories and per category) and ``ms_per_frame``: the median latency of one estimate() call on a 6-object frame.
 Ablations: score-scaling schedules, and the ODE solvers (adaptive RK45 reference vs fixed-step
 Euler / Heun). Writes the JSON, a Markdown twin, and PNG plots (error CDFs, rotation hypotheses,
 training convergence from the given training logs).
@@ -79,7 +79,7 @@ def machine_info(device: str) -> dict:
 
 
 def _row(s: dict) -> dict:
-    """Bench row from evaluate.summary: mean metrics + per category."""
+    """Bench row from report.summary: mean metrics + per category."""
     acc = s["tables"]["accuracy"]
     row = {KEYS[m]: _num(acc[m]["mean"]) for m in KEYS}
     row["per_category"] = {c: {KEYS[m]: _num(acc[m][c]) for m in KEYS} for c in s["tables"]["counts"]}
@@ -97,7 +97,7 @@ def _num(x):
 def six_object_batch(prefixes: list[str], n_points: int = 1024, seed: int = 0):
     """The first 6 usable instances of the split: points (6, N, 3), categories, GT poses (6, 4, 4)."""
     from genpose_ros.data.nocs_io import read_frame
-    from genpose_ros.evaluation.evaluate import frame_batch
+    from genpose_ros.evaluation.runner import frame_batch
 
     rng = np.random.default_rng(seed)
     pts, cats, poses = [], [], []
@@ -195,14 +195,15 @@ def plot_convergence(curves: dict, path) -> Path:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from genpose_ros.evaluation import evaluate as ev
+    from genpose_ros.evaluation import plots, report, runner
+    from genpose_ros.evaluation.evaluate import default_checkpoint
     from genpose_ros.data.nocs_io import list_frames
     from genpose_ros.pose.estimator import PoseEstimator
 
     if args.threads:
         torch.set_num_threads(args.threads)
     t_start = time.time()
-    ckpt = Path(args.ckpt) if args.ckpt else ev.default_checkpoint()
+    ckpt = Path(args.ckpt) if args.ckpt else default_checkpoint()
     est = PoseEstimator.from_checkpoint(ckpt, device=args.device, seed=args.seed)
     prefixes = list_frames(args.data)[:args.max_frames]
     if not prefixes:
@@ -222,8 +223,8 @@ def run(args: argparse.Namespace) -> int:
 
     def mode_run(name, mode, keep=False, frames=None, **kw):
         reseed()
-        res = ev.run_frames(est, frames or prefixes, mode, kw, seed=args.seed, keep_hypotheses=keep)
-        row = _row(ev.summary(res["records"], res["latency_ms"]))
+        res = runner.run_frames(est, frames or prefixes, mode, kw, seed=args.seed, keep_hypotheses=keep)
+        row = _row(report.summary(res["records"], res["latency_ms"]))
         row["ms_per_frame"] = round(time_six(est, six, mode, **kw), 1)
         row["settings"] = {"mode": mode, **{k: v for k, v in {**cfg.get(mode, {}), **kw}.items()}}
         report["modes"][name] = row
@@ -237,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
     runs["genpose_energy"] = g["records"]
     runs["genpose_random"] = mode_run("genpose_random", "genpose", ranking="random")["records"]
     oracle = oracle_records(g["records"], g["hypotheses"])
-    row = _row(ev.summary(oracle, g["latency_ms"]))
+    row = _row(report.summary(oracle, g["latency_ms"]))
     row["ms_per_frame"] = report["modes"]["genpose_energy"]["ms_per_frame"]
     row["settings"] = {"mode": "genpose", "aggregation": "best of K against the ground truth (upper bound)"}
     report["modes"]["genpose_oracle"] = row
@@ -245,8 +246,8 @@ def run(args: argparse.Namespace) -> int:
     runs["score_scaling"] = mode_run("score_scaling", "score_scaling")["records"]
     if Path(seq).is_dir():
         reseed()
-        tr = ev.run_tracking(est, seq, {}, "score_scaling", seed=args.seed, max_frames=args.seq_frames)
-        row = _row(ev.summary(tr["records"], tr["latency_ms"]))
+        tr = runner.run_tracking(est, seq, {}, "score_scaling", seed=args.seed, max_frames=args.seq_frames)
+        row = _row(report.summary(tr["records"], tr["latency_ms"]))
         row["ms_per_frame"] = round(time_six(est, six, "tracking"), 1)
         row["settings"] = {"mode": "tracking", "init_mode": "score_scaling", "data": seq, **cfg.get("tracking", {})}
         report["modes"]["tracking"] = row
@@ -258,9 +259,9 @@ def run(args: argparse.Namespace) -> int:
         abl["score_scaling"] = {}
         for name, kw in SCALING_ABLATION.items():  # pose metrics only (IoU needs no sampler change)
             reseed()
-            res = ev.run_frames(est, prefixes, "score_scaling", kw, seed=args.seed, progress=False)
+            res = runner.run_frames(est, prefixes, "score_scaling", kw, seed=args.seed, progress=False)
             recs = [{**r, "size_pred": None} for r in res["records"]]
-            r = _row(ev.summary(recs, res["latency_ms"]))
+            r = _row(report.summary(recs, res["latency_ms"]))
             abl["score_scaling"][name] = {k: r[k] for k in ("5deg2cm", "5deg5cm", "10deg2cm", "10deg5cm")}
             abl["score_scaling"][name]["per_category_5deg2cm"] = {c: v["5deg2cm"] for c, v in r["per_category"].items()}
             print(f"score scaling {name}: {abl['score_scaling'][name]}", flush=True)
@@ -270,9 +271,9 @@ def run(args: argparse.Namespace) -> int:
                          "heun 10 steps": {"solver": "heun", "n_steps": 10},
                          "rk45 adaptive (rtol=atol=1e-5)": {"solver": "rk45"}}.items():
             reseed()
-            res = ev.run_frames(est, sub, "genpose", kw, seed=args.seed, progress=False)
+            res = runner.run_frames(est, sub, "genpose", kw, seed=args.seed, progress=False)
             recs = [{**r, "size_pred": None} for r in res["records"]]
-            r = _row(ev.summary(recs, res["latency_ms"]))
+            r = _row(report.summary(recs, res["latency_ms"]))
             abl["solvers"][name] = {k: r[k] for k in ("5deg2cm", "5deg5cm", "10deg2cm", "10deg5cm")}
             abl["solvers"][name]["ms_per_frame"] = round(time_six(est, six, "genpose", reps=3, **kw), 1)
             abl["solvers"][name]["nfe"] = est.last_timing["nfe"]
@@ -280,11 +281,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"solver {name}: {abl['solvers'][name]}", flush=True)
 
     # plots
-    plots = {"error_cdf": ev.plot_error_cdfs(runs, images / "bench_error_cdf.png")}
+    plots = {"error_cdf": plots.plot_error_cdfs(runs, images / "bench_error_cdf.png")}
     reseed()
-    examples = ev.hypothesis_examples(est, prefixes, seed=args.seed)
+    examples = plots.hypothesis_examples(est, prefixes, seed=args.seed)
     if examples:
-        plots["hypotheses"] = ev.plot_hypotheses(examples, images / "bench_hypotheses.png")
+        plots["hypotheses"] = plots.plot_hypotheses(examples, images / "bench_hypotheses.png")
     if args.logs:
         report["convergence"] = read_curves(args.logs)
     elif Path(args.json).is_file():  # keep the curves of an earlier report (training logs are not shipped)
@@ -315,7 +316,8 @@ def markdown(report: dict, base: Path) -> str:
              f"Checkpoint `{report['checkpoint']}`, data `{report['data']}` ({report['n_frames']} frames, "
              f"{report['masks']} masks). Machine: {report['machine']['name']}; torch {report['machine']['torch']}; "
              f"load average at start {report['machine'].get('load_average_at_start')}.", "",
-             "Accuracy = share of instances (%) within the threshold, mean over categories; `ms_per_frame` = "
+             "Accuracy = share of instances (%) within the threshold (pose thresholds inclusive), mean over the six "
+             "NOCS categories (one without instances counts 0); `ms_per_frame` = "
              "median latency of one estimate() call on a 6-object frame (encoder + sampler).", "",
              "| mode | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, row in report["modes"].items():

@@ -1,5 +1,6 @@
-"""NOCS evaluation metrics: symmetric-aware rotation error, translation error, 3D IoU of sized
-boxes, and the accuracy / mAP tables (5deg2cm, 5deg5cm, 10deg2cm, 10deg5cm, IoU25/50/75).
+"""NOCS evaluation metrics of one prediction against one ground-truth instance:
+symmetric-aware rotation error, translation error and 3D IoU of sized boxes. The accuracy and
+mAP tables built from them are in ``tables``.
 
 Conventions (as the NOCS benchmark): poses are ``R_cam_obj`` (3, 3) and ``t_cam_obj`` (3,)
 in metres; ``size`` is the tight box edge lengths (x, y, z) in metres in the NOCS canonical
@@ -7,19 +8,22 @@ frame (y up). Bottle, bowl and can are symmetric about y; a mug is too when its 
 visible. For those only the angle between the y axes counts, and the 3D IoU is maximised over
 turns of the predicted box about its y axis.
 
-3D IoU variants (``variant=`` of ``iou_3d`` and ``nocs_tables``):
+3D IoU variants (``variant=`` of ``iou_3d`` and ``tables.nocs_tables``):
     "exact" (default): the exact volume of the intersection of the two oriented boxes. The
         vertices of the intersection polytope are the box edges clipped against the other
         box; its volume is that of their convex hull (scipy/Qhull). This is the IoU the
-        metric means, independent of how the camera is turned.
+        metric means, independent of how the camera is turned. Symmetric cases: the best
+        turn, found by a 24-step scan over half a turn and a bounded refinement.
     "aabb": the IoU of the camera-frame axis-aligned boxes around the two posed boxes, what
         the NOCS evaluation computes once its axis bug (below) is fixed. It depends on the
         camera orientation and ignores part of the rotation error.
-    "nocs": the number the original NOCS evaluation code (``asymmetric_3d_iou``) returns,
-        bug included: it takes ``np.amax(corners, axis=0)`` of a [3, 8] corner array, i.e.
-        the maximum over x, y, z of each corner instead of over the corners of each axis, so
-        it multiplies 8 meaningless intervals. Many published REAL275 IoU tables were made
-        with it; it is here only to compare with those tables.
+    "nocs": the number the original NOCS evaluation code (``compute_3d_iou_new`` /
+        ``asymmetric_3d_iou``) returns, bug included: it takes ``np.amax(corners, axis=0)`` of
+        a [3, 8] corner array, i.e. the maximum over x, y, z of each corner instead of over the
+        corners of each axis, so it multiplies 8 meaningless intervals. Many published
+        REAL275 IoU tables were made with it; it is here only to compare with those tables.
+    Symmetric cases of "aabb" and "nocs" take, as that code does, the best of 20 turns of
+    18 deg over the full circle (the bug makes a half turn change the value).
 """
 from __future__ import annotations
 
@@ -33,10 +37,7 @@ from scipy.spatial import ConvexHull, QhullError
 from genpose_ros import CATEGORIES
 
 SYMMETRIC_CATEGORIES = ("bottle", "bowl", "can")
-POSE_THRESHOLDS = {"5deg2cm": (5.0, 2.0), "5deg5cm": (5.0, 5.0),
-                   "10deg2cm": (10.0, 2.0), "10deg5cm": (10.0, 5.0)}
-IOU_THRESHOLDS = {"IoU25": 0.25, "IoU50": 0.50, "IoU75": 0.75}
-METRICS = tuple(IOU_THRESHOLDS) + tuple(POSE_THRESHOLDS)
+NOCS_TURNS = 20  # the NOCS code's scan of symmetric boxes: 20 turns over 360 deg
 
 
 def is_symmetric(category: str, handle_visible: bool = True) -> bool:
@@ -126,6 +127,8 @@ def _intersection_volume(R1, t1, s1, R2, t2, s2) -> float:
 
 
 def _iou_exact(R1, t1, s1, R2, t2, s2) -> float:
+    if np.linalg.norm(t1 - t2) > 0.5 * (np.linalg.norm(s1) + np.linalg.norm(s2)):
+        return 0.0  # the bounding spheres do not meet
     inter = _intersection_volume(R1, t1, s1, R2, t2, s2)
     union = np.prod(s1) + np.prod(s2) - inter
     return float(inter / union) if union > 0 else 0.0
@@ -163,7 +166,8 @@ def iou_3d(R1, t1, s1, R2, t2, s2, category: str, handle_visible: bool = True,
     """3D IoU of two sized, posed boxes (box 1 = prediction, box 2 = ground truth).
 
     For symmetric cases (``is_symmetric``) box 1 is turned about its own y axis to the angle
-    that maximises the IoU (a 24-step scan then a bounded refinement; NOCS scans 20 steps).
+    that maximises the IoU: for "exact" a 24-step scan over half a turn then a bounded
+    refinement; for "aabb" and "nocs" the NOCS code's 20 turns over the full circle.
     ``variant`` is "exact", "aabb" or "nocs" (see the module docstring).
     """
     fn = IOU_VARIANTS.get(variant)
@@ -176,6 +180,8 @@ def iou_3d(R1, t1, s1, R2, t2, s2, category: str, handle_visible: bool = True,
         raise ValueError(f"box sizes must be positive, got {s1} and {s2}")
     if not is_symmetric(category, handle_visible):
         return fn(R1, t1, s1, R2, t2, s2)
+    if variant != "exact":
+        return max(fn(R1 @ _rot_y(2 * math.pi * i / NOCS_TURNS), t1, s1, R2, t2, s2) for i in range(NOCS_TURNS))
 
     def neg_iou(theta):
         return -fn(R1 @ _rot_y(theta), t1, s1, R2, t2, s2)
@@ -191,27 +197,9 @@ def iou_3d(R1, t1, s1, R2, t2, s2, category: str, handle_visible: bool = True,
     return float(max(-values[best], -res.fun))
 
 
-# ---------------------------------------------------------------------------- tables
-def compute_ap(success: np.ndarray, scores: np.ndarray, n_gt: int) -> float:
-    """Average precision (NOCS / VOC style, all-point interpolation) of predictions ranked by
-    score; ``success`` marks the true positives, ``n_gt`` the number of ground-truth objects."""
-    if n_gt == 0:
-        return float("nan")
-    if len(success) == 0:
-        return 0.0
-    order = np.argsort(-np.asarray(scores, float), kind="stable")
-    tp = np.asarray(success, bool)[order]
-    cum = np.cumsum(tp)
-    precision = np.concatenate([[0.0], cum / np.arange(1, len(tp) + 1), [0.0]])
-    recall = np.concatenate([[0.0], cum / n_gt, [1.0]])
-    precision = np.maximum.accumulate(precision[::-1])[::-1]
-    idx = np.flatnonzero(recall[1:] != recall[:-1]) + 1
-    return float(np.sum((recall[idx] - recall[idx - 1]) * precision[idx]))
-
-
 def record_errors(record: dict, iou_variant: str = "exact") -> dict:
-    """Rotation error (deg), translation error (cm) and IoU of one record (see nocs_tables);
-    inf / 0 for a missed instance, NaN IoU when no size is predicted."""
+    """Rotation error (deg), translation error (cm) and IoU of one ground-truth record (see
+    ``tables.nocs_tables``); inf / 0 for a missed instance, NaN IoU when no size is predicted."""
     cat, hv = record["category"], bool(record.get("handle_visible", True))
     if record.get("R_pred") is None or record.get("t_pred") is None:
         return {"rot": math.inf, "trans": math.inf, "iou": 0.0}
@@ -223,74 +211,3 @@ def record_errors(record: dict, iou_variant: str = "exact") -> dict:
         iou = iou_3d(record["R_pred"], record["t_pred"], record["size_pred"], record["R_gt"],
                      record["t_gt"], record["size_gt"], cat, hv, variant=iou_variant)
     return {"rot": rot, "trans": trans, "iou": iou}
-
-
-def nocs_tables(records: list[dict], iou_variant: str = "exact") -> dict:
-    """Accuracy and mAP tables in percent, per category and averaged over categories.
-
-    Args:
-        records: one dict per ground-truth instance with ``category``, ``handle_visible``,
-            ``R_gt`` (3, 3), ``t_gt`` (3,), ``size_gt`` (3,), and the prediction ``R_pred``,
-            ``t_pred``, ``size_pred`` (None when not predicted: IoU metrics are then NaN),
-            ``score`` (ranking for mAP; default 1). A missed instance has ``R_pred`` None.
-        iou_variant: "exact", "aabb" or "nocs" (see module docstring).
-    Returns:
-        {"accuracy": {metric: {category: %, ..., "mean": %}}, "mAP": same layout,
-         "counts": {category: n}, "median_rot_deg": {...}, "median_trans_cm": {...},
-         "iou_variant": str}. Accuracy = share of instances within the threshold; mAP ranks
-        the predictions of a category by score (NOCS computes it the same way, over matched
-        detections). Means are over the categories present; NaN where undefined.
-    """
-    by_cat: dict[str, list[dict]] = {c: [] for c in CATEGORIES}
-    for i, rec in enumerate(records):
-        cat = rec.get("category")
-        if cat not in by_cat:
-            raise ValueError(f"record {i} has unknown category {cat!r}; known: {', '.join(CATEGORIES)}")
-        missed = rec.get("R_pred") is None or rec.get("t_pred") is None
-        by_cat[cat].append({**record_errors(rec, iou_variant), "missed": missed,
-                            "score": float(rec.get("score", 1.0) if rec.get("score") is not None else 1.0)})
-    present = [c for c in CATEGORIES if by_cat[c]]
-    acc = {m: {} for m in METRICS}
-    ap = {m: {} for m in METRICS}
-    med_r, med_t = {}, {}
-    for c in present:
-        errs = by_cat[c]
-        rot = np.array([e["rot"] for e in errs])
-        trans = np.array([e["trans"] for e in errs])
-        iou = np.array([e["iou"] for e in errs])
-        score = np.array([e["score"] for e in errs])
-        found = ~np.array([e["missed"] for e in errs])  # missed instances only count as GT
-        med_r[c], med_t[c] = float(np.median(rot)), float(np.median(trans))
-        for m, (deg, cm) in POSE_THRESHOLDS.items():
-            ok = (rot < deg) & (trans < cm)
-            acc[m][c] = 100.0 * float(ok.mean())
-            ap[m][c] = 100.0 * compute_ap(ok[found], score[found], len(ok))
-        has_iou = ~np.isnan(iou)
-        for m, thr in IOU_THRESHOLDS.items():
-            if not has_iou.any():
-                acc[m][c] = ap[m][c] = math.nan
-                continue
-            ok = iou[has_iou] > thr
-            acc[m][c] = 100.0 * float(ok.mean())
-            ap[m][c] = 100.0 * compute_ap(ok[found[has_iou]], score[has_iou][found[has_iou]], len(ok))
-    for table in (acc, ap):
-        for m in METRICS:
-            vals = [v for v in table[m].values() if not math.isnan(v)]
-            table[m]["mean"] = float(np.mean(vals)) if vals else math.nan
-    return {"accuracy": acc, "mAP": ap, "counts": {c: len(by_cat[c]) for c in present},
-            "median_rot_deg": med_r, "median_trans_cm": med_t, "iou_variant": iou_variant}
-
-
-def format_table(tables: dict, kind: str = "accuracy") -> str:
-    """Markdown table (categories as rows, metrics as columns) of ``nocs_tables(...)[kind]``."""
-    if kind not in ("accuracy", "mAP"):
-        raise ValueError(f"kind must be 'accuracy' or 'mAP', got {kind!r}")
-    t = tables[kind]
-    rows = list(tables["counts"]) + ["mean"]
-    lines = ["| category | n | " + " | ".join(METRICS) + " |",
-             "|---" * (len(METRICS) + 2) + "|"]
-    for r in rows:
-        n = tables["counts"].get(r, sum(tables["counts"].values()))
-        cells = [("n/a" if math.isnan(t[m].get(r, math.nan)) else f"{t[m][r]:.1f}") for m in METRICS]
-        lines.append(f"| {r} | {n} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)

@@ -137,7 +137,8 @@ def stage_timing(rec: Recorder) -> dict:
 
 def evaluate(rec: Recorder) -> tuple[list[dict], list[str]]:
     """Per-object records (nocs_tables layout + names and errors), matched per category by the
-    nearest predicted centre; unmatched ground truth counts as missed."""
+    nearest predicted centre; unmatched ground truth counts as missed, an unmatched detection
+    is a false positive (``R_gt`` None)."""
     from genpose_ros.evaluation import metrics
     from genpose_ros.ros.conversions import detections_from_msg
     from genpose_ros.ros.realsense_node import ground_truth_from_msg
@@ -151,7 +152,7 @@ def evaluate(rec: Recorder) -> tuple[list[dict], list[str]]:
         for gt in ground_truth_from_msg(rec.ground_truth[k]):
             cands = [(float(np.linalg.norm(p["t"] - gt["t"])), j) for j, p in enumerate(preds)
                      if p["category"] == gt["category"] and j not in used]
-            r = dict(frame=i, stamp=k, category=gt["category"], handle_visible=gt["handle_visible"],
+            r = dict(frame=i, image=i, stamp=k, category=gt["category"], handle_visible=gt["handle_visible"],
                      R_gt=gt["R"], t_gt=gt["t"], size_gt=gt["size"], R_pred=None, t_pred=None,
                      size_pred=None, score=None, name=None)
             if cands:
@@ -167,6 +168,12 @@ def evaluate(rec: Recorder) -> tuple[list[dict], list[str]]:
             else:
                 lines.append(f"  frame {i:3d}  {gt['category']:<10s} (instance {gt['id']}) missed")
             records.append(r)
+        for j in sorted(set(range(len(preds))) - used):
+            p = preds[j]
+            records.append(dict(frame=i, image=i, stamp=k, category=p["category"], handle_visible=True, R_gt=None,
+                                t_gt=None, size_gt=None, R_pred=p["R"], t_pred=p["t"], size_pred=p["size"],
+                                score=p["score"], name=p["id"]))
+            lines.append(f"  frame {i:3d}  {p['id']:<10s} false positive (no {p['category']} there)")
     return records, lines
 
 
@@ -209,7 +216,7 @@ def write_overlays(rec: Recorder, out: Path, rate: float) -> list[str]:
 def run(args) -> int:
     import rclpy
 
-    from genpose_ros.evaluation import metrics
+    from genpose_ros.evaluation import tables
     from genpose_ros.ros import launcher
     from genpose_ros.paths import find_model, resolve
 
@@ -291,11 +298,13 @@ def run(args) -> int:
 
     timing = stage_timing(rec)
     records, lines = evaluate(rec)
-    tables = metrics.nocs_tables(records) if records else None
+    nocs = tables.nocs_tables(records) if records else None
     pngs = write_overlays(rec, out, args.rate)
-    matched = [r for r in records if r["R_pred"] is not None]
+    gts = [r for r in records if r["R_gt"] is not None]
+    matched = [r for r in gts if r["R_pred"] is not None]
     print(f"\n[demo] frames: {len(rec.arrival['color'])} published, {len(rec.arrival['masks'])} segmented, "
-          f"{len(rec.detections)} with poses ({len(matched)}/{len(records)} objects matched)")
+          f"{len(rec.detections)} with poses ({len(matched)}/{len(gts)} objects matched, "
+          f"{len(records) - len(gts)} false positives)")
     print("[demo] per-object errors against the simulator ground truth:")
     print("\n".join(lines) or "  (none)")
     if matched:
@@ -311,15 +320,15 @@ def run(args) -> int:
             rate = timing["rate_hz"].get(stage)
             print(f"  {stage:<13s} {s['mean_ms']:7.0f} / {s['p50_ms']:7.0f} / {s['p90_ms']:7.0f}"
                   + (f"   {rate:.2f} Hz" if rate else "") + f"   (n={s['n']})")
-    if tables:
-        print(metrics.format_table(tables))
+    if nocs:
+        print(tables.format_table(nocs))
     summary = {
         "frames_requested": args.frames, "frame_rate_hz": args.rate, "masks": masks_source,
         "checkpoint": str(ckpt), "mode": args.mode, "tracking": args.tracking, "device": args.device,
         "machine": {"cpus": os.cpu_count()}, "wall_s": t_end - t_start,
         "frames": {"published": len(rec.arrival["color"]), "segmented": len(rec.arrival["masks"]),
                    "with_poses": len(rec.detections)},
-        "timing": timing, "errors": agg, "nocs": tables, "overlays": pngs,
+        "timing": timing, "errors": agg, "nocs": nocs, "overlays": pngs,
         "objects": [{k: v for k, v in r.items() if k not in ("R_gt", "R_pred")} for r in records],
     }
     (out / "summary.json").write_text(json.dumps(_jsonable(summary), indent=1))

@@ -1,0 +1,157 @@
+"""Tracking across frames: each tracked object is warm-started from its previous pose (estimator
+mode ``tracking``) and estimated from scratch (the tracker's ``mode``) when it is new, was
+lost, scored low, jumped implausibly, every ``reinit_every`` frames, and after ``reset()``.
+
+Association: same category, then greedily by mask IoU with the track's last mask and by the
+distance between point-cloud centroids. Track names are ``<category>_<track id>``; ids are
+never reused. Used by ``ros/tracking_node.py`` and by ``genpose eval --mode tracking``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class TrackerSettings:
+    reinit_every: int = 30           # frames between full re-estimates of a track (0 = never)
+    min_track_score: float = -1e9    # a track scoring below this is re-estimated next frame
+    max_jump: float = 0.08           # m; a tracking step moving the object further is distrusted
+    iou_min: float = 0.2             # association: minimum mask IoU ...
+    max_centroid_dist: float = 0.05  # ... or maximum centroid distance (m)
+    max_lost: int = 5                # frames a track survives unseen
+
+
+@dataclass
+class Track:
+    track_id: int
+    category: str
+    T: np.ndarray          # (4, 4) T_cam_obj, last estimate
+    size: np.ndarray       # (3,)
+    score: float
+    mask: np.ndarray       # (H, W) bool, last mask
+    centroid: np.ndarray   # (3,) mean of the last object points
+    lost: int = 0
+    since_full: int = 0
+    needs_full: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.category}_{self.track_id}"
+
+
+@dataclass
+class TrackStep:
+    """Result of one frame, in the order of the frame's instances."""
+    names: list[str]
+    R: np.ndarray          # (B, 3, 3)
+    t: np.ndarray          # (B, 3)
+    size: np.ndarray       # (B, 3)
+    score: np.ndarray      # (B,)
+    warm: list[int] = field(default_factory=list)   # instances warm-started from their track
+    full: list[int] = field(default_factory=list)   # instances estimated from scratch
+    ms: float = 0.0        # estimator time of the frame
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    if a.shape != b.shape:
+        return 0.0
+    union = np.count_nonzero(a | b)
+    return np.count_nonzero(a & b) / union if union else 0.0
+
+
+def associate(tracks: list[Track], masks, centroids, categories, iou_min: float, max_dist: float):
+    """Greedy one-to-one matching -> list of track index (or None) per instance."""
+    pairs = []
+    for i, (m, c, cat) in enumerate(zip(masks, centroids, categories)):
+        for j, tr in enumerate(tracks):
+            if tr.category != cat:
+                continue
+            iou, dist = mask_iou(m, tr.mask), float(np.linalg.norm(c - tr.centroid))
+            if iou >= iou_min or dist <= max_dist:
+                pairs.append((iou + max(0.0, 1.0 - dist / max(max_dist, 1e-9)), i, j))
+    match, used = [None] * len(masks), set()
+    for _, i, j in sorted(pairs, reverse=True):
+        if match[i] is None and j not in used:
+            match[i] = j
+            used.add(j)
+    return match
+
+
+class Tracker:
+    """Tracks of one camera stream. ``mode`` is the from-scratch mode; ``overrides`` maps an
+    estimator mode to its sampler overrides (e.g. ``{"tracking": {"n_steps": 5}}``)."""
+
+    def __init__(self, estimator, mode: str, settings: TrackerSettings | None = None,
+                 overrides: dict[str, dict] | None = None):
+        if mode == "tracking":
+            raise ValueError("the tracker's `mode` is the from-scratch mode (genpose, score_scaling or "
+                             "regression); tracking steps use mode tracking")
+        self.estimator, self.mode = estimator, mode
+        self.settings = settings or TrackerSettings()
+        self.overrides = overrides or {}
+        self.tracks: list[Track] = []
+        self.next_id: dict[str, int] = {}
+        self.n_full = self.n_tracked = self.n_resets = 0
+
+    def reset(self) -> int:
+        """Drops every track (their ids are not reused); returns how many there were."""
+        n, self.tracks = len(self.tracks), []
+        self.n_resets += 1
+        return n
+
+    def step(self, points: np.ndarray, categories: list[str], masks: list[np.ndarray]) -> TrackStep:
+        """One frame: ``points`` (B, N, 3) camera frame, a category and an (H, W) bool mask per
+        instance."""
+        s = self.settings
+        centroids = [p.mean(axis=0) for p in points]
+        match = associate(self.tracks, masks, centroids, categories, s.iou_min, s.max_centroid_dist)
+        warm = [i for i, j in enumerate(match) if j is not None and not self.tracks[j].needs_full
+                and not (s.reinit_every and self.tracks[j].since_full + 1 >= s.reinit_every)]
+        full = [i for i in range(len(categories)) if i not in warm]
+        B = len(categories)
+        out = TrackStep([], np.tile(np.eye(3, dtype=np.float32), (B, 1, 1)), np.zeros((B, 3), np.float32),
+                        np.zeros((B, 3), np.float32), np.zeros(B, np.float32), warm, full)
+        if warm:
+            prev = np.stack([self.tracks[match[i]].T for i in warm]).astype(np.float32)
+            self._estimate(out, warm, points, categories, "tracking", prev_poses=prev)
+            self.n_tracked += len(warm)
+        if full:
+            self._estimate(out, full, points, categories, self.mode)
+            self.n_full += len(full)
+        out.names = self._update(match, warm, categories, masks, centroids, out)
+        return out
+
+    def _estimate(self, out: TrackStep, idx: list[int], points, categories, mode: str, **kw) -> None:
+        est = self.estimator.estimate(points[idx], [categories[i] for i in idx], mode=mode,
+                                      **self.overrides.get(mode, {}), **kw)
+        out.R[idx], out.t[idx], out.size[idx], out.score[idx] = est.R, est.t, est.size, est.score
+        out.ms += self.estimator.last_timing["total_ms"]
+
+    def _update(self, match, warm, categories, masks, centroids, out: TrackStep) -> list[str]:
+        s, names, seen = self.settings, [], set()
+        for i, cat in enumerate(categories):
+            T = np.eye(4)
+            T[:3, :3], T[:3, 3] = out.R[i], out.t[i]
+            j = match[i]
+            if j is None:
+                tid = self.next_id.get(cat, 0)
+                self.next_id[cat] = tid + 1
+                tr = Track(tid, cat, T, out.size[i], float(out.score[i]), masks[i], centroids[i])
+                self.tracks.append(tr)
+            else:
+                tr = self.tracks[j]
+                jump = float(np.linalg.norm(T[:3, 3] - tr.T[:3, 3])) if i in warm else 0.0
+                tr.T, tr.size, tr.score, tr.mask, tr.centroid = T, out.size[i], float(out.score[i]), masks[i], centroids[i]
+                tr.lost = 0
+                tr.since_full = tr.since_full + 1 if i in warm else 0
+                tr.needs_full = jump > s.max_jump or tr.score < s.min_track_score
+            seen.add(id(tr))
+            names.append(tr.name)
+        for tr in self.tracks:
+            if id(tr) not in seen:
+                tr.lost += 1
+                tr.needs_full = True
+        self.tracks = [tr for tr in self.tracks if tr.lost <= s.max_lost]
+        return names

@@ -1,0 +1,27 @@
+"""`genpose demo` scoring of the recorded detections against the simulator ground truth (real
+vision_msgs messages, as the recorder receives them)."""
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from std_msgs.msg import Header
+
+from genpose_ros.data.frame import InstanceGT
+from genpose_ros.evaluation.tables import nocs_tables
+from genpose_ros.ros.conversions import detections_to_msg
+from genpose_ros.ros.demo import evaluate
+from genpose_ros.ros.realsense_node import ground_truth_to_msg
+
+
+def test_unmatched_detections_are_false_positives():
+    I, size = np.eye(3), np.array([0.1, 0.12, 0.1])
+    gt = InstanceGT(instance_id=3, category="mug", R=I, t=np.array([0.0, 0.0, 0.6]), size=size, handle_visible=False)
+    R, t = [I, I], [gt.t + [0.005, 0, 0], gt.t + [0.4, 0, 0]]  # 0.5 cm off, and 40 cm away
+    dets = detections_to_msg(Header(), ["mug_0", "mug_1"], ["mug", "mug"], R, t, [size, size], [0.6, 0.9])
+    rec = SimpleNamespace(detections={7: dets}, ground_truth={7: ground_truth_to_msg(Header(), [gt])})
+    records, lines = evaluate(rec)
+    assert [r["name"] for r in records] == ["mug_0", "mug_1"] and records[1]["R_gt"] is None
+    assert records[0]["trans_err_cm"] == pytest.approx(0.5, abs=1e-6) and "false positive" in lines[1]
+    tab = nocs_tables(records)
+    assert tab["accuracy"]["5deg2cm"]["mug"] == 100.0
+    assert tab["mAP"]["5deg2cm"]["mug"] == pytest.approx(50.0)  # the far one ranks first
