@@ -27,11 +27,9 @@ H, W = 96, 128
 
 
 @pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    torch.manual_seed(0)
+def tiny_weights(tiny_maskrcnn_weights):
     torch.set_num_threads(1)
-    path = tmp_path_factory.mktemp("maskrcnn") / "tiny.pt"
-    return save_checkpoint(path, build_model(CFG), CFG, half=True)
+    return tiny_maskrcnn_weights
 
 
 def _rgb(seed=0):

@@ -112,7 +112,9 @@ class Worker:
             if item is not None and not self._stop:
                 self._fn(item)
 
-    def stop(self, timeout_s: float = 5.0):
+    def stop(self, timeout_s: float = 1.0):
+        """Stop after the current item; a daemon thread still busy after ``timeout_s`` is left
+        to end with the process (Ctrl-C must not wait for a slow model)."""
         self._stop = True
         self.slot.close()
         self._thread.join(timeout_s)
