@@ -123,9 +123,9 @@ class PoseNode(Node):
         accept, note = self.order.check(stamp_ns(depth))
         if note:
             self.warn(note)
+        if accept and note:  # accepted with a note: the source restarted
+            self.on_restart()
         if accept:
-            if note:
-                self.on_restart()
             self.worker.slot.put((depth, masks, det2d, color))
 
     def on_restart(self):
