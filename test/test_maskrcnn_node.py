@@ -27,11 +27,9 @@ H, W = 96, 128
 
 
 @pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    torch.manual_seed(0)
+def tiny_weights(tiny_maskrcnn_weights):
     torch.set_num_threads(1)
-    path = tmp_path_factory.mktemp("maskrcnn") / "tiny.pt"
-    return save_checkpoint(path, build_model(CFG), CFG, half=True)
+    return tiny_maskrcnn_weights
 
 
 def _rgb(seed=0):
@@ -182,3 +180,22 @@ def test_ground_truth_source_republishes_true_masks(ros_context):
 def test_unknown_source_is_refused(ros_context):
     with pytest.raises(ValueError, match="unknown source 'lidar'"):
         MaskRCNNNode(context=ros_context, parameter_overrides=[Parameter("source", value="lidar")])
+
+
+def test_nonfinite_weights_are_refused_and_the_node_keeps_serving(ros_context, tiny_weights, tmp_path):
+    model = build_model(CFG)
+    with torch.no_grad():
+        model.roi_heads.box_predictor.cls_score.weight[0, 0] = float("nan")
+    bad = save_checkpoint(tmp_path / "diverged.pt", model, CFG, half=True)
+    rig = Rig(ros_context, {"weights": str(bad), "score_threshold": 0.0}, "/t5")
+    try:
+        assert any("diverged.pt are unusable: NaN or Inf weights in 1 of" in p
+                   and "roi_heads.box_predictor.cls_score.weight" in p
+                   for p in rig.node.problems), rig.node.problems
+        assert rig.node.segmenter is None
+        assert rig.node.set_parameters([Parameter("weights", value=str(tiny_weights))])[0].successful
+        bgra = numpy_to_image(np.dstack([_rgb()[:, :, ::-1], np.full((H, W), 255, np.uint8)]),
+                              "bgra8", _header(5))
+        assert rig.send_until(lambda: rig.pub_color.publish(bgra), lambda: (5, 0) in rig.masks)
+    finally:
+        rig.close()

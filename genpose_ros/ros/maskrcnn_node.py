@@ -5,8 +5,8 @@
 
 Sources:
 - ``maskrcnn``: the light torchvision Mask R-CNN (``weights`` file, loaded safely) segments
-  every colour frame (``rgb8`` or ``bgr8``); only the latest frame is processed when the model
-  is slower than the camera.
+  every colour frame (``rgb8``, ``bgr8``, ``rgba8`` or ``bgra8``); only the latest frame is
+  processed when the model is slower than the camera.
 - ``ground_truth``: republishes the simulator's true masks pair (realsense_node ``source: sim``)
   on the same output topics, to evaluate the pose stage alone.
 
@@ -27,7 +27,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
-from genpose_ros.ros.conversions import ImageConversionError, image_to_numpy
+from genpose_ros.ros.conversions import ImageConversionError, image_to_rgb
 from genpose_ros.ros.masks import MaskMessageError, decode_masks, encode_masks
 from genpose_ros.ros.params import declare
 from genpose_ros.ros.problems import ProblemLog
@@ -37,6 +37,7 @@ from genpose_ros.ros.spin import run_node
 from genpose_ros.ros.sync import ApproximateSync, Worker
 
 SOURCES = ("maskrcnn", "ground_truth")
+COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8")  # grey is refused: the model needs colour
 
 PARAMS = {
     "source": "maskrcnn",          # maskrcnn | ground_truth
@@ -87,7 +88,9 @@ class MaskRCNNNode(Node):
             self.add_on_set_parameters_callback(self._on_params)
         else:
             self.worker = None
-            self.sync = ApproximateSync(2, p["gt_slop"], self._republish_gt)
+            self.sync = ApproximateSync(2, p["gt_slop"], self._republish_gt,
+                                        names=[p["gt_masks_topic"], p["gt_detections_2d_topic"]],
+                                        on_stall=self.warn)
             self._subs = [
                 self.create_subscription(Image, p["gt_masks_topic"],
                                          lambda m: self.sync.add(0, m), in_qos),
@@ -149,9 +152,7 @@ class MaskRCNNNode(Node):
         ew, eh = self.p["expected_width"], self.p["expected_height"]
         if (ew and msg.width != ew) or (eh and msg.height != eh):
             raise ValueError(f"wrong image size {msg.width}x{msg.height}, expected {ew}x{eh}")
-        rgb = image_to_numpy(msg, ("rgb8", "bgr8"))
-        if msg.encoding == "bgr8":
-            rgb = np.ascontiguousarray(rgb[:, :, ::-1])
+        rgb = image_to_rgb(msg, COLOR_ENCODINGS)
         t0 = time.perf_counter()
         dets = self.segmenter.predict(rgb)        # best first
         ids = np.zeros(rgb.shape[:2], np.uint16)
