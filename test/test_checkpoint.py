@@ -84,3 +84,14 @@ def test_mismatched_architecture_and_keys(saved, tmp_path):
     bad["model_config"] = {"n_points": 64}
     with pytest.raises(CheckpointError, match="invalid model_config"):
         build_model(bad, "bad.pt")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_nonfinite_weights_are_refused_at_load_time(saved, tmp_path, bad):
+    model, _ = saved
+    state = model.state_dict()
+    state["size_head.0.weight"][0, 0] = bad
+    path = save_checkpoint(tmp_path / "diverged.pt", state, TINY, step=9)
+    with pytest.raises(CheckpointError, match=r"diverged.pt is unusable: NaN or Inf weights in 1 "
+                                              r"of \d+ tensors \(size_head.0.weight\)"):
+        build_model(load_checkpoint(path), str(path))

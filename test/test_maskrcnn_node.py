@@ -27,11 +27,9 @@ H, W = 96, 128
 
 
 @pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    torch.manual_seed(0)
+def tiny_weights(tiny_maskrcnn_weights):
     torch.set_num_threads(1)
-    path = tmp_path_factory.mktemp("maskrcnn") / "tiny.pt"
-    return save_checkpoint(path, build_model(CFG), CFG, half=True)
+    return tiny_maskrcnn_weights
 
 
 def _rgb(seed=0):
@@ -182,3 +180,64 @@ def test_ground_truth_source_republishes_true_masks(ros_context):
 def test_unknown_source_is_refused(ros_context):
     with pytest.raises(ValueError, match="unknown source 'lidar'"):
         MaskRCNNNode(context=ros_context, parameter_overrides=[Parameter("source", value="lidar")])
+
+
+def test_nonfinite_weights_are_refused_and_the_node_keeps_serving(ros_context, tiny_weights, tmp_path):
+    model = build_model(CFG)
+    with torch.no_grad():
+        model.roi_heads.box_predictor.cls_score.weight[0, 0] = float("nan")
+    bad = save_checkpoint(tmp_path / "diverged.pt", model, CFG, half=True)
+    rig = Rig(ros_context, {"weights": str(bad), "score_threshold": 0.0}, "/t5")
+    try:
+        assert any("diverged.pt are unusable: NaN or Inf weights in 1 of" in p
+                   and "roi_heads.box_predictor.cls_score.weight" in p
+                   for p in rig.node.problems), rig.node.problems
+        assert rig.node.segmenter is None
+        assert rig.node.set_parameters([Parameter("weights", value=str(tiny_weights))])[0].successful
+        bgra = numpy_to_image(np.dstack([_rgb()[:, :, ::-1], np.full((H, W), 255, np.uint8)]),
+                              "bgra8", _header(5))
+        assert rig.send_until(lambda: rig.pub_color.publish(bgra), lambda: (5, 0) in rig.masks)
+    finally:
+        rig.close()
+
+
+@pytest.fixture(scope="module")
+def tiny_rgbd_weights(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("maskrcnn_rgbd") / "tiny_rgbd.pt"
+    return save_checkpoint(path, build_model(CFG), CFG, half=True)
+
+
+def _depth(h=H, w=W):
+    depth = np.full((h, w), 1000, np.uint16)
+    depth[30:70, 40:90] = 800
+    return depth
+
+
+def test_rgbd_model_uses_depth_and_falls_back_to_colour(ros_context, tiny_rgbd_weights):
+    """An RGB-D model segments with the depth of the same stamp; without depth, or with depth
+    of another size, it warns and still publishes masks from colour alone."""
+    assert CFG.input == "rgbd"
+    rig = Rig(ros_context, {"weights": str(tiny_rgbd_weights), "score_threshold": 0.0,
+                            "depth_topic": "/t6/depth"}, "/t6")
+    try:
+        pub_depth = rig.peer.create_publisher(Image, "/t6/depth", qos_from_name("reliable", 5))
+        spin_until(rig.ex, lambda: pub_depth.get_subscription_count() > 0, 5.0)
+
+        def both(sec, depth):
+            pub_depth.publish(numpy_to_image(depth, "16UC1", _header(sec)))
+            rig.ex.spin_once(timeout_sec=0.05)
+            rig.pub_color.publish(numpy_to_image(_rgb(), "rgb8", _header(sec)))
+
+        assert rig.send_until(lambda: both(1, _depth()), lambda: (1, 0) in rig.masks)
+        assert not rig.node.problems, rig.node.problems
+        # no depth at that stamp: colour alone, with a warning naming the depth topic
+        assert rig.send_until(lambda: rig.pub_color.publish(numpy_to_image(_rgb(), "rgb8", _header(5))),
+                              lambda: (5, 0) in rig.masks)
+        assert any("RGB-D model" in p and "/t6/depth" in p and "colour alone" in p
+                   for p in rig.node.problems), rig.node.problems
+        # depth of another size: unusable, colour alone again
+        assert rig.send_until(lambda: both(9, _depth(48, 64)), lambda: (9, 0) in rig.masks)
+        assert any("depth image is 64x48 px, colour 128x96 px" in p for p in rig.node.problems)
+    finally:
+        rig.close()

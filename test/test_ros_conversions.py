@@ -8,7 +8,7 @@ from std_msgs.msg import Header  # noqa: E402
 from genpose_ros.data.camera import D435_640x480  # noqa: E402
 from genpose_ros.ros.conversions import (ImageConversionError, camera_info_to_intrinsics,  # noqa: E402
                                          detections_from_msg, detections_to_msg,
-                                         hypotheses_to_pose_array, image_to_numpy,
+                                         hypotheses_to_pose_array, image_to_numpy, image_to_rgb,
                                          intrinsics_to_camera_info, markers_to_msg, numpy_to_image)
 from genpose_ros.ros.frame_input import InputProblem, read_depth_mm  # noqa: E402
 from genpose_ros.ros.masks import (MaskMessageError, decode_masks, encode_masks,  # noqa: E402
@@ -62,9 +62,26 @@ def test_camera_info_round_trip_and_errors():
         camera_info_to_intrinsics(info)
 
 
+def test_colour_encodings_to_rgb():
+    rgb = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    alpha = np.full((2, 3, 1), 7, np.uint8)
+    for enc, img in (("rgb8", rgb), ("bgr8", rgb[:, :, ::-1]), ("rgba8", np.dstack([rgb, alpha])),
+                     ("bgra8", np.dstack([rgb[:, :, ::-1], alpha]))):
+        np.testing.assert_array_equal(image_to_rgb(numpy_to_image(np.ascontiguousarray(img), enc)),
+                                      rgb, err_msg=enc)
+    grey = image_to_rgb(numpy_to_image(rgb[:, :, 0].copy(), "mono8"))
+    assert grey.shape == (2, 3, 3) and np.array_equal(grey[:, :, 2], rgb[:, :, 0])
+    with pytest.raises(ImageConversionError, match="wrong encoding 'mono8'"):
+        image_to_rgb(numpy_to_image(rgb[:, :, 0].copy(), "mono8"), ("rgb8", "bgr8"))
+    with pytest.raises(ImageConversionError, match=r"bgra8 needs an array of shape \(H, W, 4\)"):
+        numpy_to_image(rgb, "bgra8")
+
+
 def test_depth_reading():
     m = numpy_to_image(np.full((2, 3), 0.5, np.float32), "32FC1")
-    np.testing.assert_array_equal(read_depth_mm(m), np.full((2, 3), 500, np.uint16))
+    depth, note = read_depth_mm(m)
+    np.testing.assert_array_equal(depth, np.full((2, 3), 500, np.uint16))
+    assert note is None
     nan = numpy_to_image(np.full((2, 3), np.nan, np.float32), "32FC1")
     with pytest.raises(InputProblem, match="6 of 6 pixels NaN"):
         read_depth_mm(nan)

@@ -61,6 +61,17 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return ckpt
 
 
+def nonfinite_report(state: dict) -> str | None:
+    """What is wrong when floating tensors of ``state`` hold NaN or Inf (a diverged training
+    run, a broken fp16 cast), else None."""
+    bad = [k for k, v in state.items()
+           if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if not bad:
+        return None
+    names = ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else "")
+    return f"NaN or Inf weights in {len(bad)} of {len(state)} tensors ({names})"
+
+
 def build_model(ckpt: dict, path: str = "<checkpoint>", state_key: str = "model"):
     """PoseNet from a loaded checkpoint dict; architecture / key mismatches -> CheckpointError."""
     from genpose_ros.pose.nets import PoseNet
@@ -86,5 +97,9 @@ def build_model(ckpt: dict, path: str = "<checkpoint>", state_key: str = "model"
         if shapes:
             parts.append(f"shape mismatches: {short(shapes)}")
         raise CheckpointError(f"checkpoint {path} does not match its model architecture; " + "; ".join(parts))
+    bad = nonfinite_report(state)
+    if bad:
+        raise CheckpointError(f"checkpoint {path} is unusable: {bad}; use an earlier "
+                              "checkpoint of the run or retrain")
     model.load_state_dict(state)
     return model

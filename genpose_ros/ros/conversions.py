@@ -1,7 +1,8 @@
 """Conversions between ROS messages and numpy / genpose_ros types (cv_bridge-free).
 
-Images: ``rgb8``/``bgr8`` -> (H, W, 3) uint8, ``mono8`` -> (H, W) uint8, ``mono16``/``16UC1`` ->
-(H, W) uint16, ``32FC1`` -> (H, W) float32. Poses: rotation (3, 3) object -> camera, translation
+Images: ``rgb8``/``bgr8`` -> (H, W, 3) uint8, ``rgba8``/``bgra8`` -> (H, W, 4) uint8, ``mono8`` ->
+(H, W) uint8, ``mono16``/``16UC1`` -> (H, W) uint16, ``32FC1`` -> (H, W) float32; `image_to_rgb`
+reads any colour or grey 8-bit image as RGB. Poses: rotation (3, 3) object -> camera, translation
 (3,) metres, box size (3,) metres, all in the image's optical frame.
 """
 from __future__ import annotations
@@ -17,7 +18,8 @@ from visualization_msgs.msg import Marker, MarkerArray
 from genpose_ros.ros.tf import matrix_to_transform, transform_to_matrix  # noqa: F401 (re-export)
 
 ENCODINGS = {  # encoding -> (dtype, channels)
-    "rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "mono8": (np.uint8, 1),
+    "rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "rgba8": (np.uint8, 4), "bgra8": (np.uint8, 4),
+    "mono8": (np.uint8, 1),
     "mono16": (np.uint16, 1), "16UC1": (np.uint16, 1), "32FC1": (np.float32, 1),
 }
 
@@ -53,6 +55,18 @@ def image_to_numpy(msg: Image, encodings: tuple[str, ...] | None = None) -> np.n
     return arr.astype(dtype, copy=True)
 
 
+RGB_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
+
+
+def image_to_rgb(msg: Image, encodings: tuple[str, ...] = RGB_ENCODINGS) -> np.ndarray:
+    """(H, W, 3) uint8 RGB from an image in one of ``encodings`` (channel order fixed, alpha
+    dropped, grey repeated)."""
+    img = image_to_numpy(msg, encodings)
+    if img.ndim == 2:
+        return np.repeat(img[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(img[:, :, 2::-1] if msg.encoding.startswith("bgr") else img[:, :, :3])
+
+
 def numpy_to_image(array: np.ndarray, encoding: str, header=None) -> Image:
     """An Image message holding ``array`` with ``encoding`` (shape and dtype are checked)."""
     if encoding not in ENCODINGS:
@@ -60,10 +74,9 @@ def numpy_to_image(array: np.ndarray, encoding: str, header=None) -> Image:
                                    f"{', '.join(ENCODINGS)}")
     dtype, channels = ENCODINGS[encoding]
     array = np.asarray(array)
-    want = 3 if channels == 3 else 2
-    if array.ndim != want or (channels == 3 and array.shape[2] != 3):
-        raise ImageConversionError(f"{encoding} needs an array of shape "
-                                   f"{'(H, W, 3)' if channels == 3 else '(H, W)'}, got {array.shape}")
+    shape = "(H, W)" if channels == 1 else f"(H, W, {channels})"
+    if array.ndim != (2 if channels == 1 else 3) or (channels > 1 and array.shape[2] != channels):
+        raise ImageConversionError(f"{encoding} needs an array of shape {shape}, got {array.shape}")
     if array.dtype != dtype:
         raise ImageConversionError(f"{encoding} needs dtype {np.dtype(dtype).name}, got {array.dtype}")
     msg = Image()

@@ -233,7 +233,11 @@ def run(args) -> int:
             time.sleep(0.2)
     except KeyboardInterrupt:
         pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+    stopping = time.monotonic()
     codes = launch.stop()
+    print(f"[launch] stopped in {time.monotonic() - stopping:.1f} s: "
+          + ", ".join(f"{n} {c}" for n, c in codes.items()), flush=True)
     failed = {n: c for n, c in codes.items() if c not in (0, -signal.SIGINT, None)}
     for name, code in failed.items():
         print(f"[launch] {name} exited with {code}", file=sys.stderr)

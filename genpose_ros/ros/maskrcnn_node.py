@@ -5,10 +5,11 @@
 
 Sources:
 - ``maskrcnn``: the light torchvision Mask R-CNN (``weights`` file, loaded safely) segments
-  every colour frame (``rgb8`` or ``bgr8``); only the latest frame is processed when the model
-  is slower than the camera. An RGB-D model also reads the aligned depth image of the same
-  stamp (within ``depth_slop``; 16UC1 mm or 32FC1 m) and the colour camera_info (focal
-  length); without a matching, same-size depth image it warns and segments from colour alone.
+  every colour frame (``rgb8``, ``bgr8``, ``rgba8`` or ``bgra8``); only the latest frame is
+  processed when the model is slower than the camera. An RGB-D model also reads the aligned
+  depth image of the same stamp (within ``depth_slop``; 16UC1 mm or 32FC1 m, checked as
+  pose_node checks it) and the colour camera_info (focal length); without a matching, usable,
+  same-size depth image it warns and segments from colour alone.
 - ``ground_truth``: republishes the simulator's true masks pair (realsense_node ``source: sim``)
   on the same output topics, to evaluate the pose stage alone.
 
@@ -29,7 +30,8 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from vision_msgs.msg import Detection2DArray
 
-from genpose_ros.ros.conversions import ImageConversionError, image_to_numpy
+from genpose_ros.ros.conversions import ImageConversionError, image_to_rgb
+from genpose_ros.ros.frame_input import InputProblem, read_depth_mm
 from genpose_ros.ros.masks import MaskMessageError, decode_masks, encode_masks
 from genpose_ros.ros.params import declare
 from genpose_ros.ros.problems import ProblemLog
@@ -39,6 +41,7 @@ from genpose_ros.ros.spin import run_node
 from genpose_ros.ros.sync import ApproximateSync, Worker, stamp_ns
 
 SOURCES = ("maskrcnn", "ground_truth")
+COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8")  # grey is refused: the model needs colour
 
 PARAMS = {
     "source": "maskrcnn",          # maskrcnn | ground_truth
@@ -98,7 +101,9 @@ class MaskRCNNNode(Node):
             self.add_on_set_parameters_callback(self._on_params)
         else:
             self.worker = None
-            self.sync = ApproximateSync(2, p["gt_slop"], self._republish_gt)
+            self.sync = ApproximateSync(2, p["gt_slop"], self._republish_gt,
+                                        names=[p["gt_masks_topic"], p["gt_detections_2d_topic"]],
+                                        on_stall=self.warn)
             self._subs = [
                 self.create_subscription(Image, p["gt_masks_topic"],
                                          lambda m: self.sync.add(0, m), in_qos),
@@ -166,9 +171,7 @@ class MaskRCNNNode(Node):
         ew, eh = self.p["expected_width"], self.p["expected_height"]
         if (ew and msg.width != ew) or (eh and msg.height != eh):
             raise ValueError(f"wrong image size {msg.width}x{msg.height}, expected {ew}x{eh}")
-        rgb = image_to_numpy(msg, ("rgb8", "bgr8"))
-        if msg.encoding == "bgr8":
-            rgb = np.ascontiguousarray(rgb[:, :, ::-1])
+        rgb = image_to_rgb(msg, COLOR_ENCODINGS)
         t0 = time.perf_counter()
         depth = self.matching_depth(msg, rgb.shape[:2]) if self.segmenter.uses_depth else None
         dets = self.segmenter.predict(rgb, depth, fx=self.fx)        # best first
@@ -199,14 +202,13 @@ class MaskRCNNNode(Node):
                       f"alone")
             return None
         try:
-            depth = image_to_numpy(best, ("16UC1", "mono16", "32FC1"))
-            if best.encoding == "32FC1":   # metres -> millimetres, holes (NaN, inf, <= 0) -> 0
-                depth = np.where(np.isfinite(depth) & (depth > 0), depth * 1000.0, 0.0)
-                depth = np.clip(depth, 0, 65535).astype(np.uint16)
+            depth, note = read_depth_mm(best)
+            if note:
+                self.warn(note)
             if depth.shape != tuple(shape):
                 raise ValueError(f"depth image is {depth.shape[1]}x{depth.shape[0]} px, colour "
                                  f"{shape[1]}x{shape[0]} px (use depth aligned to colour)")
-        except (ImageConversionError, ValueError) as exc:
+        except (ImageConversionError, InputProblem, ValueError) as exc:
             self.warn(f"RGB-D model: depth image unusable ({exc}); segmenting from colour alone")
             return None
         return depth

@@ -7,13 +7,15 @@ depth (16UC1 mm or 32FC1 m), the masks pair (docs/ros.md), the colour image when
 on; camera_info is taken as the latest one received. All instances of a frame go to the
 estimator in one batch. Outputs: see `pose_outputs.PoseOutputs`; TF child frames
 ``<category>_<n>`` (n counts the instances of that category in the frame).
-Bad input (wrong encoding, sizes, no depth, no camera_info, empty mask, unknown class) is
-reported as a warning naming the problem, and the next frame is processed as usual.
+Bad input (wrong encoding, sizes, no or implausible depth, no camera_info, empty mask, unknown
+class, inputs that never synchronise, repeated or older stamps, too many instances, scores
+outside [0, 1]) is reported as a warning naming the problem (docs/ros.md, "Input checks"), and
+the next frame is processed as usual.
 """
 from __future__ import annotations
 
+import math
 import sys
-
 import time
 from collections import deque
 
@@ -29,7 +31,7 @@ from genpose_ros.ros.params import declare
 from genpose_ros.ros.problems import ProblemLog
 from genpose_ros.ros.qos import qos_from_name
 from genpose_ros.ros.spin import run_node
-from genpose_ros.ros.sync import ApproximateSync, Worker
+from genpose_ros.ros.sync import ApproximateSync, StampOrder, Worker, stamp_ns
 
 SINGLE_FRAME_MODES = ("genpose", "score_scaling", "regression")  # genpose_ros.pose.estimator.MODES
 
@@ -41,9 +43,13 @@ PARAMS = {
     "n_points": 1024,
     "min_points": 50,
     "min_score": 0.3,             # instances with a lower segmentation score are ignored
+    "max_instances": 20,          # per frame; beyond, the lowest-scoring are dropped (0 = no cap)
+    "min_depth": 0.1,             # m; the median valid depth of a frame must lie between
+    "max_depth": 10.0,            # min_depth and max_depth (catches wrong units)
     "seed": 0,
     "slop": 0.02,                 # s, approximate time sync
     "queue_size": 5,
+    "stamp_restart": 1.0,         # s; stamps jumping back further mean a restarted source
     "input_qos": "reliable",      # reliable | sensor_data
     "input_qos_depth": 5,
     "color_topic": "/camera/camera/color/image_raw",
@@ -93,7 +99,9 @@ class PoseNode(Node):
         inputs = [(Image, "depth_topic"), (Image, "masks_topic"), (Detection2DArray, "detections_2d_topic")]
         if self.p["publish_overlay"]:
             inputs.append((Image, "color_topic"))
-        self.sync = ApproximateSync(len(inputs), self.p["slop"], self._on_set, self.p["queue_size"])
+        self.sync = ApproximateSync(len(inputs), self.p["slop"], self._on_set, self.p["queue_size"],
+                                    names=[self.p[k] for _, k in inputs], on_stall=self.warn)
+        self.order = StampOrder(self.p["stamp_restart"])
         # camera_info first: the executor serves ready subscriptions in creation order
         self._subs = [self.create_subscription(CameraInfo, self.p["camera_info_topic"], self._on_info, qos)]
         self._subs += [self.create_subscription(t, self.p[k], lambda m, i=i: self.sync.add(i, m), qos)
@@ -112,7 +120,16 @@ class PoseNode(Node):
 
     def _on_set(self, depth, masks, det2d, color=None):
         self.get_logger().debug(f"synchronised set {depth.header.stamp.sec}.{depth.header.stamp.nanosec:09d}")
-        self.worker.slot.put((depth, masks, det2d, color))
+        accept, note = self.order.check(stamp_ns(depth))
+        if note:
+            self.warn(note)
+        if accept and note:  # accepted with a note: the source restarted
+            self.on_restart()
+        if accept:
+            self.worker.slot.put((depth, masks, det2d, color))
+
+    def on_restart(self):
+        """The input stamps jumped back (a restarted source); `TrackingNode` drops its tracks."""
 
     def _camera_info(self, wait_s: float = 1.0):
         """The latest camera_info; waits up to ``wait_s`` for the first one (right after start-up
@@ -137,7 +154,12 @@ class PoseNode(Node):
 
     def process(self, depth, masks, det2d, color=None):
         t0 = time.perf_counter()
-        frame = read_frame(depth, masks, det2d, self._camera_info(), color, self.p["camera_info_topic"])
+        frame = read_frame(depth, masks, det2d, self._camera_info(), color, self.p["camera_info_topic"],
+                           (self.p["min_depth"], self.p["max_depth"]), self.p["max_instances"])
+        if frame.depth_note:
+            self.warn(frame.depth_note, period_s=math.inf)
+        for w in frame.notes:
+            self.warn(w)
         batch = instance_points(frame, self.p["n_points"], self.p["min_points"], self.rng,
                                 self.p["min_score"])
         for w in batch.warnings:

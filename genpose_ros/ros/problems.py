@@ -1,9 +1,12 @@
 """Bad-input reporting shared by the nodes: log a warning naming the problem, rate-limited per
-text, and keep it in a bounded list that tests and diagnostics can read."""
+kind of message, and keep it in a bounded list that tests and diagnostics can read."""
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
+
+_NUMBER = re.compile(r"\d+(?:\.\d+)?(?:e[-+]?\d+)?")
 
 
 class ProblemLog:
@@ -13,9 +16,12 @@ class ProblemLog:
         self._last: dict[str, float] = {}
 
     def warn(self, text: str, period_s: float = 2.0):
-        """Log ``text`` as a warning (the same text at most once per ``period_s``) and keep it."""
+        """Log ``text`` as a warning and keep it. Texts that differ only in their numbers
+        (stamps, counts, values seen) are one kind: logged at most once per ``period_s``
+        (``math.inf``: once), each one kept in ``items``."""
         self.items.append(text)
+        kind = _NUMBER.sub("#", text)
         now = time.monotonic()
-        if now - self._last.get(text, -1e9) >= period_s:
-            self._last[text] = now
+        if kind not in self._last or now - self._last[kind] >= period_s:
+            self._last[kind] = now
             self._logger.warning(text)

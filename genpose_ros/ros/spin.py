@@ -1,15 +1,55 @@
-"""The shared ``main`` of the nodes: init, spin until Ctrl-C / shutdown, clean up."""
+"""The shared ``main`` of the nodes: init, spin until Ctrl-C / shutdown, clean up, exit quietly.
+
+Ctrl-C contract: one SIGINT stops a node within about a second with exit status 0 and no
+traceback, also when it lands in the middle of a callback (rclpy has already invalidated the
+context, so that callback's publish fails) and when a second SIGINT follows while the node
+cleans up (a terminal's Ctrl-C reaches ``genpose launch`` / ``ros2 launch`` and its nodes
+together, and the launcher then forwards its own).
+"""
 from __future__ import annotations
 
+import os
+import signal
 import sys
 
 import rclpy
 from rclpy.executors import ExternalShutdownException
 
 
-def run_node(node_cls, args=None) -> int:
-    """Construct ``node_cls()`` and spin it. A construction error (missing checkpoint, bad
-    parameter) is logged as one line and the process exits with status 1."""
+class _InterruptOnce:
+    """SIGINT handler: the first signal raises KeyboardInterrupt, later ones are ignored.
+
+    Installed before ``rclpy.init``: rclpy's own handler (which shuts the context down and
+    wakes the executor) chains to it."""
+
+    def __init__(self):
+        self.count = 0
+
+    def __call__(self, signum, frame):
+        self.count += 1
+        if self.count == 1:
+            raise KeyboardInterrupt
+
+
+def run_node(node_cls, args=None):
+    """Construct ``node_cls()``, spin it, clean up and end the process: status 0 after Ctrl-C
+    or shutdown, 1 (with one line on stderr) when the node cannot start (missing checkpoint,
+    bad parameter).
+
+    The process ends with ``os._exit`` once the node is destroyed and rclpy (with its logging)
+    is shut down: the interpreter's own tear-down of torch alone takes seconds on a busy CPU."""
+    signal.signal(signal.SIGINT, _InterruptOnce())
+    try:
+        code = _run(node_cls, args)
+    except KeyboardInterrupt:  # Ctrl-C that arrived during the clean-up of another error
+        code = 0
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _run(node_cls, args) -> int:
     rclpy.init(args=args)
     node = None
     try:
@@ -17,11 +57,14 @@ def run_node(node_cls, args=None) -> int:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
-        if node is not None:
+    except Exception as exc:
+        if not rclpy.ok():
+            pass  # shut down by a signal while a callback ran: its publish / timer failed
+        elif node is None and isinstance(exc, (FileNotFoundError, ValueError, RuntimeError)):
+            print(f"[{node_cls.__name__}] cannot start: {exc}", file=sys.stderr, flush=True)
+            return 1
+        else:
             raise
-        print(f"[{node_cls.__name__}] cannot start: {exc}", file=sys.stderr, flush=True)
-        return 1
     finally:
         if node is not None:
             node.destroy_node()

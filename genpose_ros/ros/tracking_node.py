@@ -40,6 +40,9 @@ class TrackingNode(PoseNode):
                              "score_scaling or regression); tracking steps use mode tracking")
         super().check_mode()
 
+    def on_restart(self):
+        self._reset.set()
+
     def estimate(self, frame, batch):
         if self._reset.is_set():
             self._reset.clear()

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from genpose_ros import CATEGORIES
+from genpose_ros.pose.checkpoint import nonfinite_report
 from genpose_ros.segmentation.inputs import (D435_FX, check_depth, check_mode, check_rgb,
                                              input_normalisation, stack_input)
 
@@ -212,6 +213,9 @@ def load_checkpoint(path: str | Path,
         raise CheckpointError(f"{path}: bad model config ({exc})") from exc
     model = build_model(cfg)
     state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    bad = nonfinite_report(state)
+    if bad:
+        raise CheckpointError(f"Mask R-CNN weights {path} are unusable: {bad}")
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
