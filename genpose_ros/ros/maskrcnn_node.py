@@ -95,7 +95,7 @@ class MaskRCNNNode(Node):
             self._subs = [self.create_subscription(Image, p["color_topic"],
                                                    self.worker.slot.put, in_qos),
                           self.create_subscription(Image, p["depth_topic"],
-                                                   self.depths.append, in_qos),
+                                                   lambda m: self.depths.append(m), in_qos),
                           self.create_subscription(CameraInfo, p["camera_info_topic"],
                                                    self._on_camera_info, in_qos)]
             self.add_on_set_parameters_callback(self._on_params)
