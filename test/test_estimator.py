@@ -237,3 +237,21 @@ def test_tracker_warm_starts_reinitialises_and_forgets(estimator, clouds):
     assert (tracker.n_resets, tracker.n_tracked + tracker.n_full) == (1, 7 * 3 + 3 * 2)  # instances seen
     with pytest.raises(ValueError, match="from-scratch mode"):
         Tracker(estimator, "tracking")
+
+
+def test_bench_runs_end_to_end(tiny_split, tiny_pose_checkpoint, tmp_path):
+    """`genpose bench` on a tiny split: every mode row, its sampler settings, the tracking row."""
+    import json
+
+    from genpose_ros import cli
+
+    out = tmp_path / "bench.json"
+    assert cli.main(["bench", "--data", str(tiny_split / "test"), "--seq", str(tiny_split / "seq"),
+                     "--checkpoint", str(tiny_pose_checkpoint), "--json", str(out), "--images", str(tmp_path),
+                     "--skip-ablations", "--threads", "1"]) == 0
+    report = json.loads(out.read_text())
+    assert list(report["modes"]) == ["regression", "genpose_energy", "genpose_random", "genpose_oracle",
+                                     "score_scaling", "tracking"]
+    assert report["modes"]["score_scaling"]["settings"]["schedule_kwargs"] == {"k": 8.0, "s": 0.05}
+    assert report["modes"]["genpose_random"]["settings"]["ranking"] == "random"
+    assert (tmp_path / "bench_error_cdf.png").is_file() and out.with_suffix(".md").is_file()
