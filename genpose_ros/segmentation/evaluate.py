@@ -117,7 +117,7 @@ def evaluate(segmenter, frames, limit: int | None = None, progress: bool = True)
     mean wall-clock time of ``predict`` per frame (seconds)."""
     from tqdm import tqdm
 
-    from genpose_ros.segmentation.train import frame_targets
+    from genpose_ros.segmentation.targets import frame_targets
 
     frames = list(frames)[:limit] if limit else list(frames)
     acc, times = MaskAPAccumulator(), []
@@ -179,7 +179,7 @@ def main(argv=None) -> int:
     import torch
 
     from genpose_ros.segmentation.model import Segmenter
-    from genpose_ros.segmentation.train import list_frames
+    from genpose_ros.segmentation.targets import list_frames
 
     torch.set_num_threads(args.threads)
     seg = Segmenter.from_checkpoint(args.weights, args.device)
