@@ -32,3 +32,19 @@ def find_model(pattern: str) -> Path | None:
     """The newest file of the package's ``models/`` matching ``pattern``, or None."""
     hits = glob.glob(str(package_share() / "models" / pattern))
     return Path(max(hits, key=os.path.getmtime)) if hits else None
+
+
+def pose_checkpoint(path: str | None = None) -> Path:
+    """The pose checkpoint to load: ``path`` (as given, else relative to the package share
+    directory), or with no path ("" / "auto" / None) the newest ``models/genpose_*.pt``.
+    FileNotFoundError with what was looked for when there is none."""
+    if path and path != "auto":
+        found = resolve(path)
+        if not found.is_file():
+            raise FileNotFoundError(f"pose checkpoint {path} not found")
+        return found
+    found = find_model("genpose_*.pt")
+    if found is None:
+        raise FileNotFoundError(f"no pose checkpoint given and none in {package_share() / 'models'} "
+                                "(genpose_*.pt); train one with `genpose train` or pass one")
+    return found

@@ -20,7 +20,7 @@ CATS = ["mug", "bowl", "laptop"]
 def estimator(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("est") / "tiny.pt"
-    save_checkpoint(path, PoseNet(TINY).state_dict(), TINY, 0, {"sde": {"sigma_min": 0.01, "sigma_max": 50.0}})
+    save_checkpoint(path, PoseNet(TINY).state_dict(), TINY, 0, {"sde": {"sigma_min": 0.01, "sigma_max": 50.0, "eps": 1e-5}})
     return PoseEstimator.from_checkpoint(path, device="cpu", seed=0)
 
 
@@ -40,7 +40,8 @@ def test_modes_shapes_rotations_and_single_encoder_pass(estimator, clouds, mode,
     calls = []
     h = estimator.model.encoder.register_forward_hook(lambda *a: calls.append(1))
     try:
-        out = estimator.estimate(pts, CATS, mode=mode, return_hypotheses=True, n_steps=5)
+        fast = {} if mode == "regression" else {"n_steps": 5}
+        out = estimator.estimate(pts, CATS, mode=mode, return_hypotheses=True, **fast)
     finally:
         h.remove()
     assert len(calls) == 1  # the encoder runs once for all candidates and ODE steps
@@ -105,6 +106,43 @@ def test_bad_input_errors(estimator, clouds):
         estimator.estimate(pts, CATS, mode="tracking", prev_poses=np.eye(4)[None])
     with pytest.raises(ValueError, match="only used by the tracking mode"):
         estimator.estimate(pts, CATS, mode="genpose", prev_poses=np.tile(np.eye(4), (3, 1, 1)))
+
+
+def test_sampler_settings_are_checked_against_estimator_yaml(estimator, clouds):
+    pts, _, _ = clouds
+    with pytest.raises(ValueError, match="unknown key 'n_step'; did you mean 'n_steps'"):
+        estimator.estimate(pts, CATS, mode="genpose", n_step=3)
+    with pytest.raises(ValueError, match=r"n_steps must be an integer \(default 20\), got 'abc'"):
+        estimator.estimate(pts, CATS, mode="score_scaling", n_steps="abc")
+    with pytest.raises(ValueError, match="mode regression: unknown key 'n_steps'"):
+        estimator.estimate(pts, CATS, mode="regression", n_steps=3)
+    with pytest.raises(ValueError, match="unknown mode 'score_scalling'; did you mean 'score_scaling'"):
+        estimator.estimate(pts, CATS, mode="score_scalling")
+
+
+def test_modes_and_default_mode_come_from_the_registry_and_yaml(estimator):
+    from genpose_ros.config import default_mode, estimator_config
+    from genpose_ros.pose import estimator as est_mod, sampling
+
+    assert est_mod.MODES == tuple(sampling.SAMPLERS) == ("genpose", "score_scaling", "regression", "tracking")
+    assert set(estimator_config()["modes"]) == set(est_mod.MODES)
+    assert set(estimator_config()["schedules"]) == set(sampling.SCHEDULES)
+    assert default_mode() == "score_scaling"
+    estimator.estimate(np.zeros((1, 128, 3), np.float32) + 0.01 * np.arange(128)[None, :, None], ["mug"])
+    assert estimator.last_timing["mode"] == "score_scaling"
+
+
+def test_sde_comes_from_the_checkpoint(tmp_path):
+    from genpose_ros.pose.checkpoint import CheckpointError
+
+    path = tmp_path / "wide.pt"
+    save_checkpoint(path, PoseNet(TINY).state_dict(), TINY, 0, {"sde": {"sigma_min": 0.02, "sigma_max": 20.0,
+                                                                       "eps": 1e-4}})
+    est = PoseEstimator.from_checkpoint(path)
+    assert (est.sde.sigma_min, est.sde.sigma_max, est.sde.eps) == (0.02, 20.0, 1e-4)
+    save_checkpoint(path, PoseNet(TINY).state_dict(), TINY, 0, {"lr": 1e-3})
+    with pytest.raises(CheckpointError, match="train_config.sde"):
+        PoseEstimator.from_checkpoint(path)
 
 
 @pytest.fixture(scope="module")
@@ -199,3 +237,21 @@ def test_tracker_warm_starts_reinitialises_and_forgets(estimator, clouds):
     assert (tracker.n_resets, tracker.n_tracked + tracker.n_full) == (1, 7 * 3 + 3 * 2)  # instances seen
     with pytest.raises(ValueError, match="from-scratch mode"):
         Tracker(estimator, "tracking")
+
+
+def test_bench_runs_end_to_end(tiny_split, tiny_pose_checkpoint, tmp_path):
+    """`genpose bench` on a tiny split: every mode row, its sampler settings, the tracking row."""
+    import json
+
+    from genpose_ros import cli
+
+    out = tmp_path / "bench.json"
+    assert cli.main(["bench", "--data", str(tiny_split / "test"), "--seq", str(tiny_split / "seq"),
+                     "--checkpoint", str(tiny_pose_checkpoint), "--json", str(out), "--images", str(tmp_path),
+                     "--skip-ablations", "--threads", "1"]) == 0
+    report = json.loads(out.read_text())
+    assert list(report["modes"]) == ["regression", "genpose_energy", "genpose_random", "genpose_oracle",
+                                     "score_scaling", "tracking"]
+    assert report["modes"]["score_scaling"]["settings"]["schedule_kwargs"] == {"k": 8.0, "s": 0.05}
+    assert report["modes"]["genpose_random"]["settings"]["ranking"] == "random"
+    assert (tmp_path / "bench_error_cdf.png").is_file() and out.with_suffix(".md").is_file()

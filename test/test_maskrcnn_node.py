@@ -189,7 +189,7 @@ def test_nonfinite_weights_are_refused_and_the_node_keeps_serving(ros_context, t
     bad = save_checkpoint(tmp_path / "diverged.pt", model, CFG, half=True)
     rig = Rig(ros_context, {"weights": str(bad), "score_threshold": 0.0}, "/t5")
     try:
-        assert any("diverged.pt are unusable: NaN or Inf weights in 1 of" in p
+        assert any("diverged.pt is unusable: NaN or Inf weights in 1 of" in p
                    and "roi_heads.box_predictor.cls_score.weight" in p
                    for p in rig.node.problems), rig.node.problems
         assert rig.node.segmenter is None

@@ -1,19 +1,43 @@
-"""`genpose demo` failure paths: a missing pose model, a graph that publishes nothing."""
+"""`genpose demo` failure paths: bad arguments, a missing pose model, a graph that publishes nothing."""
 import json
 import subprocess
 import sys
 
 
-
-
-def test_demo_reports_missing_model_and_failed_graph(tmp_path, tiny_pose_checkpoint):
+def test_demo_reports_bad_arguments_missing_model_and_failed_graph(tmp_path):
     demo = [sys.executable, "-m", "genpose_ros.cli", "demo", "--frames", "1", "--out", str(tmp_path)]
     r = subprocess.run(demo + ["--checkpoint", str(tmp_path / "none.pt")], capture_output=True, text=True,
                        timeout=60)
-    assert r.returncode == 2 and "no pose checkpoint" in r.stderr
-    # a graph whose pose node cannot start publishes nothing: the demo says so and fails
-    r = subprocess.run(demo + ["--checkpoint", str(tiny_pose_checkpoint), "--mode", "fast",
-                               "--masks", "ground_truth"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "none.pt not found" in r.stderr
+    r = subprocess.run(demo + ["--mode", "fast"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "unknown mode 'fast'" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    # a graph whose pose node cannot start (its checkpoint is corrupt) publishes nothing:
+    # the demo says so and fails
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint" * 64)
+    r = subprocess.run(demo + ["--checkpoint", str(corrupt), "--masks", "ground_truth"],
+                       capture_output=True, text=True, timeout=120)
     assert r.returncode == 1, r.stdout + r.stderr
     assert "exited during start-up" in r.stderr and "published no detections" in r.stderr
     assert json.loads((tmp_path / "summary.json").read_text())["frames"]["with_poses"] == 0
+
+
+def test_relay_latency_counts_from_the_relayed_input():
+    """With ground-truth masks the segmentation stage relays the simulator's masks; its latency
+    counts from their arrival, not from the (later) colour image: never negative."""
+    from types import SimpleNamespace
+
+    from genpose_ros.ros.demo import stage_timing
+
+    stamp = 100.0
+    arrival = {"color": {stamp: stamp + 0.050},            # the large colour image arrives last
+               "segmenter_input": {stamp: stamp + 0.010},  # simulator masks
+               "masks": {stamp: stamp + 0.017},            # relayed 7 ms later
+               "detections": {stamp: stamp + 0.300}}
+    timing = stage_timing(SimpleNamespace(arrival=arrival))
+    assert abs(timing["latency"]["segmentation"]["mean_ms"] - 7.0) < 1e-6
+    assert abs(timing["latency"]["pose"]["mean_ms"] - 283.0) < 1e-6
+    # Mask R-CNN reads the colour image: its latency counts from there
+    arrival.update(segmenter_input={}, masks={stamp: stamp + 0.250})
+    assert abs(stage_timing(SimpleNamespace(arrival=arrival))["latency"]["segmentation"]["mean_ms"] - 200.0) < 1e-6

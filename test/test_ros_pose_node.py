@@ -187,7 +187,10 @@ def _dot(iid):
 
 @pytest.mark.parametrize("args,message", [
     (["-p", "mode:=fast"], "unknown mode 'fast'"),
-    (["-p", "checkpoint:=/nonexistent/genpose.pt"], "pose checkpoint not found (/nonexistent/genpose.pt)"),
+    (["-p", "checkpoint:=/nonexistent/genpose.pt"], "pose checkpoint /nonexistent/genpose.pt not found"),
+    (["-p", "n_points:=1024"], "parameter 'n_points' is 1024 but the model takes 512 points per object"),
+    (["-p", 'sampler_overrides:="{n_step: 5}"'], "mode score_scaling: unknown key 'n_step'; did you mean 'n_steps'?"),
+    (["-p", 'sampler_overrides:="[5]"'], "parameter 'sampler_overrides': expected a YAML mapping"),
 ])
 def test_bad_parameters_stop_the_node_with_a_message(args, message, tiny_pose_checkpoint):
     cmd = [sys.executable, "-m", "genpose_ros.ros.pose_node", "--ros-args",

@@ -77,15 +77,16 @@ def test_xarm_node_looks_objects_up_in_link_base(ros_context):
                 break
         assert got and places, "no pre-grasp / place output"
         assert got[-1].header.frame_id == "link_base" and len(got[-1].poses) == 1
-        # expected: link_base <- link_eef (sim) <- camera_link (hand-eye) <- optical <- object
-        T_base = (pose_matrix(PARAMS["sim_eef_xyz"], PARAMS["sim_eef_quat_xyzw"])
-                  @ pose_matrix(PARAMS["hand_eye_xyz"], PARAMS["hand_eye_quat_xyzw"])
-                  @ T_link_opt @ T)
-        grasps, _ = plan("handover", [dict(name="can_0", category="can", T=T_base, size=size[0])], PARAMS)
-        want = pre_grasp(grasps["can_0"], PARAMS["approach"])
+        # Expected, derived by hand from the default parameters (config/xarm6.yaml):
+        # object at optical (0, 0, 0.5) -> camera_link (0.5, 0, 0) -> link_eef (hand-eye: -90 deg
+        # about y, + (0.067, 0, 0.032)) (0.067, 0, 0.532) -> link_base (sim eef: 180 deg about x,
+        # + (0.3, 0, 0.45)) (0.367, 0, -0.082); object axes in link_base x = +y, y = +x, z = -z.
+        # Top-down grasp: top of the box at z = -0.082 + 0.07 / 2, 2 cm below it: z = -0.067;
+        # gripper x = object x (0, 1, 0), z down, y = z cross x = (1, 0, 0); the pre-grasp backs
+        # off 0.10 m along the gripper z: z = 0.033.
         R_got, t_got = pose_to_rt(got[-1].poses[0])
-        np.testing.assert_allclose(t_got, want[:3, 3], atol=1e-4)
-        np.testing.assert_allclose(R_got, want[:3, :3], atol=1e-4)
+        np.testing.assert_allclose(t_got, [0.367, 0.0, 0.033], atol=1e-4)
+        np.testing.assert_allclose(R_got, [[0, 1, 0], [1, 0, 0], [0, 0, -1]], atol=1e-4)
         node.destroy_node()
     finally:
         proc.send_signal(signal.SIGINT)

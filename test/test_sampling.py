@@ -17,7 +17,7 @@ from genpose_ros.pose import sampling
 from genpose_ros.pose.nets import EnergyNet, ScoreNet
 from genpose_ros.pose.sde import get_sde
 
-SDE = get_sde("ve", sigma_min=0.01, sigma_max=50.0)
+SDE = get_sde("ve", sigma_min=0.01, sigma_max=50.0, eps=1e-5)
 S = 0.05  # mode std
 # two modes of a 9-D pose [Rx | Ry | t]: identity and a 180 deg turn about y (Rx flips), same t
 MODE_A = torch.tensor([1.0, 0, 0, 0, 1, 0, 0.02, -0.01, 0.03])

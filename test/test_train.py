@@ -46,7 +46,9 @@ def test_joint_schedule_stages_logs_and_checkpoint(tiny_data, tmp_path):
     assert order == ["regression", "joint", "energy", "size"]
     assert any("loss_score" in r for r in recs) and any("loss_energy" in r for r in recs)
     val = [r for r in recs if "val_diffusion_5deg2cm" in r]
-    assert val and all(0 <= r["val_regression_10deg5cm"] <= 100 for r in val)
+    # every 3 steps and at the end of each stage, in the regression (steps 1-2) and joint (3-9) stages
+    assert [r["step"] for r in val] == [2, 3, 6, 9]
+    assert all({"val_regression_5deg2cm", "val_regression_10deg5cm", "val_diffusion_10deg5cm"} <= set(r) for r in val)
     assert (out / "tb").is_dir() and (tmp_path / "pool.pt").is_file()
     ck = load_checkpoint(out / "model.pt")
     assert ck["step"] == 12 and "optimizer" not in ck
@@ -76,3 +78,44 @@ def test_bad_arguments(tiny_data, tmp_path):
     with pytest.raises(ValueError, match="unknown training stage 'warmup'"):
         train.main(["--data", str(tiny_data / "train"), "--out", str(tmp_path / "o"), "--config",
                     str(tmp_path / "bad.yaml")])
+
+
+def test_validation_scores_hand_placed_poses():
+    """validate() on a real PoseNet whose regression head outputs a fixed pose: the expected
+    fractions follow from the distances, with no training involved."""
+    import math
+
+    import torch
+
+    from genpose_ros import CATEGORIES
+    from genpose_ros.pose.nets import PoseNet
+    from genpose_ros.pose.sde import get_sde
+
+    torch.manual_seed(0)
+    model = PoseNet(dict(TINY_MODEL, categories=list(CATEGORIES)))
+    cloud = torch.randn(4, 128, 3) * 0.03
+    cloud -= cloud.mean(1, keepdim=True)
+    centres = torch.tensor([[0.1, 0.0, 0.6], [0.0, 0.1, 0.7], [-0.1, 0.0, 0.5], [0.0, -0.1, 0.8]])
+    offset = torch.tensor([[0.01, 0, 0], [0.01, 0, 0], [0.035, 0, 0], [0.035, 0, 0]])  # t - centroid
+    batch = {"points": cloud + centres[:, None], "R": torch.eye(3).expand(4, 3, 3), "t": centres + offset,
+             "size": torch.full((4, 3), 0.1), "category": torch.full((4,), CATEGORIES.index("laptop")),
+             "handle_visible": torch.ones(4, dtype=torch.bool)}
+    cfg = {"val_steps": 2}
+    sde = get_sde("ve", sigma_min=0.01, sigma_max=50.0, eps=1e-5)
+
+    def head_outputs(angle_deg: float, t: list[float]):
+        a = math.radians(angle_deg)
+        with torch.no_grad():
+            model.regression[-1].weight.zero_()
+            model.regression[-1].bias.copy_(torch.tensor([math.cos(a), math.sin(a), 0, -math.sin(a), math.cos(a), 0, *t]))
+        return train.validate(model, sde, [batch], cfg)
+
+    # 0 deg, t - centroid = 1 cm in x: instances 0, 1 exact; 2, 3 off by 2.5 cm (> 2, <= 5)
+    out = head_outputs(0.0, [0.01, 0, 0])
+    assert out["val_regression_5deg2cm"] == 50.0 and out["val_regression_10deg5cm"] == 100.0
+    # 7 deg about z: outside 5 deg, inside 10 deg for all
+    out = head_outputs(7.0, [0.01, 0, 0])
+    assert out["val_regression_5deg2cm"] == 0.0 and out["val_regression_10deg5cm"] == 100.0
+    # 12 deg: outside both
+    out = head_outputs(12.0, [0.035, 0, 0])
+    assert out["val_regression_5deg2cm"] == 0.0 and out["val_regression_10deg5cm"] == 0.0

@@ -12,19 +12,21 @@ import argparse
 import os
 import sys
 
+from genpose_ros.arguments import non_negative_int, positive_int
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION")
     gen = sub.add_parser("generate", help="render a synthetic split in the NOCS layout")
     gen.add_argument("--out", required=True, help="output folder")
-    gen.add_argument("--scenes", type=int, default=0, help="number of table scenes")
-    gen.add_argument("--views-per-scene", type=int, default=1, help="camera views per scene")
-    gen.add_argument("--sequences", type=int, default=0, help="number of tracking sequences")
-    gen.add_argument("--frames", type=int, default=30, help="frames per sequence")
+    gen.add_argument("--scenes", type=non_negative_int, default=0, help="number of table scenes")
+    gen.add_argument("--views-per-scene", type=positive_int, default=1, help="camera views per scene")
+    gen.add_argument("--sequences", type=non_negative_int, default=0, help="number of tracking sequences")
+    gen.add_argument("--frames", type=positive_int, default=30, help="frames per sequence")
     gen.add_argument("--split", choices=["train", "val", "test"], required=True)
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--objects", type=int, default=None, help="objects per scene (default 3-8)")
-    gen.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+    gen.add_argument("--workers", type=positive_int, default=min(2, os.cpu_count() or 1),
                      help="worker processes (default: min(2, CPUs))")
     gen.add_argument("--no-noise", action="store_true", help="clean depth (no D435 sensor model)")
     gen.add_argument("--no-pickle", action="store_true", help="write JSON labels only")
@@ -37,9 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="read NOCS _label.pkl files (only for trusted data)")
 
     bench = sub.add_parser("bench", help="measure the rendering rate (frames/s)")
-    bench.add_argument("--frames", type=int, default=40)
-    bench.add_argument("--objects", type=int, default=8)
-    bench.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    bench.add_argument("--frames", type=positive_int, default=40)
+    bench.add_argument("--objects", type=positive_int, default=8)
+    bench.add_argument("--workers", type=positive_int, default=min(2, os.cpu_count() or 1))
     bench.add_argument("--write", action="store_true", help="also write the frames (to a temp dir)")
     ex = sub.add_parser("examples", help="example PNGs: one per category and a sequence strip")
     ex.add_argument("--out", default="docs/images", help="output folder")

@@ -127,14 +127,23 @@ def list_frames(folder) -> list[str]:
     return sorted(str(p)[: -len("_color.png")] for p in folder.rglob("*_color.png"))
 
 
+LABEL_KEYS = ("class_ids", "instance_ids", "model_list", "rotations", "translations", "scales")
+
+
 def read_labels(prefix, allow_pickle: bool = False) -> dict:
     """The label dict of a frame: ``<prefix>_label.json``, or with ``allow_pickle=True`` the
     NOCS/GenPose ``<prefix>_label.pkl`` (only for files you trust)."""
     prefix = str(prefix)
     json_path, pkl_path = Path(f"{prefix}_label.json"), Path(f"{prefix}_label.pkl")
     if json_path.exists():
-        with open(json_path) as f:
-            return json.load(f)
+        try:
+            labels = json.loads(json_path.read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"label file {json_path} is not valid JSON (truncated or corrupt?): {exc}") from None
+        missing = [k for k in LABEL_KEYS if k not in labels] if isinstance(labels, dict) else list(LABEL_KEYS)
+        if missing:
+            raise ValueError(f"label file {json_path} lacks the keys {missing}")
+        return labels
     if pkl_path.exists():
         if not allow_pickle:
             raise PermissionError(

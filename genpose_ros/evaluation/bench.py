@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from genpose_ros.arguments import add_checkpoint, add_threads, apply_threads, positive_int
+
 KEYS = {"5deg2cm": "5deg2cm", "5deg5cm": "5deg5cm", "10deg2cm": "10deg2cm", "10deg5cm": "10deg5cm",
         "IoU25": "iou25", "IoU50": "iou50", "IoU75": "iou75"}
 SCALING_ABLATION = {
@@ -42,17 +44,17 @@ SCALING_ABLATION = {
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="single-frame test split")
     p.add_argument("--seq", default=None, help="sequence split for tracking (default: <data>_seq if present)")
-    p.add_argument("--ckpt", default=None, help="pose checkpoint (default: newest models/genpose_*.pt)")
+    add_checkpoint(p)
     p.add_argument("--json", default="docs/bench.json")
     p.add_argument("--md", default=None, help="Markdown report (default: the JSON path with .md)")
     p.add_argument("--images", default="docs/images", help="folder for bench_*.png")
     p.add_argument("--logs", nargs="*", default=[], metavar="NAME=LOG.jsonl",
                    help="training logs for the convergence plot (e.g. joint=run/log.jsonl,resumed/log.jsonl genpose=...)")
-    p.add_argument("--max-frames", type=int, default=None)
-    p.add_argument("--seq-frames", type=int, default=None, help="frames per sequence for tracking")
-    p.add_argument("--solver-frames", type=int, default=20, help="frames of the RK45 / Heun solver ablation")
+    p.add_argument("--max-frames", type=positive_int, default=None)
+    p.add_argument("--seq-frames", type=positive_int, default=None, help="frames per sequence for tracking")
+    p.add_argument("--solver-frames", type=positive_int, default=20, help="frames of the RK45 / Heun solver ablation")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    add_threads(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-ablations", action="store_true")
 
@@ -193,17 +195,16 @@ def plot_convergence(curves: dict, path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from genpose_ros.evaluation import plots, report, runner
-    from genpose_ros.evaluation.evaluate import default_checkpoint
+    from genpose_ros.config import sampler_settings
     from genpose_ros.data.nocs_io import list_frames
+    from genpose_ros.evaluation import plots, runner
+    from genpose_ros.evaluation.report import summary
+    from genpose_ros.paths import pose_checkpoint
     from genpose_ros.pose.estimator import PoseEstimator
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    ckpt = pose_checkpoint(args.checkpoint)
+    apply_threads(args)
     t_start = time.time()
-    ckpt = Path(args.ckpt) if args.ckpt else default_checkpoint()
     est = PoseEstimator.from_checkpoint(ckpt, device=args.device, seed=args.seed)
     prefixes = list_frames(args.data)[:args.max_frames]
     if not prefixes:
@@ -215,7 +216,9 @@ def run(args: argparse.Namespace) -> int:
     report = {"machine": machine_info(args.device), "checkpoint": str(ckpt), "data": str(args.data),
               "n_frames": len(prefixes), "masks": "ground truth", "modes": {}, "settings": {}}
     report["device"] = report["machine"]["name"]
-    cfg = est.config["modes"]
+
+    def settings(mode, **kw):  # what the sampler runs with (config/estimator.yaml + overrides)
+        return sampler_settings(mode, kw, est.config)
 
     def reseed():
         est.generator.manual_seed(args.seed)
@@ -224,9 +227,9 @@ def run(args: argparse.Namespace) -> int:
     def mode_run(name, mode, keep=False, frames=None, **kw):
         reseed()
         res = runner.run_frames(est, frames or prefixes, mode, kw, seed=args.seed, keep_hypotheses=keep)
-        row = _row(report.summary(res["records"], res["latency_ms"]))
+        row = _row(summary(res["records"], res["latency_ms"]))
         row["ms_per_frame"] = round(time_six(est, six, mode, **kw), 1)
-        row["settings"] = {"mode": mode, **{k: v for k, v in {**cfg.get(mode, {}), **kw}.items()}}
+        row["settings"] = {"mode": mode, **settings(mode, **kw)}
         report["modes"][name] = row
         print(f"{name}: 5deg2cm {row['5deg2cm']} 10deg5cm {row['10deg5cm']} iou50 {row['iou50']} "
               f"{row['ms_per_frame']} ms/frame", flush=True)
@@ -238,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
     runs["genpose_energy"] = g["records"]
     runs["genpose_random"] = mode_run("genpose_random", "genpose", ranking="random")["records"]
     oracle = oracle_records(g["records"], g["hypotheses"])
-    row = _row(report.summary(oracle, g["latency_ms"]))
+    row = _row(summary(oracle, g["latency_ms"]))
     row["ms_per_frame"] = report["modes"]["genpose_energy"]["ms_per_frame"]
     row["settings"] = {"mode": "genpose", "aggregation": "best of K against the ground truth (upper bound)"}
     report["modes"]["genpose_oracle"] = row
@@ -247,9 +250,9 @@ def run(args: argparse.Namespace) -> int:
     if Path(seq).is_dir():
         reseed()
         tr = runner.run_tracking(est, seq, {}, "score_scaling", seed=args.seed, max_frames=args.seq_frames)
-        row = _row(report.summary(tr["records"], tr["latency_ms"]))
+        row = _row(summary(tr["records"], tr["latency_ms"]))
         row["ms_per_frame"] = round(time_six(est, six, "tracking"), 1)
-        row["settings"] = {"mode": "tracking", "init_mode": "score_scaling", "data": seq, **cfg.get("tracking", {})}
+        row["settings"] = {"mode": "tracking", "init_mode": "score_scaling", "data": seq, **settings("tracking")}
         report["modes"]["tracking"] = row
         runs["tracking"] = tr["records"]
         print(f"tracking: 5deg2cm {row['5deg2cm']} {row['ms_per_frame']} ms/frame", flush=True)
@@ -261,7 +264,7 @@ def run(args: argparse.Namespace) -> int:
             reseed()
             res = runner.run_frames(est, prefixes, "score_scaling", kw, seed=args.seed, progress=False)
             recs = [{**r, "size_pred": None} for r in res["records"]]
-            r = _row(report.summary(recs, res["latency_ms"]))
+            r = _row(summary(recs, res["latency_ms"]))
             abl["score_scaling"][name] = {k: r[k] for k in ("5deg2cm", "5deg5cm", "10deg2cm", "10deg5cm")}
             abl["score_scaling"][name]["per_category_5deg2cm"] = {c: v["5deg2cm"] for c, v in r["per_category"].items()}
             print(f"score scaling {name}: {abl['score_scaling'][name]}", flush=True)
@@ -273,7 +276,7 @@ def run(args: argparse.Namespace) -> int:
             reseed()
             res = runner.run_frames(est, sub, "genpose", kw, seed=args.seed, progress=False)
             recs = [{**r, "size_pred": None} for r in res["records"]]
-            r = _row(report.summary(recs, res["latency_ms"]))
+            r = _row(summary(recs, res["latency_ms"]))
             abl["solvers"][name] = {k: r[k] for k in ("5deg2cm", "5deg5cm", "10deg2cm", "10deg5cm")}
             abl["solvers"][name]["ms_per_frame"] = round(time_six(est, six, "genpose", reps=3, **kw), 1)
             abl["solvers"][name]["nfe"] = est.last_timing["nfe"]
@@ -281,11 +284,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"solver {name}: {abl['solvers'][name]}", flush=True)
 
     # plots
-    plots = {"error_cdf": plots.plot_error_cdfs(runs, images / "bench_error_cdf.png")}
+    figures = {"error_cdf": plots.plot_error_cdfs(runs, images / "bench_error_cdf.png")}
     reseed()
     examples = plots.hypothesis_examples(est, prefixes, seed=args.seed)
     if examples:
-        plots["hypotheses"] = plots.plot_hypotheses(examples, images / "bench_hypotheses.png")
+        figures["hypotheses"] = plots.plot_hypotheses(examples, images / "bench_hypotheses.png")
     if args.logs:
         report["convergence"] = read_curves(args.logs)
     elif Path(args.json).is_file():  # keep the curves of an earlier report (training logs are not shipped)
@@ -294,8 +297,8 @@ def run(args: argparse.Namespace) -> int:
         except (KeyError, ValueError):
             pass
     if report.get("convergence"):
-        plots["convergence"] = plot_convergence(report["convergence"], images / "bench_convergence.png")
-    report["plots"] = {k: str(v) for k, v in plots.items()}
+        figures["convergence"] = plot_convergence(report["convergence"], images / "bench_convergence.png")
+    report["plots"] = {k: str(v) for k, v in figures.items()}
     report["wall_s"] = round(time.time() - t_start, 1)
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)

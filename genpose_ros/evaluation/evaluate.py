@@ -1,8 +1,8 @@
 """``genpose eval``: NOCS metrics of one estimator mode on a dataset, with GT masks.
 
-    genpose eval --data data/synth/test --mode score_scaling --ckpt models/genpose_light.pt \\
+    genpose eval --data data/synth/test --mode score_scaling --checkpoint models/genpose_light.pt \\
         --out runs/eval_ss --save-results runs/eval_ss/results
-    genpose eval --data data/synth/test_seq --mode tracking --ckpt models/genpose_light.pt --out runs/eval_trk
+    genpose eval --data data/synth/test_seq --mode tracking --checkpoint models/genpose_light.pt --out runs/eval_trk
     genpose eval --score-results published/results --allow-pickle --out runs/published   # others' files
     genpose eval --score-results runs/eval_ss/eval.json --iou nocs --out runs/eval_ss_nocs    # no pickle
 
@@ -25,18 +25,22 @@ import sys
 import time
 from pathlib import Path
 
+from genpose_ros.arguments import add_checkpoint, add_threads, apply_threads, parse_overrides, positive_int
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="NOCS-layout split (sequences for --mode tracking)")
-    p.add_argument("--mode", default="score_scaling", choices=["genpose", "score_scaling", "regression", "tracking"])
-    p.add_argument("--ckpt", default=None, help="pose checkpoint (default: newest models/genpose_*.pt)")
+    p.add_argument("--mode", default=None,
+                   help="estimator mode (genpose_ros.pose.estimator.MODES; default: config/estimator.yaml)")
+    add_checkpoint(p)
     p.add_argument("--out", default="runs/eval", help="folder for eval.json, eval.md and the plots")
     p.add_argument("--save-results", default=None, help="write per-image pickled NOCS results dicts here")
     p.add_argument("--score-results", default=None, help="score a folder of NOCS results .pkl files or an eval.json instead")
     p.add_argument("--allow-pickle", action="store_true", help="allow reading pickled results files (trusted only)")
-    p.add_argument("--max-frames", type=int, default=None)
-    p.add_argument("--init-mode", default="score_scaling", help="first-frame mode of --mode tracking")
+    p.add_argument("--max-frames", type=positive_int, default=None)
+    p.add_argument("--init-mode", default=None, help="first-frame mode of --mode tracking (default: the default mode)")
     p.add_argument("--device", default="cpu")
+    add_threads(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--iou", default="exact", choices=["exact", "aabb", "nocs"],
                    help="3D IoU variant: exact, or the NOCS code's number with (nocs) or without (aabb) its axis bug")
@@ -46,26 +50,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "missed objects count as failures, extra detections as false positives")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="sampler overrides, e.g. --set n_steps=10 solver=heun num_candidates=20")
-
-
-def parse_overrides(items: list[str]) -> dict:
-    import yaml
-
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"override {item!r} must look like KEY=VALUE")
-        k, v = item.split("=", 1)
-        out[k] = yaml.safe_load(v)
-    return out
-
-
-def default_checkpoint() -> Path:
-    from genpose_ros.paths import find_model, package_share
-    found = find_model("genpose_*.pt")
-    if found is None:
-        raise FileNotFoundError(f"no pose checkpoint given and none in {package_share() / 'models'} (genpose_*.pt)")
-    return found
 
 
 def load_segmenter(masks: str, device: str):
@@ -90,15 +74,21 @@ def read_records(path, allow_pickle: bool = False) -> list[dict]:
 
 
 def evaluate_estimator(args: argparse.Namespace, out: Path) -> tuple[dict, str]:
+    from genpose_ros.config import default_mode, sampler_settings
     from genpose_ros.data.nocs_io import list_frames
     from genpose_ros.evaluation import nocs_results, plots, report, runner
-    from genpose_ros.pose.estimator import PoseEstimator
+    from genpose_ros.paths import pose_checkpoint
+    from genpose_ros.pose.estimator import PoseEstimator, check_mode
 
     if not args.data:
         raise ValueError("--data is required (or --score-results to score existing results files)")
-    ckpt = args.ckpt or default_checkpoint()
-    est = PoseEstimator.from_checkpoint(ckpt, device=args.device, seed=args.seed)
+    args.mode = check_mode(args.mode or default_mode())
+    args.init_mode = check_mode(args.init_mode or default_mode())
     overrides = parse_overrides(args.set)
+    sampler_settings(args.mode, overrides)  # checked before the model loads
+    ckpt = pose_checkpoint(args.checkpoint)
+    apply_threads(args)
+    est = PoseEstimator.from_checkpoint(ckpt, device=args.device, seed=args.seed)
     t0 = time.time()
     if args.mode == "tracking":
         res = runner.run_tracking(est, args.data, overrides, args.init_mode, seed=args.seed,

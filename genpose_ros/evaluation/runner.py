@@ -152,12 +152,12 @@ def sequence_folders(root) -> list[Path]:
     return seqs if seqs else [root]
 
 
-def run_tracking(estimator, root, overrides: dict | None = None, init_mode: str = "score_scaling",
+def run_tracking(estimator, root, overrides: dict | None = None, init_mode: str | None = None,
                  n_points: int = 1024, seed: int = 0, max_frames: int | None = None, progress: bool = True,
                  settings: TrackerSettings | None = None) -> dict:
     """The tracker over each sequence under ``root`` in frame order (a fresh tracker per sequence):
     objects are associated, warm-started and re-initialised as in tracking_node; ``init_mode`` is
-    the from-scratch mode, ``overrides`` the tracking steps' sampler settings, ``settings`` a
+    the from-scratch mode (None: the estimator's default mode), ``overrides`` the tracking steps' sampler settings, ``settings`` a
     ``TrackerSettings``. Frames where every object was warm-started count in ``latency_ms``,
     the others in ``init_latency_ms``."""
     rng = np.random.default_rng(seed)

@@ -5,10 +5,13 @@
     out.R (B, 3, 3), out.t (B, 3), out.size (B, 3), out.score (B,)     # numpy float32, metres
     est.last_timing  # {"encode_ms", "sample_ms", "total_ms", "n_objects", "mode"}
 
-Modes: ``genpose``, ``score_scaling``, ``regression``, ``tracking`` (needs ``prev_poses``
-(B, 4, 4) camera-frame transforms of the previous frame). Sampler settings come from
-``config/estimator.yaml`` and can be overridden per call (``n_steps=10``, ``solver="rk45"``, ...).
-The encoder runs once per object; all candidates and ODE steps reuse its feature.
+Modes (``MODES``, the samplers registered in ``genpose_ros.pose.sampling``): ``genpose``,
+``score_scaling``, ``regression``, ``tracking`` (needs ``prev_poses`` (B, 4, 4) camera-frame
+transforms of the previous frame). The default mode and the sampler settings come from
+``config/estimator.yaml``; settings can be overridden per call (``n_steps=10``,
+``solver="rk45"``, ...) and are checked against it. The SDE (noise schedule) is the one the
+checkpoint was trained with. The encoder runs once per object; all candidates and ODE steps
+reuse its feature.
 """
 from __future__ import annotations
 
@@ -19,11 +22,19 @@ import numpy as np
 import torch
 
 from genpose_ros import geometry
+from genpose_ros.config import checked, did_you_mean, estimator_config, sampler_settings
 from genpose_ros.pose import sampling
-from genpose_ros.config import estimator_config, merge
-from genpose_ros.pose.sde import get_sde
+from genpose_ros.pose.sde import VESDE, get_sde
 
-MODES = ("genpose", "score_scaling", "regression", "tracking")
+MODES = tuple(sampling.SAMPLERS)
+SINGLE_FRAME_MODES = tuple(m for m in MODES if m != "tracking")
+
+
+def check_mode(mode: str, allowed=MODES) -> str:
+    """``mode`` if it is one of ``allowed``, else ValueError naming the closest."""
+    if mode not in allowed:
+        raise ValueError(f"unknown mode {mode!r}{did_you_mean(mode, allowed)}; expected one of {', '.join(allowed)}")
+    return mode
 
 
 @dataclass
@@ -38,12 +49,12 @@ class Estimate:
 
 
 class PoseEstimator:
-    def __init__(self, model, device: str | torch.device = "cpu", config: dict | None = None, seed: int = 0):
+    def __init__(self, model, sde: VESDE, device: str | torch.device = "cpu", config: dict | None = None,
+                 seed: int = 0):
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
-        self.config = merge(estimator_config(), config)
-        sde_cfg = getattr(model, "config", {}).get("sde", {})
-        self.sde = get_sde("ve", **sde_cfg)
+        self.config = checked(config or {}, estimator_config(), "estimator config", free=("modes.*.schedule_kwargs",))
+        self.sde = sde
         self.n_points = int(model.config["n_points"])
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.rng = np.random.default_rng(seed)
@@ -52,12 +63,17 @@ class PoseEstimator:
     @classmethod
     def from_checkpoint(cls, path, device: str | torch.device = "cpu", config: dict | None = None,
                         seed: int = 0) -> "PoseEstimator":
-        from genpose_ros.pose.checkpoint import build_model, load_checkpoint
+        from genpose_ros.pose.checkpoint import CheckpointError, build_model, load_checkpoint
 
         ckpt = load_checkpoint(path, map_location="cpu")
         model = build_model(ckpt, str(path))
-        model.config["sde"] = ckpt.get("train_config", {}).get("sde", {})
-        return cls(model, device=device, config=config, seed=seed)
+        sde_cfg = dict(ckpt.get("train_config", {}).get("sde") or {})
+        try:
+            sde = get_sde(sde_cfg.pop("name", "ve"), **sde_cfg)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {path}: invalid or missing train_config.sde (the noise "
+                                  f"schedule the model was trained with): {exc}") from None
+        return cls(model, sde, device=device, config=config, seed=seed)
 
     @property
     def categories(self) -> list[str]:
@@ -78,7 +94,7 @@ class PoseEstimator:
         return pts.to(self.device)
 
     @torch.no_grad()
-    def estimate(self, points, categories: list[str], mode: str = "score_scaling", prev_poses=None,
+    def estimate(self, points, categories: list[str], mode: str | None = None, prev_poses=None,
                  return_hypotheses: bool = False, **overrides) -> Estimate:
         """Estimate pose and size of B objects.
 
@@ -86,13 +102,13 @@ class PoseEstimator:
             points: (B, N, 3) object points in the camera frame (metres); resampled to the
                 model's input size if N differs.
             categories: B category names (must be known to the model).
-            mode: genpose | score_scaling | regression | tracking.
+            mode: one of ``MODES``; None = config/estimator.yaml's ``default_mode``.
             prev_poses: (B, 4, 4) previous camera-frame poses (tracking only).
             return_hypotheses: also return the K candidate poses (B, K, 4, 4).
             overrides: sampler settings (num_candidates, n_steps, solver, t0, ranking, schedule, ...).
         """
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+        mode = check_mode(mode or self.config["default_mode"])
+        kwargs = sampler_settings(mode, overrides, self.config)
         points = np.asarray(points, dtype=np.float32)
         if points.ndim != 3 or points.shape[-1] != 3:
             raise ValueError(f"points: expected (B, N, 3), got {points.shape}")
@@ -105,7 +121,6 @@ class PoseEstimator:
             return Estimate(np.zeros((0, 3, 3), np.float32), empty, empty, np.zeros(0, np.float32),
                             np.zeros((0, 0, 4, 4), np.float32) if return_hypotheses else None)
         pts, centroid = geometry.normalize_points(self._prepare_points(points))
-        kwargs = merge(self.config["modes"].get(mode, {}), overrides)
         if mode == "tracking":
             if prev_poses is None:
                 raise ValueError("tracking mode needs prev_poses (B, 4, 4)")

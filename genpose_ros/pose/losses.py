@@ -32,9 +32,9 @@ def get_dsm_loss_fn(sde: VESDE, head: str = "score", n_noise: int = 20, t_max: f
     def loss_fn(model: PoseNet, cond: torch.Tensor, p0: torch.Tensor) -> torch.Tensor:
         B = p0.shape[0]
         t = torch.rand(B, n_noise, device=p0.device) * (t_max - sde.eps) + sde.eps  # (B, R)
-        sigma = sde.sigma(t)
+        mean, sigma = sde.marginal_prob(p0[:, None, :], t)  # (B, 1, 9), (B, R)
         z = torch.randn(B, n_noise, 9, device=p0.device)
-        pt = p0[:, None, :] + sigma[..., None] * z  # (B, R, 9)
+        pt = mean + sigma[..., None] * z  # (B, R, 9) ~ p_t(x | p0)
         net = model.score if head == "score" else model.energy
         cproj = net.condition(cond)
         if head == "score":

@@ -2,6 +2,10 @@
 
 Every sampler takes the per-object conditioning feature (the encoder ran once) and returns a
 ``Sample``: the final 9-D pose vectors (B, 9), the K hypotheses (B, K, 9) and a consensus score.
+Its settings (K, T0, solver, steps, schedule, ...) are config/estimator.yaml's ``modes.<name>``;
+keyword arguments override them and are checked against them. The registered names are the
+estimator's modes. Initial candidates come from the SDE: ``prior_sampling`` at T0, or for
+tracking its ``marginal_prob`` at T0 around the previous pose.
 
 Modes
 -----
@@ -35,6 +39,7 @@ import numpy as np
 import torch
 
 from genpose_ros import geometry
+from genpose_ros.config import sampler_settings
 from genpose_ros.pose.nets import PoseNet
 from genpose_ros.registry import Registry
 from genpose_ros.pose.sde import VESDE
@@ -46,19 +51,19 @@ register_schedule = SCHEDULES.register
 
 
 @register_schedule("none")
-def _no_scaling(t: torch.Tensor, sde: VESDE, **_) -> torch.Tensor:
+def _no_scaling(t: torch.Tensor, sde: VESDE) -> torch.Tensor:
     return torch.ones_like(t)
 
 
 @register_schedule("gaussian")
-def gaussian_sharpening(t: torch.Tensor, sde: VESDE, k: float = 8.0, s: float = 0.05, **_) -> torch.Tensor:
+def gaussian_sharpening(t: torch.Tensor, sde: VESDE, *, k: float, s: float) -> torch.Tensor:
     """Score ratio of a Gaussian mode (std s) sharpened k times, under VE noise sigma(t)."""
     s2, sig2 = s * s, sde.sigma(t) ** 2
     return (s2 + sig2) / (s2 / k + sig2)
 
 
 @register_schedule("exponential")
-def exponential_scaling(t: torch.Tensor, sde: VESDE, k: float = 4.0, tau: float = 0.1, **_) -> torch.Tensor:
+def exponential_scaling(t: torch.Tensor, sde: VESDE, *, k: float, tau: float) -> torch.Tensor:
     return 1 + (k - 1) * torch.exp(-(t - sde.eps) / tau)
 
 
@@ -73,7 +78,7 @@ register_solver = SOLVERS.register
 
 
 @register_solver("euler")
-def euler_solve(drift: Callable, x: torch.Tensor, t0: float, t1: float, n_steps: int = 20, **_) -> tuple[torch.Tensor, int]:
+def euler_solve(drift: Callable, x: torch.Tensor, t0: float, t1: float, *, n_steps: int, **_) -> tuple[torch.Tensor, int]:
     """Fixed-step Euler. drift(x, t: float) -> dx/dt. Returns (x at t1, number of drift calls)."""
     ts = np.linspace(t0, t1, n_steps + 1)
     for a, b in zip(ts[:-1], ts[1:]):
@@ -82,7 +87,7 @@ def euler_solve(drift: Callable, x: torch.Tensor, t0: float, t1: float, n_steps:
 
 
 @register_solver("heun")
-def heun_solve(drift: Callable, x: torch.Tensor, t0: float, t1: float, n_steps: int = 10, **_) -> tuple[torch.Tensor, int]:
+def heun_solve(drift: Callable, x: torch.Tensor, t0: float, t1: float, *, n_steps: int, **_) -> tuple[torch.Tensor, int]:
     """Fixed-step Heun (2nd order, 2 drift calls per step)."""
     ts = np.linspace(t0, t1, n_steps + 1)
     for a, b in zip(ts[:-1], ts[1:]):
@@ -94,8 +99,7 @@ def heun_solve(drift: Callable, x: torch.Tensor, t0: float, t1: float, n_steps: 
 
 
 @register_solver("rk45")
-def rk45_solve(drift: Callable, x: torch.Tensor, t0: float, t1: float, rtol: float = 1e-5, atol: float = 1e-5,
-               **_) -> tuple[torch.Tensor, int]:
+def rk45_solve(drift: Callable, x: torch.Tensor, t0: float, t1: float, *, rtol: float, atol: float, **_) -> tuple[torch.Tensor, int]:
     """Adaptive Dormand-Prince RK45 (scipy) on the flattened batch, as GenPose's reference."""
     from scipy.integrate import solve_ivp
 
@@ -117,11 +121,13 @@ def get_solver(name: str) -> Callable:
 
 # ----------------------------------------------------------------------------- ODE sampling
 
-def ode_sample(model: PoseNet, sde: VESDE, cond: torch.Tensor, x_init: torch.Tensor, t0: float,
-               solver: str = "euler", n_steps: int = 20, schedule: str = "none",
-               schedule_kwargs: dict | None = None, rtol: float = 1e-5, atol: float = 1e-5,
-               denoise: bool = True) -> tuple[torch.Tensor, int]:
-    """Integrate the probability-flow ODE from t0 down to eps.
+ODE_KEYS = ("t0", "solver", "n_steps", "rtol", "atol", "schedule", "schedule_kwargs")
+
+
+def ode_sample(model: PoseNet, sde: VESDE, cond: torch.Tensor, x_init: torch.Tensor, *, t0: float,
+               solver: str, n_steps: int, rtol: float, atol: float, schedule: str,
+               schedule_kwargs: dict, denoise: bool = True) -> tuple[torch.Tensor, int]:
+    """Integrate the probability-flow ODE from t0 down to eps (settings: config/estimator.yaml).
 
     Args:
         cond: (B, F) conditioning features; x_init: (B, K, 9) poses at time t0.
@@ -149,6 +155,10 @@ def ode_sample(model: PoseNet, sde: VESDE, cond: torch.Tensor, x_init: torch.Ten
         x = x + sde.sigma(torch.tensor(sde.eps)).item() ** 2 * score_fn(x, sde.eps)
         nfe += 1
     return x, nfe
+
+
+def _ode(settings: dict) -> dict:
+    return {k: settings[k] for k in ODE_KEYS}
 
 
 @dataclass
@@ -196,22 +206,26 @@ def get_sampler(name: str) -> Callable:
     return SAMPLERS.lookup(name)
 
 
+RANKINGS = ("energy", "random", "none")
+
+
 @register_sampler("genpose")
-def sample_genpose(model: PoseNet, sde: VESDE, cond: torch.Tensor, num_candidates: int = 50, t0: float = 0.55,
-                   solver: str = "euler", n_steps: int = 20, ranking: str = "energy", keep_ratio: float = 0.6,
-                   generator: torch.Generator | None = None, **ode_kw) -> Sample:
-    """GenPose: K candidates, ODE, energy ranking, keep the top ``keep_ratio``, average."""
-    if ranking not in ("energy", "random", "none"):
-        raise ValueError(f"unknown ranking {ranking!r}; expected energy, random or none")
-    B, K = cond.shape[0], int(num_candidates)
-    x0 = torch.randn(B, K, 9, generator=generator, device=cond.device) * sde.sigma(torch.tensor(t0)).item()
-    hyp, nfe = ode_sample(model, sde, cond, x0, t0, solver=solver, n_steps=n_steps, **ode_kw)
-    n_keep = max(1, int(round(keep_ratio * K)))
-    if ranking == "energy":
+def sample_genpose(model: PoseNet, sde: VESDE, cond: torch.Tensor, generator: torch.Generator | None = None,
+                   **settings) -> Sample:
+    """GenPose: K candidates from the prior at T0, ODE, energy ranking, keep the top
+    ``keep_ratio``, average. ``settings`` override config/estimator.yaml's ``modes.genpose``."""
+    s = sampler_settings("genpose", settings)
+    if s["ranking"] not in RANKINGS:
+        raise ValueError(f"unknown ranking {s['ranking']!r}; expected one of {RANKINGS}")
+    B, K = cond.shape[0], int(s["num_candidates"])
+    x0 = sde.prior_sampling((B, K, 9), s["t0"], generator, cond.device)
+    hyp, nfe = ode_sample(model, sde, cond, x0, **_ode(s))
+    n_keep = max(1, int(round(s["keep_ratio"] * K)))
+    if s["ranking"] == "energy":
         tt = torch.full((B, K), sde.eps, device=cond.device)
         e = model.energy.energy(hyp, tt, sde.sigma(tt), model.energy.condition(cond))  # (B, K, 2)
         keep_rot, keep_t = _topk_mask(e[..., 0], n_keep), _topk_mask(e[..., 1], n_keep)
-    elif ranking == "random":
+    elif s["ranking"] == "random":
         r = torch.rand(B, K, generator=generator, device=cond.device)
         keep_rot = keep_t = _topk_mask(r, n_keep)
     else:
@@ -221,22 +235,23 @@ def sample_genpose(model: PoseNet, sde: VESDE, cond: torch.Tensor, num_candidate
 
 
 @register_sampler("score_scaling")
-def sample_score_scaling(model: PoseNet, sde: VESDE, cond: torch.Tensor, num_candidates: int = 1, t0: float = 0.55,
-                         solver: str = "euler", n_steps: int = 20, schedule: str = "gaussian",
-                         schedule_kwargs: dict | None = None, generator: torch.Generator | None = None,
-                         **ode_kw) -> Sample:
-    """Score-scaled ODE, 1..K candidates, plain average (no energy network)."""
-    B, K = cond.shape[0], int(num_candidates)
-    x0 = torch.randn(B, K, 9, generator=generator, device=cond.device) * sde.sigma(torch.tensor(t0)).item()
-    hyp, nfe = ode_sample(model, sde, cond, x0, t0, solver=solver, n_steps=n_steps, schedule=schedule,
-                          schedule_kwargs=schedule_kwargs, **ode_kw)
+def sample_score_scaling(model: PoseNet, sde: VESDE, cond: torch.Tensor, generator: torch.Generator | None = None,
+                         **settings) -> Sample:
+    """Score-scaled ODE, 1..K candidates from the prior at T0, plain average (no energy
+    network). ``settings`` override config/estimator.yaml's ``modes.score_scaling``."""
+    s = sampler_settings("score_scaling", settings)
+    B, K = cond.shape[0], int(s["num_candidates"])
+    x0 = sde.prior_sampling((B, K, 9), s["t0"], generator, cond.device)
+    hyp, nfe = ode_sample(model, sde, cond, x0, **_ode(s))
     pose, score = aggregate(hyp)
     return Sample(pose, hyp, score, nfe)
 
 
 @register_sampler("regression")
-def sample_regression(model: PoseNet, sde: VESDE, cond: torch.Tensor, **_) -> Sample:
+def sample_regression(model: PoseNet, sde: VESDE, cond: torch.Tensor, generator: torch.Generator | None = None,
+                      **settings) -> Sample:
     """The regression head alone (one pass, no ODE)."""
+    sampler_settings("regression", settings)  # it has none: rejects any
     p = model.regress(cond)
     R = geometry.rot6d_to_rotmat(p[:, :6])
     pose = geometry.pose_to_vec(R, p[:, 6:])
@@ -245,17 +260,18 @@ def sample_regression(model: PoseNet, sde: VESDE, cond: torch.Tensor, **_) -> Sa
 
 @register_sampler("tracking")
 def sample_tracking(model: PoseNet, sde: VESDE, cond: torch.Tensor, prev: torch.Tensor | None = None,
-                    num_candidates: int = 8, t0: float = 0.15, solver: str = "euler", n_steps: int = 6,
-                    schedule: str = "gaussian", schedule_kwargs: dict | None = None,
-                    generator: torch.Generator | None = None, **ode_kw) -> Sample:
-    """Warm start: K candidates = previous pose (B, 9, centroid-relative) + sigma(t0) noise."""
+                    generator: torch.Generator | None = None, **settings) -> Sample:
+    """Warm start: K candidates drawn from the SDE's marginal at T0 around the previous pose
+    (B, 9, centroid-relative), score-scaled ODE, plain average. ``settings`` override
+    config/estimator.yaml's ``modes.tracking``."""
     if prev is None:
         raise ValueError("tracking mode needs the previous poses (prev_poses)")
     if prev.shape != (cond.shape[0], 9):
         raise ValueError(f"tracking: previous poses must be ({cond.shape[0]}, 9), got {tuple(prev.shape)}")
-    B, K = cond.shape[0], int(num_candidates)
-    noise = torch.randn(B, K, 9, generator=generator, device=cond.device) * sde.sigma(torch.tensor(t0)).item()
-    hyp, nfe = ode_sample(model, sde, cond, prev[:, None, :] + noise, t0, solver=solver, n_steps=n_steps,
-                          schedule=schedule, schedule_kwargs=schedule_kwargs, **ode_kw)
+    s = sampler_settings("tracking", settings)
+    B, K = cond.shape[0], int(s["num_candidates"])
+    mean, std = sde.marginal_prob(prev[:, None, :].expand(B, K, 9), torch.tensor(s["t0"]))
+    x0 = mean + std * torch.randn(B, K, 9, generator=generator, device=cond.device)
+    hyp, nfe = ode_sample(model, sde, cond, x0, **_ode(s))
     pose, score = aggregate(hyp)
     return Sample(pose, hyp, score, nfe)

@@ -16,8 +16,8 @@ SDES = Registry("SDE")
 register_sde = SDES.register
 
 
-def get_sde(name: str = "ve", **kwargs) -> "VESDE":
-    """Build a registered SDE by name (``ve``)."""
+def get_sde(name: str, **kwargs) -> "VESDE":
+    """Build a registered SDE by name (``ve``) from its settings (config/train.yaml ``sde``)."""
     return SDES.lookup(name)(**kwargs)
 
 
@@ -28,9 +28,11 @@ class VESDE:
     Args:
         sigma_min, sigma_max: noise std at t = 0 and t = 1 (same units as the data: the 9-D pose).
         eps: smallest time used in training and sampling.
+
+    The values are config/train.yaml's ``sde``; a checkpoint stores the ones it was trained with.
     """
 
-    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, eps: float = 1e-5):
+    def __init__(self, sigma_min: float, sigma_max: float, eps: float):
         if not 0 < sigma_min < sigma_max:
             raise ValueError(f"VESDE: need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
         self.sigma_min, self.sigma_max, self.eps = float(sigma_min), float(sigma_max), float(eps)
@@ -40,21 +42,13 @@ class VESDE:
         """Marginal noise std at time t (same shape as t)."""
         return self.sigma_min * torch.exp(t * self._log_ratio)
 
-    def time_of_sigma(self, sigma: float) -> float:
-        """Inverse of ``sigma``."""
-        return math.log(sigma / self.sigma_min) / self._log_ratio
-
-    def sde(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Drift (zeros like x) and diffusion g(t) (shape of t)."""
-        g = self.sigma(t) * math.sqrt(2 * self._log_ratio)
-        return torch.zeros_like(x), g
-
     def marginal_prob(self, x0: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and std of p_t(x | x0): (x0, sigma(t))."""
+        """Mean and std of p_t(x | x0): (x0, sigma(t)); the DSM loss and the tracking warm
+        start perturb with it."""
         return x0, self.sigma(t)
 
     def prior_sampling(self, shape, t: float = 1.0, generator=None, device=None) -> torch.Tensor:
-        """Samples of N(0, sigma(t)^2 I), used to start the ODE at time t."""
+        """Samples of N(0, sigma(t)^2 I), where the samplers start the ODE at time t."""
         return torch.randn(shape, generator=generator, device=device) * self.sigma(torch.tensor(t)).item()
 
     def ode_drift(self, score: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

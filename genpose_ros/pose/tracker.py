@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from genpose_ros.config import default_mode
+
 
 @dataclass
 class TrackerSettings:
@@ -80,15 +82,16 @@ def associate(tracks: list[Track], masks, centroids, categories, iou_min: float,
 
 
 class Tracker:
-    """Tracks of one camera stream. ``mode`` is the from-scratch mode; ``overrides`` maps an
-    estimator mode to its sampler overrides (e.g. ``{"tracking": {"n_steps": 5}}``)."""
+    """Tracks of one camera stream. ``mode`` is the from-scratch mode (None: the default mode of
+    config/estimator.yaml); ``overrides`` maps an estimator mode to its sampler overrides
+    (e.g. ``{"tracking": {"n_steps": 5}}``)."""
 
-    def __init__(self, estimator, mode: str, settings: TrackerSettings | None = None,
+    def __init__(self, estimator, mode: str | None, settings: TrackerSettings | None = None,
                  overrides: dict[str, dict] | None = None):
         if mode == "tracking":
             raise ValueError("the tracker's `mode` is the from-scratch mode (genpose, score_scaling or "
                              "regression); tracking steps use mode tracking")
-        self.estimator, self.mode = estimator, mode
+        self.estimator, self.mode = estimator, mode or default_mode()
         self.settings = settings or TrackerSettings()
         self.overrides = overrides or {}
         self.tracks: list[Track] = []

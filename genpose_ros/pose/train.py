@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from genpose_ros.arguments import add_threads, apply_threads, non_negative_int, positive_float, positive_int
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", choices=["pose", "segmentation"], default="pose")
@@ -38,21 +40,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder (checkpoints, logs)")
     p.add_argument("--config", default=None, help="training config YAML (default: config/train.yaml)")
     p.add_argument("--schedule", choices=["joint", "genpose"], default=None, help="stage schedule")
-    p.add_argument("--steps", type=int, default=None, help="total optimisation steps over all stages")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--steps", type=positive_int, default=None, help="total optimisation steps over all stages")
+    p.add_argument("--batch-size", type=positive_int, default=None)
+    p.add_argument("--lr", type=positive_float, default=None)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", default=None, help="last.pt of an earlier run")
     p.add_argument("--encoder", choices=["light", "genpose"], default=None, help="encoder size")
-    p.add_argument("--eval-every", type=int, default=None, help="validation interval (steps)")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--eval-every", type=positive_int, default=None, help="validation interval (steps)")
+    p.add_argument("--workers", type=non_negative_int, default=0, help="DataLoader worker processes")
     p.add_argument("--init", default=None,
                    help="segmentation: start from these weights (a Mask R-CNN checkpoint, or coco)")
+    add_threads(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    apply_threads(args)
     if args.task == "segmentation":
         from genpose_ros.segmentation.train import train_main
 
@@ -62,11 +65,21 @@ def run(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- config
 
+# keys of config/train.yaml whose values are not checked against its types
+FREE_KEYS = ("model.encoder", "stages")
+POSITIVE_KEYS = ("steps", "batch_size", "lr", "warmup", "lr_final_ratio", "grad_clip", "n_noise", "log_every",
+                 "eval_every", "save_every", "val_instances", "val_steps", "pool_points", "dsm_t_max")
+
+
 def resolve_config(args) -> dict:
-    from genpose_ros.config import CONFIG_DIR, load_config
+    """config/train.yaml, with ``--config`` checked against it (unknown keys and wrong types are
+    rejected before any data or model loads) and merged over it, then the command-line flags."""
+    from genpose_ros.config import checked, find_config, load_config, require_positive
     from genpose_ros.pose.pointnet2 import GENPOSE_ENCODER, LIGHT_ENCODER
 
-    cfg = load_config(args.config or CONFIG_DIR / "train.yaml")
+    defaults = load_config(find_config("train.yaml"))
+    cfg = checked(load_config(args.config), defaults, args.config, FREE_KEYS) if args.config else defaults
+    require_positive(cfg, POSITIVE_KEYS, args.config or "config/train.yaml")
     for key, val in [("schedule", args.schedule), ("steps", args.steps), ("batch_size", args.batch_size),
                      ("lr", args.lr), ("eval_every", args.eval_every)]:
         if val is not None:
@@ -193,7 +206,8 @@ def validate(model, sde, val_batches: list, cfg: dict) -> dict:
             pts, cat, p0, _ = to_batch(batch, next(model.parameters()).device)
             with torch.no_grad():
                 cond = model.encode(pts, cat)
-                s = sampling.get_sampler(mode)(model, sde, cond, n_steps=cfg["val_steps"], generator=gen)
+                steps = {"n_steps": cfg["val_steps"]} if mode == "score_scaling" else {}
+                s = sampling.get_sampler(mode)(model, sde, cond, generator=gen, **steps)
             R_pred, t_pred = geometry.vec_to_pose(s.pose.cpu())
             R_gt, t_gt = geometry.vec_to_pose(p0.cpu())
             for i in range(len(cat)):
@@ -213,13 +227,9 @@ def validate(model, sde, val_batches: list, cfg: dict) -> dict:
 # ----------------------------------------------------------------------------- the loop
 
 def train_pose(args) -> int:
-    import torch
-
     from genpose_ros.data.dataset import InstanceDataset
 
     cfg = resolve_config(args)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     mc = cfg["model"]
     train_set = PointPool.build(InstanceDataset(args.data, n_points=cfg["pool_points"], augment=False, seed=args.seed),
                                 mc["n_points"], cache=args.cache, seed=args.seed)

@@ -12,7 +12,8 @@ to --out. Exits 1 if the graph published no detections.
 
 Latency per stage is measured from message arrival times at this process (one clock):
 camera = colour image arrival - frame stamp (rendering + librealsense + transport);
-segmentation = masks arrival - colour arrival; pose = detections arrival - masks arrival;
+segmentation = masks arrival - arrival of the segmenter's input (the colour image for Mask R-CNN,
+the simulator's masks for the ground-truth relay); pose = detections arrival - masks arrival;
 end-to-end = detections arrival - frame stamp.
 """
 from __future__ import annotations
@@ -26,22 +27,27 @@ from pathlib import Path
 
 import numpy as np
 
+from genpose_ros.arguments import add_checkpoint, add_threads, non_negative_int, positive_float, positive_int
+
 NS = "/camera/camera"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--frames", type=int, default=10, help="camera frames to publish")
-    parser.add_argument("--rate", type=float, default=2.0, help="camera frame rate (Hz)")
+    parser.add_argument("--frames", type=positive_int, default=10, help="camera frames to publish")
+    parser.add_argument("--rate", type=positive_float, default=2.0, help="camera frame rate (Hz)")
     parser.add_argument("--out", default="out/demo", help="output folder (PNGs, summary.json)")
     parser.add_argument("--masks", choices=["auto", "maskrcnn", "ground_truth"], default="auto",
                         help="mask source; auto = Mask R-CNN when its weights exist")
     parser.add_argument("--maskrcnn-weights", default="models/maskrcnn_light.pt")
-    parser.add_argument("--checkpoint", default="", help="pose checkpoint (default: newest models/genpose_*.pt)")
-    parser.add_argument("--mode", default="score_scaling", help="estimator mode (genpose, score_scaling, regression)")
+    add_checkpoint(parser)
+    parser.add_argument("--mode", default=None,
+                        help="single-frame estimator mode (genpose, score_scaling, regression; "
+                             "default: config/estimator.yaml)")
     parser.add_argument("--tracking", action="store_true", help="tracking_node instead of pose_node")
     parser.add_argument("--device", default="cpu")
+    add_threads(parser)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n-objects", type=int, default=0, help="objects per scene (0 = random 3-8)")
+    parser.add_argument("--n-objects", type=non_negative_int, default=0, help="objects per scene (0 = random 3-8)")
     parser.add_argument("--timeout", type=float, default=0.0, help="give up after this many s (0 = automatic)")
 
 
@@ -61,7 +67,7 @@ def _pick_masks(args, resolve) -> tuple[str, str]:
 class Recorder:
     """A node that records arrival times and messages of every stage, keyed by frame stamp."""
 
-    def __init__(self, context, estimator_topic_prefix="/genpose"):
+    def __init__(self, context, estimator_topic_prefix="/genpose", segmenter_input: str | None = None):
         import rclpy
         from sensor_msgs.msg import Image
         from vision_msgs.msg import Detection2DArray, Detection3DArray
@@ -69,11 +75,13 @@ class Recorder:
         from genpose_ros.ros.qos import qos_from_name
 
         self.node = rclpy.create_node("genpose_demo_recorder", context=context)
-        self.arrival = {k: {} for k in ("color", "masks", "detections")}
+        self.arrival = {k: {} for k in ("color", "segmenter_input", "masks", "detections")}
         self.detections, self.ground_truth, self.overlays = {}, {}, {}
         qos = qos_from_name("reliable", 10)
         sub = self.node.create_subscription
         sub(Image, f"{NS}/color/image_raw", lambda m: self._arrive("color", m), qos)
+        if segmenter_input:  # the segmenter reads another topic than the colour image (the relay)
+            sub(Image, segmenter_input, lambda m: self._arrive("segmenter_input", m), qos)
         sub(Detection2DArray, f"{estimator_topic_prefix}/detections_2d", lambda m: self._arrive("masks", m), qos)
         sub(Detection3DArray, f"{estimator_topic_prefix}/detections", self._on_detections, qos)
         sub(Detection3DArray, f"{NS}/ground_truth", lambda m: self.ground_truth.setdefault(_key(m), m), qos)
@@ -112,9 +120,10 @@ def stage_timing(rec: Recorder) -> dict:
     """Stage latencies from arrival times (see the module docstring) and output rates.
 
     ``since_capture``: when each stage's output was available, counted from the frame stamp.
-    With ground-truth masks the segmentation stage is a relay and its latency is ~0 (it can
-    even be negative: the small masks pair overtakes the large colour image on the way here)."""
+    The segmentation latency counts from the segmenter's own input: with ground-truth masks the
+    stage relays the simulator's masks, which can overtake the large colour image on the way."""
     a = rec.arrival
+    seg_input = a["segmenter_input"] or a["color"]
     lat = {"camera": [], "segmentation": [], "pose": [], "end_to_end": []}
     since = {"colour": [], "masks": [], "poses": []}
     for k, t_det in a["detections"].items():
@@ -125,8 +134,9 @@ def stage_timing(rec: Recorder) -> dict:
     for k, t_col in a["color"].items():
         lat["camera"].append(t_col - k)
         since["colour"].append(t_col - k)
+    for k, t_in in seg_input.items():
         if k in a["masks"]:
-            lat["segmentation"].append(a["masks"][k] - t_col)
+            lat["segmentation"].append(a["masks"][k] - t_in)
     for k, t_m in a["masks"].items():
         since["masks"].append(t_m - k)
     return {"latency": {s: _stats(v) for s, v in lat.items()},
@@ -216,23 +226,15 @@ def write_overlays(rec: Recorder, out: Path, rate: float) -> list[str]:
 def run(args) -> int:
     import rclpy
 
+    from genpose_ros.config import default_mode
     from genpose_ros.evaluation import tables
+    from genpose_ros.paths import pose_checkpoint, resolve
+    from genpose_ros.pose.estimator import SINGLE_FRAME_MODES, check_mode
     from genpose_ros.ros import launcher
-    from genpose_ros.paths import find_model, resolve
 
-    if args.frames < 1 or args.rate <= 0:
-        print("genpose demo: --frames must be >= 1 and --rate > 0", file=sys.stderr)
-        return 2
-    ckpt = resolve(args.checkpoint) if args.checkpoint else find_model("genpose_*.pt")
-    if ckpt is None or not ckpt.is_file():
-        print(f"genpose demo: no pose checkpoint ({args.checkpoint or 'models/genpose_*.pt'} not found); "
-              "train one with `genpose train` or pass --checkpoint", file=sys.stderr)
-        return 2
-    try:
-        masks_source, masks_note = _pick_masks(args, resolve)
-    except FileNotFoundError as exc:
-        print(f"genpose demo: {exc}", file=sys.stderr)
-        return 2
+    args.mode = check_mode(args.mode or default_mode(), SINGLE_FRAME_MODES)  # user errors: one line (cli.py)
+    ckpt = pose_checkpoint(args.checkpoint)
+    masks_source, masks_note = _pick_masks(args, resolve)
     print(f"[demo] pose checkpoint {ckpt}, mode {args.mode}, {'tracking_node' if args.tracking else 'pose_node'}")
     print(f"[demo] masks: {masks_note}")
     procs = launcher.parse("sim.launch.yaml", {
@@ -246,13 +248,17 @@ def run(args) -> int:
     # colour readers: this recorder, the pose node (overlay) and Mask R-CNN
     camera[0].cmd += ["-p", f"wait_for_subscribers:={3 if masks_source == 'maskrcnn' else 2}"]
     rest = [p for p in procs if p.name != "realsense_node"]
+    if args.threads:
+        for p in rest:
+            if p.name in ("maskrcnn_node", estimator):
+                p.cmd += ["-p", f"threads:={args.threads}"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     timeout = args.timeout or 180.0 + 4.0 * args.frames / args.rate
 
     context = rclpy.Context()
     rclpy.init(context=context)
-    rec = Recorder(context)
+    rec = Recorder(context, segmenter_input=mask_input if masks_source == "ground_truth" else None)
     from rclpy.executors import SingleThreadedExecutor
     ex = SingleThreadedExecutor(context=context)
     ex.add_node(rec.node)

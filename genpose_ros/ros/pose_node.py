@@ -24,8 +24,8 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from vision_msgs.msg import Detection2DArray
 
+from genpose_ros.paths import pose_checkpoint
 from genpose_ros.ros.frame_input import InputProblem, instance_points, read_frame
-from genpose_ros.paths import find_model, resolve
 from genpose_ros.ros.pose_outputs import PoseOutputs, empty_result
 from genpose_ros.ros.params import declare
 from genpose_ros.ros.problems import ProblemLog
@@ -33,14 +33,13 @@ from genpose_ros.ros.qos import qos_from_name
 from genpose_ros.ros.spin import run_node
 from genpose_ros.ros.sync import ApproximateSync, StampOrder, Worker, stamp_ns
 
-SINGLE_FRAME_MODES = ("genpose", "score_scaling", "regression")  # genpose_ros.pose.estimator.MODES
-
-PARAMS = {
+PARAMS = {  # the one table of this node's parameters and defaults (config/pose_node.yaml mirrors it)
     "checkpoint": "",             # "" = the newest models/genpose_*.pt
     "device": "cpu",
     "threads": 0,                 # torch CPU threads (0 = torch's default)
-    "mode": "score_scaling",      # genpose | score_scaling | regression
-    "n_points": 1024,
+    "mode": "",                   # genpose | score_scaling | regression; "" = config/estimator.yaml default_mode
+    "sampler_overrides": "",      # YAML mapping over config/estimator.yaml's settings of `mode`, e.g. "{n_steps: 10}"
+    "n_points": 0,                # points per object; 0 = the model's input size (another value is rejected)
     "min_points": 50,
     "min_score": 0.3,             # instances with a lower segmentation score are ignored
     "max_instances": 20,          # per frame; beyond, the lowest-scoring are dropped (0 = no cap)
@@ -63,14 +62,28 @@ PARAMS = {
 }
 
 
-def load_estimator(checkpoint: str, device: str):
-    path = resolve(checkpoint) if checkpoint not in ("", "auto") else find_model("genpose_*.pt")
-    if path is None or not path.is_file():
-        raise FileNotFoundError(f"pose checkpoint not found ({checkpoint or 'models/genpose_*.pt'}); "
-                                "train one with `genpose train` or set the checkpoint parameter")
+def load_estimator(checkpoint: str, device: str, seed: int = 0):
+    path = pose_checkpoint(checkpoint)
     from genpose_ros.pose.estimator import PoseEstimator  # imports torch: after the cheap checks
 
-    return PoseEstimator.from_checkpoint(str(path), device=device), path
+    return PoseEstimator.from_checkpoint(str(path), device=device, seed=seed), path
+
+
+def sampler_overrides(text: str, mode: str) -> dict:
+    """The ``sampler_overrides`` parameter (a YAML mapping) checked against config/estimator.yaml."""
+    import yaml
+
+    from genpose_ros.config import sampler_settings
+
+    try:
+        overrides = yaml.safe_load(text) if text.strip() else {}
+    except yaml.YAMLError:
+        overrides = None
+    if not isinstance(overrides, dict):
+        raise ValueError(f"parameter 'sampler_overrides': expected a YAML mapping such as "
+                         f"'{{n_steps: 10}}', got {text!r}")
+    sampler_settings(mode, overrides)
+    return overrides
 
 
 class PoseNode(Node):
@@ -84,8 +97,11 @@ class PoseNode(Node):
         if self.p["threads"] > 0:
             import torch
             torch.set_num_threads(self.p["threads"])
-        self.estimator, path = load_estimator(self.p["checkpoint"], self.p["device"])
-        self.get_logger().info(f"pose checkpoint {path}, mode {self.p['mode']}")
+        self.overrides = sampler_overrides(self.p["sampler_overrides"], self.p["mode"])
+        self.estimator, path = load_estimator(self.p["checkpoint"], self.p["device"], self.p["seed"])
+        self.check_n_points()
+        self.get_logger().info(f"pose checkpoint {path}, mode {self.p['mode']}"
+                               + (f" with {self.overrides}" if self.overrides else ""))
         self.rng = np.random.default_rng(self.p["seed"])
         self._problems = ProblemLog(self.get_logger())
         self.problems = self._problems.items
@@ -109,10 +125,22 @@ class PoseNode(Node):
         self.worker = Worker(self._process_safe, name=f"{name}_worker")
 
     def check_mode(self):
+        from genpose_ros.config import default_mode
+        from genpose_ros.pose.estimator import SINGLE_FRAME_MODES, check_mode
+
+        self.p["mode"] = self.p["mode"] or default_mode()
         if self.p["mode"] == "tracking":
             raise ValueError("mode 'tracking' needs the previous poses: run tracking_node instead")
-        if self.p["mode"] not in SINGLE_FRAME_MODES:
-            raise ValueError(f"unknown mode {self.p['mode']!r}; expected genpose, score_scaling or regression")
+        check_mode(self.p["mode"], SINGLE_FRAME_MODES)
+
+    def check_n_points(self):
+        """n_points 0 -> the model's input size; any other size would be resampled: rejected."""
+        model_n = self.estimator.n_points
+        if self.p["n_points"] == 0:
+            self.p["n_points"] = model_n
+        elif self.p["n_points"] != model_n:
+            raise ValueError(f"parameter 'n_points' is {self.p['n_points']} but the model takes {model_n} "
+                             "points per object; set 0 to use the model's")
 
     # -- inputs ---------------------------------------------------------------------------------
     def _on_info(self, msg: CameraInfo):
@@ -178,7 +206,7 @@ class PoseNode(Node):
         if not cats:
             return [], [], *empty_result(0), None
         est = self.estimator.estimate(batch.points, cats, mode=self.p["mode"],
-                                      return_hypotheses=self.p["publish_hypotheses"])
+                                      return_hypotheses=self.p["publish_hypotheses"], **self.overrides)
         score = est.score * seg_scores(batch)  # mask confidence x agreement of the pose samples
         return frame_names(cats), cats, est.R, est.t, est.size, score, est.hypotheses
 

@@ -29,13 +29,14 @@ class TrackingNode(PoseNode):
     def __init__(self, **kwargs):
         super().__init__("tracking_node", extra_params=TRACKING_PARAMS, **kwargs)
         settings = TrackerSettings(**{k: self.p[k] for k in TRACKING_PARAMS})
-        self.tracker = Tracker(self.estimator, self.p["mode"], settings)
+        # sampler_overrides apply to the from-scratch mode; tracking steps use config/estimator.yaml
+        self.tracker = Tracker(self.estimator, self.p["mode"], settings, {self.p["mode"]: self.overrides})
         self._reset = threading.Event()
         self.create_subscription(Empty, f"{self.p['output_prefix'].rstrip('/')}/reset",
                                  lambda _: self._reset.set(), 10)
 
     def check_mode(self):
-        if self.p["mode"] == "tracking":
+        if self.p["mode"] == "tracking":  # "" (the default mode) is resolved by PoseNode.check_mode
             raise ValueError("tracking_node's `mode` is the from-scratch mode (genpose, "
                              "score_scaling or regression); tracking steps use mode tracking")
         super().check_mode()

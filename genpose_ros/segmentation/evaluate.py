@@ -180,7 +180,7 @@ def evaluate(segmenter, frames, limit: int | None = None, progress: bool = True,
     from tqdm import tqdm
 
     from genpose_ros.data import nocs_io
-    from genpose_ros.segmentation.data import frame_targets
+    from genpose_ros.segmentation.targets import frame_targets
 
     frames = list(frames)[:limit] if limit else list(frames)
     acc, times = MaskAPAccumulator(), []
@@ -247,8 +247,8 @@ def main(argv=None) -> int:
     import torch
 
     from genpose_ros.data import nocs_io
-    from genpose_ros.segmentation.data import list_frames
     from genpose_ros.segmentation.model import Segmenter
+    from genpose_ros.segmentation.targets import list_frames
 
     torch.set_num_threads(args.threads)
     seg = Segmenter.from_checkpoint(args.weights, args.device)

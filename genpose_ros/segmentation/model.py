@@ -11,8 +11,10 @@ Class ids follow NOCS: 0 = background, ``CATEGORIES[i]`` = i + 1.
 The input is RGB plus four depth-derived channels (``SegmenterConfig.input == "rgbd"``, see
 ``segmentation.inputs``) or RGB alone (``"rgb"``, the format of version-1 checkpoints).
 
-Training frames live in ``segmentation.data``, training in ``segmentation.train`` (the entry of
-``genpose train --task segmentation``), mask AP, confusion and latency in ``segmentation.evaluate``.
+Training frames live in ``segmentation.data`` / ``segmentation.targets``, training in
+``segmentation.train`` (the entry of ``genpose train --task segmentation``), mask AP,
+confusion and latency in ``segmentation.evaluate``; checkpoints use the shared safe core of
+``genpose_ros.checkpoint``.
 An optional detectron2 backend (``Detectron2Segmenter``) is used only where detectron2 is
 installed; it is not part of the tested, shipped path.
 """
@@ -26,12 +28,17 @@ import torch
 from torch import nn
 
 from genpose_ros import CATEGORIES
-from genpose_ros.pose.checkpoint import nonfinite_report
+from genpose_ros.checkpoint import CheckpointError, check_format, load_state, read_file, save_file
+from genpose_ros.config import checked
 from genpose_ros.segmentation.inputs import (D435_FX, check_depth, check_mode, check_rgb,
                                              input_normalisation, stack_input)
 
+__all__ = ["CheckpointError", "Detection2D", "Segmenter", "SegmenterConfig", "build_model", "load_checkpoint",
+           "save_checkpoint", "transfer_weights"]
+
 CHECKPOINT_FORMAT = "genpose_ros.maskrcnn_light"
 CHECKPOINT_VERSION = 2     # 2: ``input`` in the config (version 1 was RGB only)
+WHAT = "Mask R-CNN checkpoint"
 
 
 @dataclass(frozen=True)
@@ -53,12 +60,9 @@ class SegmenterConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SegmenterConfig":
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown segmenter config keys {unknown}; known: {sorted(known)}")
+        values = checked(d, _plain(asdict(cls())), "segmenter config")
         tupled = {k: tuple(tuple(x) if isinstance(x, (list, tuple)) else x for x in v)
-                  if isinstance(v, (list, tuple)) else v for k, v in d.items()}
+                  if isinstance(v, (list, tuple)) else v for k, v in values.items()}
         return cls(**tupled)
 
 
@@ -157,10 +161,6 @@ def set_test_size(model: nn.Module, cfg: SegmenterConfig) -> None:
 # Checkpoints
 
 
-class CheckpointError(RuntimeError):
-    """A weights file that cannot be used: missing, corrupt, or for another model."""
-
-
 def save_checkpoint(path: str | Path, model: nn.Module, cfg: SegmenterConfig, *,
                     half: bool = False, extra: dict | None = None) -> Path:
     """Write ``{format, version, config, categories, model, ...extra}``; ``half`` stores fp16
@@ -170,12 +170,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, cfg: SegmenterConfig, *,
     ckpt = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
             "config": _plain(asdict(cfg)), "categories": list(CATEGORIES), "model": state}
     ckpt.update(extra or {})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(ckpt, tmp)
-    tmp.replace(path)
-    return path
+    return save_file(path, ckpt)
 
 
 def load_checkpoint(path: str | Path,
@@ -185,18 +180,8 @@ def load_checkpoint(path: str | Path,
     Returns ``(model in eval mode on device, config, the raw checkpoint dict)``. Raises
     ``CheckpointError`` naming the file and the problem for a missing, corrupt or mismatched file.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"Mask R-CNN weights file not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle / zip errors of a truncated or foreign file
-        raise CheckpointError(f"cannot read Mask R-CNN weights {path}: not a valid torch "
-                              f"checkpoint ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise CheckpointError(f"{path} is not a genpose_ros Mask R-CNN checkpoint "
-                              f"(format {found!r}, expected {CHECKPOINT_FORMAT!r})")
+    ckpt = read_file(path, WHAT)
+    check_format(ckpt, path, CHECKPOINT_FORMAT, WHAT)
     if ckpt.get("version", 0) > CHECKPOINT_VERSION:
         raise CheckpointError(f"{path} has checkpoint version {ckpt['version']}, this code reads "
                               f"up to {CHECKPOINT_VERSION}")
@@ -212,15 +197,7 @@ def load_checkpoint(path: str | Path,
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: bad model config ({exc})") from exc
     model = build_model(cfg)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
-    bad = nonfinite_report(state)
-    if bad:
-        raise CheckpointError(f"Mask R-CNN weights {path} are unusable: {bad}")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit the model described by its config "
-                              f"({str(exc).splitlines()[0]})") from exc
+    load_state(model, {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}, path, WHAT)
     set_test_size(model, cfg)
     return model.to(device).eval(), cfg, ckpt
 

@@ -13,19 +13,21 @@ flipped left-right; the network picks one of ``train_min_sizes`` per step (multi
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
-from genpose_ros.segmentation.data import SegmentationDataset, list_frames
+from genpose_ros.segmentation.data import SegmentationDataset
 from genpose_ros.segmentation.model import (TINY_CONFIG, CheckpointError, SegmenterConfig,
                                             build_model, load_checkpoint, save_checkpoint,
                                             set_test_size, transfer_weights)
+from genpose_ros.segmentation.targets import list_frames
+
 
 def _collate(batch):
     return [b[0] for b in batch], [b[1] for b in batch]

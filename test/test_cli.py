@@ -1,0 +1,150 @@
+"""`genpose` with a user's mistakes: one line naming the problem, a non-zero exit, no traceback
+(unless --debug), and the check done before any data or model loads."""
+import pytest
+import yaml
+
+from genpose_ros import cli
+from genpose_ros.config import CONFIG_DIR, ConfigError, checked, load_config, sampler_settings
+
+
+def _run(capsys, *argv):
+    rc = cli.main(list(argv))
+    err = capsys.readouterr().err.strip()
+    return rc, err
+
+
+def _one_line(err: str) -> str:
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_sampler_override_type_is_checked_before_the_model_loads(capsys, tmp_path):
+    # the checkpoint does not exist: the override error comes first, so nothing was loaded
+    rc, err = _run(capsys, "eval", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+                   "--checkpoint", str(tmp_path / "none.pt"), "--set", "n_steps=abc")
+    assert rc == 2
+    assert _one_line(err) == ("genpose eval: error: mode score_scaling: n_steps must be an integer "
+                              "(default 20), got 'abc'")
+    rc, err = _run(capsys, "eval", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+                   "--set", "n_step=5")
+    assert rc == 2 and "unknown key 'n_step'; did you mean 'n_steps'?" in _one_line(err)
+    rc, err = _run(capsys, "eval", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--mode", "score_scalling")
+    assert rc == 2 and "unknown mode 'score_scalling'; did you mean 'score_scaling'?" in _one_line(err)
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(ConfigError, match="n_steps must be an integer"):
+        cli.main(["--debug", "eval", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--set", "n_steps=abc"])
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["eval", "--max-frames", "-1"], "argument --max-frames: must be >= 1, got -1"),
+    (["eval", "--threads", "two"], "argument --threads: 'two' is not an integer"),
+    (["train", "--data", "d", "--out", "o", "--steps", "0"], "argument --steps: must be >= 1, got 0"),
+    (["train", "--data", "d", "--out", "o", "--lr", "fast"], "argument --lr: 'fast' is not a number"),
+    (["bench", "--data", "d", "--solver-frames", "0"], "argument --solver-frames: must be >= 1, got 0"),
+    (["demo", "--frames", "0"], "argument --frames: must be >= 1, got 0"),
+    (["data", "generate", "--out", "o", "--split", "test", "--frames", "0"], "argument --frames: must be >= 1"),
+])
+def test_bad_numbers_are_argument_errors(capsys, argv, message):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"batch_sise": 4}, "unknown key 'batch_sise'; did you mean 'batch_size'?"),
+    ({"model": {"hiden": 8}}, "unknown key 'model.hiden'; did you mean 'hidden'?"),
+    ({"lr": "fast"}, "lr must be a number (default 0.001), got 'fast'"),
+    ({"steps": 0}, "steps must be > 0, got 0"),
+    ({"sde": {"sigma_max": [50]}}, "sde.sigma_max must be a number (default 50.0), got [50]"),
+])
+def test_train_config_mistakes_are_rejected_before_data_loads(capsys, tmp_path, change, message):
+    path = tmp_path / "my.yaml"
+    path.write_text(yaml.safe_dump(change))
+    # --data does not exist: the config error comes first
+    rc, err = _run(capsys, "train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"),
+                   "--config", str(path))
+    assert rc == 2
+    line = _one_line(err)
+    assert line.startswith(f"genpose train: error: {path}: ") and line.endswith(message), line
+
+
+def test_train_config_accepts_partial_files_and_yaml_numbers():
+    defaults = load_config(CONFIG_DIR / "train.yaml")
+    cfg = checked({"lr": "1e-3", "model": {"encoder": {"levels": []}}, "steps": 10}, defaults, "x",
+                  free=("model.encoder",))
+    assert cfg["lr"] == 1e-3 and cfg["steps"] == 10 and cfg["model"]["encoder"] == {"levels": []}
+    assert cfg["batch_size"] == defaults["batch_size"] and cfg["model"]["hidden"] == defaults["model"]["hidden"]
+    with pytest.raises(ConfigError, match="x: model must be a mapping"):
+        checked({"model": 3}, defaults, "x")
+    with pytest.raises(ConfigError, match="ema must be a number"):
+        checked({"ema": True}, defaults, "x")  # a bool is not a number
+
+
+def test_sampler_settings_merge_and_check():
+    s = sampler_settings("genpose", {"n_steps": 5, "schedule": "gaussian", "schedule_kwargs": {"k": 2.0}})
+    assert s["n_steps"] == 5 and s["num_candidates"] == 50 and s["schedule_kwargs"] == {"k": 2.0, "s": 0.05}
+    assert sampler_settings("genpose")["schedule"] == "none" and sampler_settings("genpose")["schedule_kwargs"] == {}
+    with pytest.raises(ConfigError, match="mode genpose: ranking must be a string"):
+        sampler_settings("genpose", {"ranking": 3})
+    with pytest.raises(ConfigError, match="unknown mode 'icp'"):
+        sampler_settings("icp")
+    assert sampler_settings("tracking")["schedule_kwargs"] == {"k": 8.0, "s": 0.05}  # the gaussian's own
+    assert sampler_settings("tracking", {"schedule": "exponential"})["schedule_kwargs"] == {"k": 4.0, "tau": 0.1}
+    with pytest.raises(ConfigError, match="schedule_kwargs of schedule gaussian: unknown key 'tau'"):
+        sampler_settings("score_scaling", {"schedule_kwargs": {"tau": 0.2}})
+    with pytest.raises(ConfigError, match="unknown schedule 'gauss'; did you mean 'gaussian'"):
+        sampler_settings("score_scaling", {"schedule": "gauss"})
+    with pytest.raises(ConfigError, match="mode tracking: num_candidates must be >= 1, got 0"):
+        sampler_settings("tracking", {"num_candidates": 0})
+    with pytest.raises(ConfigError, match=r"mode genpose: keep_ratio must be in \(0, 1\], got 1.5"):
+        sampler_settings("genpose", {"keep_ratio": 1.5})
+
+
+def test_checkpoint_flag_with_hidden_alias_and_threads_everywhere(capsys):
+    parser = cli.build_parser()
+    for command in (["eval"], ["bench", "--data", "d"], ["demo"]):
+        assert parser.parse_args(command + ["--ckpt", "a.pt"]).checkpoint == "a.pt"
+        assert parser.parse_args(command + ["--checkpoint", "b.pt"]).checkpoint == "b.pt"
+    for command in (["eval"], ["bench", "--data", "d"], ["demo"], ["train", "--data", "d", "--out", "o"]):
+        assert parser.parse_args(command + ["--threads", "1"]).threads == 1
+    with pytest.raises(SystemExit):
+        cli.main(["eval", "--help"])
+    out = capsys.readouterr().out
+    assert "--checkpoint" in out and "--ckpt" not in out and "--threads" in out
+
+
+def test_broken_label_file_is_named(tmp_path, capsys):
+    from genpose_ros.data import nocs_io
+
+    prefix = tmp_path / "0000"
+    (tmp_path / "0000_label.json").write_text('{"class_ids": [1, 2], "instance_ids": [1')
+    with pytest.raises(ValueError, match=r"label file .*0000_label.json is not valid JSON \(truncated"):
+        nocs_io.read_labels(prefix)
+    (tmp_path / "0000_label.json").write_text('{"class_ids": [1]}')
+    with pytest.raises(ValueError, match=r"0000_label.json lacks the keys \['instance_ids'"):
+        nocs_io.read_labels(prefix)
+
+
+def test_corrupt_checkpoint_is_one_line(capsys, tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint" * 32)
+    rc, err = _run(capsys, "eval", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--checkpoint", str(bad))
+    assert rc == 2
+    assert _one_line(err).startswith(f"genpose eval: error: cannot read pose checkpoint {bad} (corrupt, truncated")
+
+
+def test_shipped_training_configs_pass_the_checks():
+    from argparse import Namespace
+
+    from genpose_ros.pose.train import resolve_config
+
+    for name in ("train.yaml", "train_gpu.yaml"):
+        args = Namespace(config=str(CONFIG_DIR / name), schedule=None, steps=None, batch_size=None, lr=None,
+                         eval_every=None, encoder=None)
+        cfg = resolve_config(args)
+        assert cfg["steps"] == load_config(CONFIG_DIR / name)["steps"]

@@ -1,0 +1,73 @@
+"""One parameter table per node (its PARAMS dict): the params files of config/ and the launch
+files agree with it."""
+import pathlib
+
+import pytest
+import yaml
+
+from genpose_ros.ros import launcher, maskrcnn_node, pose_node, realsense_node, tracking_node, xarm_demo_node
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TABLES = {
+    "realsense_node": realsense_node.PARAMS,
+    "maskrcnn_node": maskrcnn_node.PARAMS,
+    "pose_node": pose_node.PARAMS,
+    "tracking_node": {**pose_node.PARAMS, **tracking_node.TRACKING_PARAMS},
+    "xarm_demo_node": xarm_demo_node.PARAMS,
+}
+# launch arguments that default to another value than the node's table, on purpose
+LAUNCH_OVERRIDES = {(launch, "realsense_node", param)  # a real camera at a real camera's rate
+                    for launch in ("d435.launch.yaml", "xarm.launch.yaml") for param in ("source", "frame_rate")}
+PARAMS_FILES = {"realsense_node": "realsense.yaml", "maskrcnn_node": "maskrcnn.yaml", "pose_node": "pose_node.yaml",
+                "tracking_node": "tracking_node.yaml", "xarm_demo_node": "xarm6.yaml"}
+
+
+@pytest.mark.parametrize("node", sorted(TABLES))
+def test_params_file_matches_the_node_table(node):
+    data = yaml.safe_load((ROOT / "config" / PARAMS_FILES[node]).read_text())
+    assert list(data) == [node]
+    params = data[node]["ros__parameters"]
+    table = TABLES[node]
+    assert list(params) == list(table), "same parameters in the same order"
+    for name, default in table.items():
+        value = params[name]
+        if isinstance(default, float):
+            assert isinstance(value, (int, float)) and value == pytest.approx(default), name
+        else:
+            assert type(value) is type(default) and value == default, name
+
+
+def _launch_files():
+    return sorted(p.name for p in (ROOT / "launch").glob("*.launch.yaml"))
+
+
+@pytest.mark.parametrize("name", _launch_files())
+def test_launch_files_use_the_node_tables(name):
+    """Every parameter a launch file sets exists in the node's table, its params file is the node's
+    own, and a launch argument passed straight to a parameter defaults to the table's value
+    (except the listed, deliberate overrides)."""
+    doc = yaml.safe_load((ROOT / "launch" / name).read_text())["launch"]
+    arg_defaults = {e["arg"]["name"]: e["arg"].get("default") for e in doc if "arg" in e}
+    for entry in (e["node"] for e in doc if "node" in e and e["node"]["pkg"] == "genpose_ros"):
+        table = TABLES[entry["exec"]]
+        for param in entry.get("param", []):
+            if "from" in param:
+                assert param["from"].endswith(f"/config/{PARAMS_FILES[entry['exec']]}"), (name, param)
+                continue
+            assert param["name"] in table, (name, entry["exec"], param["name"])
+            value = str(param["value"])
+            if (value.startswith("$(var ") and value.endswith(")")
+                    and (name, entry["exec"], param["name"]) not in LAUNCH_OVERRIDES):
+                default = arg_defaults[value[len("$(var "):-1]]
+                want = table[param["name"]]
+                assert launcher.substitute(default, {}) == (str(want).lower() if isinstance(want, bool)
+                                                            else str(want)), (name, param["name"])
+
+
+def test_pose_node_seed_and_overrides_reach_the_estimator(tiny_pose_checkpoint):
+    est, path = pose_node.load_estimator(str(tiny_pose_checkpoint), "cpu", seed=7)
+    assert path == tiny_pose_checkpoint and est.generator.initial_seed() == 7
+    assert pose_node.sampler_overrides("{n_steps: 3, solver: heun}", "genpose") == {"n_steps": 3, "solver": "heun"}
+    assert pose_node.sampler_overrides("", "regression") == {}
+    with pytest.raises(ValueError, match="mode regression: unknown key 'n_steps'"):
+        pose_node.sampler_overrides("{n_steps: 3}", "regression")
