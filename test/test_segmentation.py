@@ -182,7 +182,7 @@ def test_eval_command_on_nocs_folder(overfit_checkpoint, tmp_path):
     f = shapes_frame()
     gt = [InstanceGT(i.instance_id, i.category, np.eye(3), np.array([0, 0, 0.5]),
                      np.full(3, 0.1)) for i in f.instances]
-    frame = Frame(color=f.color, depth=np.full(f.mask.shape, 500, np.uint16), mask=f.mask,
+    frame = Frame(color=f.color, depth=f.depth, mask=f.mask,
                   intrinsics=Intrinsics(128, 96, 120.0, 120.0, 64.0, 48.0), instances=gt)
     for k in range(2):
         write_frame(tmp_path / "test" / f"{k:05d}", 0, frame, write_pickle=False)

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from genpose_ros import CATEGORIES
+from genpose_ros.checkpoint import read_file
 from genpose_ros.segmentation.model import CheckpointError, Segmenter, SegmenterConfig, build_model
 
 COCO_TO_NOCS = {"bottle": "bottle", "bowl": "bowl", "cup": "mug", "laptop": "laptop"}
@@ -48,11 +47,7 @@ def coco_label_map(categories: list[str] | None = None) -> dict[int, str]:
 def load_coco_state(state_path: str | Path | None = None) -> dict:
     """The COCO Mask R-CNN state dict: from ``state_path``, else torchvision's cache/download."""
     if state_path is not None:
-        try:
-            return torch.load(state_path, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, ValueError) as exc:
-            raise CheckpointError(f"cannot read COCO Mask R-CNN weights {state_path}: "
-                                  f"{type(exc).__name__}: {exc}") from None
+        return read_file(state_path, "COCO Mask R-CNN weights")
     from torch.hub import get_dir, load_state_dict_from_url
     from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights
 

@@ -129,8 +129,12 @@ class Confusion:
 
     def add(self, pred_masks, pred_categories, pred_scores, gt_masks, gt_categories) -> None:
         keep = [i for i, s in enumerate(pred_scores) if s >= self.score_threshold]
-        pred = np.asarray([pred_masks[i] for i in keep], bool).reshape(len(keep), -1)
-        gt = np.asarray(gt_masks, bool).reshape(len(gt_categories), -1)
+        shapes = [np.shape(m) for m in list(gt_masks) + list(pred_masks)]
+        if not shapes:
+            return
+        pixels = int(np.prod(shapes[0]))
+        pred = np.asarray([pred_masks[i] for i in keep], bool).reshape(len(keep), pixels)
+        gt = np.asarray(gt_masks, bool).reshape(len(gt_categories), pixels)
         ious = mask_iou(pred, gt)                                       # (P, G)
         covered = np.zeros(len(keep), bool)
         for g, cat in enumerate(gt_categories):
