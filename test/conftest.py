@@ -57,13 +57,13 @@ def tiny_pose_checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_maskrcnn_weights(tmp_path_factory):
-    """A randomly initialised tiny Mask R-CNN (96 px input) saved as a real fp16 checkpoint."""
+    """A randomly initialised tiny RGB Mask R-CNN (96 px input) saved as a real fp16 checkpoint."""
     from dataclasses import replace
 
     import torch
     from genpose_ros.segmentation.model import TINY_CONFIG, build_model, save_checkpoint
 
-    cfg = replace(TINY_CONFIG, min_size=96, max_size=128, train_min_sizes=(96,))
+    cfg = replace(TINY_CONFIG, input="rgb", min_size=96, max_size=128, train_min_sizes=(96,))
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("maskrcnn") / "tiny.pt"
     return save_checkpoint(path, build_model(cfg), cfg, half=True)

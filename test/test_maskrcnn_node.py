@@ -199,3 +199,45 @@ def test_nonfinite_weights_are_refused_and_the_node_keeps_serving(ros_context, t
         assert rig.send_until(lambda: rig.pub_color.publish(bgra), lambda: (5, 0) in rig.masks)
     finally:
         rig.close()
+
+
+@pytest.fixture(scope="module")
+def tiny_rgbd_weights(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("maskrcnn_rgbd") / "tiny_rgbd.pt"
+    return save_checkpoint(path, build_model(CFG), CFG, half=True)
+
+
+def _depth(h=H, w=W):
+    depth = np.full((h, w), 1000, np.uint16)
+    depth[30:70, 40:90] = 800
+    return depth
+
+
+def test_rgbd_model_uses_depth_and_falls_back_to_colour(ros_context, tiny_rgbd_weights):
+    """An RGB-D model segments with the depth of the same stamp; without depth, or with depth
+    of another size, it warns and still publishes masks from colour alone."""
+    assert CFG.input == "rgbd"
+    rig = Rig(ros_context, {"weights": str(tiny_rgbd_weights), "score_threshold": 0.0,
+                            "depth_topic": "/t6/depth"}, "/t6")
+    try:
+        pub_depth = rig.peer.create_publisher(Image, "/t6/depth", qos_from_name("reliable", 5))
+        spin_until(rig.ex, lambda: pub_depth.get_subscription_count() > 0, 5.0)
+
+        def both(sec, depth):
+            pub_depth.publish(numpy_to_image(depth, "16UC1", _header(sec)))
+            rig.ex.spin_once(timeout_sec=0.05)
+            rig.pub_color.publish(numpy_to_image(_rgb(), "rgb8", _header(sec)))
+
+        assert rig.send_until(lambda: both(1, _depth()), lambda: (1, 0) in rig.masks)
+        assert not rig.node.problems, rig.node.problems
+        # no depth at that stamp: colour alone, with a warning naming the depth topic
+        assert rig.send_until(lambda: rig.pub_color.publish(numpy_to_image(_rgb(), "rgb8", _header(5))),
+                              lambda: (5, 0) in rig.masks)
+        assert any("RGB-D model" in p and "/t6/depth" in p and "colour alone" in p
+                   for p in rig.node.problems), rig.node.problems
+        # depth of another size: unusable, colour alone again
+        assert rig.send_until(lambda: both(9, _depth(48, 64)), lambda: (9, 0) in rig.masks)
+        assert any("depth image is 64x48 px, colour 128x96 px" in p for p in rig.node.problems)
+    finally:
+        rig.close()

@@ -11,15 +11,16 @@ from genpose_ros import CATEGORIES
 from genpose_ros.segmentation.model import (TINY_CONFIG, CheckpointError, Segmenter, build_model,
                                       instance_image, load_checkpoint, save_checkpoint)
 from genpose_ros.segmentation.evaluate import MaskAPAccumulator, average_precision, mask_iou
-from genpose_ros.segmentation.train import (SegmentationDataset, frame_targets, output_paths,
-                                            train)
+from genpose_ros.segmentation.data import SegmentationDataset, frame_targets
+from genpose_ros.segmentation.train import output_paths, train
 
 # Small enough for a few seconds per training run, big enough to learn one scene.
 TEST_CONFIG = replace(TINY_CONFIG, min_size=96, max_size=128, train_min_sizes=(96,))
 
 
 def shapes_frame(seed: int = 0, h: int = 96, w: int = 128):
-    """A bowl-coloured ellipse and a laptop-coloured rectangle on a noisy background."""
+    """A bowl-coloured ellipse and a laptop-coloured rectangle on a noisy background, both
+    standing 10 cm in front of a wall 1 m away."""
     rng = np.random.default_rng(seed)
     color = (rng.random((h, w, 3)) * 40 + 60).astype(np.uint8)
     mask = np.zeros((h, w), np.uint16)
@@ -29,7 +30,9 @@ def shapes_frame(seed: int = 0, h: int = 96, w: int = 128):
     color[mask == 2] = (40, 80, 220)
     instances = [SimpleNamespace(instance_id=1, category="bowl"),
                  SimpleNamespace(instance_id=2, category="laptop")]
-    return SimpleNamespace(color=color, mask=mask, instances=instances)
+    depth = np.where(mask > 0, 900, 1000).astype(np.uint16)
+    return SimpleNamespace(color=color, depth=depth, mask=mask, instances=instances,
+                           intrinsics=SimpleNamespace(fx=100.0))
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +47,7 @@ def overfit_checkpoint(tmp_path_factory):
 def test_overfit_finds_both_objects(overfit_checkpoint):
     frame = shapes_frame()
     seg = Segmenter.from_checkpoint(overfit_checkpoint, score_threshold=0.3)
-    dets = seg.predict(frame.color)
+    dets = seg.predict(frame.color, frame.depth, fx=100.0)
     best = {}
     for d in dets:
         assert d.mask.shape == frame.mask.shape and d.mask.dtype == bool
@@ -122,7 +125,7 @@ def test_dataset_targets_and_flip():
     ds = SegmentationDataset([frame] * 8, short_side=48, augment=True, seed=1)
     for i in range(8):
         image, target = ds[i]
-        assert image.shape == (3, 48, 64) and 0 <= image.min() and image.max() <= 1
+        assert image.shape == (8, 48, 64) and 0 <= image[:3].min() and image[:3].max() <= 1
         m = target["masks"][0].numpy().astype(bool)
         x0, y0, x1, y1 = target["boxes"][0].tolist()
         ys, xs = np.nonzero(m)
@@ -179,7 +182,7 @@ def test_eval_command_on_nocs_folder(overfit_checkpoint, tmp_path):
     f = shapes_frame()
     gt = [InstanceGT(i.instance_id, i.category, np.eye(3), np.array([0, 0, 0.5]),
                      np.full(3, 0.1)) for i in f.instances]
-    frame = Frame(color=f.color, depth=np.full(f.mask.shape, 500, np.uint16), mask=f.mask,
+    frame = Frame(color=f.color, depth=f.depth, mask=f.mask,
                   intrinsics=Intrinsics(128, 96, 120.0, 120.0, 64.0, 48.0), instances=gt)
     for k in range(2):
         write_frame(tmp_path / "test" / f"{k:05d}", 0, frame, write_pickle=False)

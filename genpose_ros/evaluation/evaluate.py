@@ -20,6 +20,7 @@ in frame order, with ``--init-mode`` as its from-scratch mode (``runner.run_trac
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -43,8 +44,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--iou", default="exact", choices=["exact", "aabb", "nocs"],
                    help="3D IoU variant: exact, or the NOCS code's number with (nocs) or without (aabb) its axis bug")
+    p.add_argument("--masks", default="ground_truth",
+                   help="ground_truth, or a segmenter run on the split's colour and depth: "
+                        "a Mask R-CNN weights file (e.g. models/maskrcnn_light.pt) or coco; "
+                        "missed objects count as failures, extra detections as false positives")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="sampler overrides, e.g. --set n_steps=10 solver=heun num_candidates=20")
+
+
+def load_segmenter(masks: str, device: str):
+    """``--masks``: a Mask R-CNN weights file (package-relative paths allowed) or ``coco``."""
+    if masks == "coco":
+        from genpose_ros.segmentation.coco import coco_segmenter
+
+        return coco_segmenter(device)
+    from genpose_ros.paths import resolve
+    from genpose_ros.segmentation.model import Segmenter
+
+    return Segmenter.from_checkpoint(resolve(masks), device)
 
 
 def read_records(path, allow_pickle: bool = False) -> list[dict]:
@@ -80,10 +97,15 @@ def evaluate_estimator(args: argparse.Namespace, out: Path) -> tuple[dict, str]:
         prefixes = list_frames(args.data)[:args.max_frames]
         if not prefixes:
             raise ValueError(f"no frames under {args.data}")
-        res = runner.run_frames(est, prefixes, args.mode, overrides, seed=args.seed)
+        segmenter = None if args.masks == "ground_truth" else load_segmenter(args.masks, args.device)
+        res = runner.run_frames(est, prefixes, args.mode, overrides, seed=args.seed,
+                                segmenter=segmenter)
         plots.plot_hypotheses(plots.hypothesis_examples(est, prefixes, seed=args.seed), out / "hypotheses.png")
     s = report.summary(res["records"], res["latency_ms"], args.iou)
-    s.update(mode=args.mode, checkpoint=str(ckpt), overrides=overrides, wall_s=time.time() - t0)
+    s.update(mode=args.mode, checkpoint=str(ckpt), overrides=overrides, wall_s=time.time() - t0,
+             masks=args.masks)
+    if res.get("segment_ms"):
+        s["segment_ms_median"] = statistics.median(res["segment_ms"])
     plots.plot_error_cdfs({args.mode: res["records"]}, out / "error_cdf.png")
     if args.save_results:
         n = nocs_results.save_results(res["frames"], args.save_results)

@@ -72,10 +72,22 @@ def records_from_json(path) -> list[dict]:
     return records
 
 
+def masks_line(s: dict) -> list[str]:
+    """How many objects a segmenter's masks found, and its false positives (empty for the
+    ground-truth masks)."""
+    if s.get("masks", "ground_truth") == "ground_truth":
+        return []
+    found = sum(r["pred"] is not None for r in s["instances"] if r["gt"] is not None)
+    fps = sum(s["tables"]["false_positives"].values())
+    return [f"Masks: {s['masks']} (segmenter median {s.get('segment_ms_median', math.nan):.0f} ms "
+            f"per frame); objects found {found} / {s['n_instances']}, false positives {fps}.", ""]
+
+
 def markdown(title: str, s: dict) -> str:
     return "\n".join([f"# {title}", "", f"{s['n_instances']} instances; latency per frame: "
                       f"mean {s['latency_ms_mean']:.1f} ms, median {s['latency_ms_median']:.1f} ms; "
                       f"3D IoU variant: {s['tables']['iou_variant']}; {s['mean_over']}.", "",
+                      *masks_line(s),
                       "## Accuracy (% of instances within the threshold)", "",
                       tables.format_table(s["tables"], "accuracy"), "", "## mAP (%)", "",
                       tables.format_table(s["tables"], "mAP"), ""])

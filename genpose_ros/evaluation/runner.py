@@ -1,6 +1,9 @@
-"""Running the estimator over a NOCS-layout split with ground-truth masks, one record per
-ground-truth instance (``tables.nocs_tables``): single frames, or sequences with the tracker
-the tracking node uses (``pose/tracker.py``)."""
+"""Running the estimator over a NOCS-layout split, one record per ground-truth instance
+(``tables.nocs_tables``): single frames, or sequences with the tracker the tracking node uses
+(``pose/tracker.py``). Masks come from the ground truth, or from a segmenter run on the frame's
+colour and depth (``segmenter=``), as NOCS and GenPose evaluate: each detection is matched to
+the unmatched ground-truth object of its category that it overlaps most (mask IoU >= 0.5, best
+score first); objects left over are missed, detections left over are false positives."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,6 +32,51 @@ def frame_batch(frame, n_points: int, rng: np.random.Generator):
     return points, ok, missed
 
 
+MATCH_MASK_IOU = 0.5
+
+
+def detection_batch(frame, detections, n_points: int, rng: np.random.Generator):
+    """Points of every detection of a segmenter (best first) with enough valid depth.
+
+    Returns (points (B, n_points, 3) float32, the detections kept, how many were too small)."""
+    pts, kept, small = [], [], 0
+    for det in detections:
+        try:
+            pts.append(object_points(frame.depth, det.mask, frame.intrinsics, n_points, rng))
+            kept.append(det)
+        except TooFewPointsError:
+            small += 1
+    points = np.stack(pts).astype(np.float32) if pts else np.zeros((0, n_points, 3), np.float32)
+    return points, kept, small
+
+
+def match_detections(frame, detections) -> dict[int, int]:
+    """{detection index: ground-truth instance index}: each detection, best score first, takes
+    the free ground-truth object of its category with the largest mask IoU (>= 0.5)."""
+    taken, pairs = set(), {}
+    for d in sorted(range(len(detections)), key=lambda k: -detections[k].score):
+        det = detections[d]
+        best, best_iou = None, MATCH_MASK_IOU
+        for g, inst in enumerate(frame.instances):
+            if g in taken or inst.category != det.category:
+                continue
+            gt = frame.mask == inst.instance_id
+            iou = (gt & det.mask).sum() / max((gt | det.mask).sum(), 1)
+            if iou >= best_iou:
+                best, best_iou = g, iou
+        if best is not None:
+            taken.add(best)
+            pairs[d] = best
+    return pairs
+
+
+def false_positive_record(category: str, image, R, t, size, score) -> dict:
+    """A prediction that covers no ground-truth object."""
+    return {"image": image, "category": category, "handle_visible": True, "R_gt": None,
+            "t_gt": None, "size_gt": None, "R_pred": R, "t_pred": t, "size_pred": size,
+            "score": score, "instance_id": -1}
+
+
 def make_record(inst, image=None, R=None, t=None, size=None, score=None) -> dict:
     """The record of a ground-truth instance of image ``image`` and its prediction (None: missed)."""
     return {"image": image, "category": inst.category, "handle_visible": bool(inst.handle_visible),
@@ -37,16 +85,24 @@ def make_record(inst, image=None, R=None, t=None, size=None, score=None) -> dict
 
 
 def run_frames(estimator, prefixes: list[str], mode: str, overrides: dict | None = None, n_points: int = 1024,
-               seed: int = 0, keep_hypotheses: bool = False, progress: bool = True) -> dict:
+               seed: int = 0, keep_hypotheses: bool = False, progress: bool = True,
+               segmenter=None) -> dict:
     """Single-frame evaluation: one estimate() call per frame (all its objects in one batch).
 
     Returns {"records": [...], "latency_ms": [...per frame...], "frames": [(prefix, frame, frame records)],
-    "hypotheses": [(K, 4, 4) per record] when keep_hypotheses}.
+    "hypotheses": [(K, 4, 4) per record] when keep_hypotheses}; with a ``segmenter``, its masks
+    (``run_frame_detections``) and also "segment_ms" per frame.
     """
     rng = np.random.default_rng(seed)
-    out = {"records": [], "latency_ms": [], "frames": [], "hypotheses": []}
+    out = {"records": [], "latency_ms": [], "frames": [], "hypotheses": [], "segment_ms": []}
     for k, prefix in enumerate(tqdm(prefixes, desc=f"eval {mode}", disable=not progress, mininterval=5)):
         frame = read_frame(prefix)
+        if segmenter is not None:
+            recs = run_frame_detections(estimator, segmenter, frame, k, mode, overrides, n_points,
+                                        rng, out)
+            out["records"] += recs
+            out["frames"].append((prefix, frame, recs))
+            continue
         points, ok, missed = frame_batch(frame, n_points, rng)
         recs = []
         if ok:
@@ -64,6 +120,30 @@ def run_frames(estimator, prefixes: list[str], mode: str, overrides: dict | None
         out["records"] += recs
         out["frames"].append((prefix, frame, recs))
     return out
+
+
+def run_frame_detections(estimator, segmenter, frame, image, mode, overrides, n_points, rng,
+                         out: dict) -> list[dict]:
+    """One frame with the segmenter's masks: records of every ground-truth object (matched or
+    missed) and of every unmatched detection (false positive)."""
+    import time
+
+    t0 = time.perf_counter()
+    detections = segmenter.predict(frame.color, frame.depth, fx=frame.intrinsics.fx)
+    out["segment_ms"].append(1e3 * (time.perf_counter() - t0))
+    points, kept, _ = detection_batch(frame, detections, n_points, rng)
+    pairs = match_detections(frame, kept)
+    preds = {}
+    if kept:
+        est = estimator.estimate(points, [d.category for d in kept], mode=mode, **(overrides or {}))
+        out["latency_ms"].append(estimator.last_timing["total_ms"])
+        preds = {d: (est.R[d], est.t[d], est.size[d], float(est.score[d])) for d in range(len(kept))}
+    owner = {g: d for d, g in pairs.items()}
+    recs = [make_record(inst, image, *preds[owner[g]]) if g in owner else make_record(inst, image)
+            for g, inst in enumerate(frame.instances)]
+    recs += [false_positive_record(kept[d].category, image, *preds[d])
+             for d in range(len(kept)) if d not in pairs]
+    return recs
 
 
 def sequence_folders(root) -> list[Path]:

@@ -49,6 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoder", choices=["light", "genpose"], default=None, help="encoder size")
     p.add_argument("--eval-every", type=positive_int, default=None, help="validation interval (steps)")
     p.add_argument("--workers", type=non_negative_int, default=0, help="DataLoader worker processes")
+    p.add_argument("--init", default=None,
+                   help="segmentation: start from these weights (a Mask R-CNN checkpoint, or coco)")
     add_threads(p)
 
 
@@ -57,10 +59,6 @@ def run(args: argparse.Namespace) -> int:
     if args.task == "segmentation":
         from genpose_ros.segmentation.train import train_main
 
-        for key in ("data", "val"):  # one folder -> a plain path, as the segmentation trainer reads it
-            value = getattr(args, key)
-            if isinstance(value, list) and len(value) == 1:
-                setattr(args, key, value[0])
         return train_main(args)
     return train_pose(args)
 

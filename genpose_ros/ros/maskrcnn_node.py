@@ -6,7 +6,10 @@
 Sources:
 - ``maskrcnn``: the light torchvision Mask R-CNN (``weights`` file, loaded safely) segments
   every colour frame (``rgb8``, ``bgr8``, ``rgba8`` or ``bgra8``); only the latest frame is
-  processed when the model is slower than the camera.
+  processed when the model is slower than the camera. An RGB-D model also reads the aligned
+  depth image of the same stamp (within ``depth_slop``; 16UC1 mm or 32FC1 m, checked as
+  pose_node checks it) and the colour camera_info (focal length); without a matching, usable,
+  same-size depth image it warns and segments from colour alone.
 - ``ground_truth``: republishes the simulator's true masks pair (realsense_node ``source: sim``)
   on the same output topics, to evaluate the pose stage alone.
 
@@ -24,17 +27,18 @@ from collections import deque
 import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 from vision_msgs.msg import Detection2DArray
 
 from genpose_ros.ros.conversions import ImageConversionError, image_to_rgb
+from genpose_ros.ros.frame_input import InputProblem, read_depth_mm
 from genpose_ros.ros.masks import MaskMessageError, decode_masks, encode_masks
 from genpose_ros.ros.params import declare
 from genpose_ros.ros.problems import ProblemLog
 from genpose_ros.paths import resolve
 from genpose_ros.ros.qos import qos_from_name
 from genpose_ros.ros.spin import run_node
-from genpose_ros.ros.sync import ApproximateSync, Worker
+from genpose_ros.ros.sync import ApproximateSync, Worker, stamp_ns
 
 SOURCES = ("maskrcnn", "ground_truth")
 COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8")  # grey is refused: the model needs colour
@@ -49,6 +53,9 @@ PARAMS = {
     "expected_width": 0,           # > 0: frames of another size are rejected with a warning
     "expected_height": 0,
     "color_topic": "/camera/camera/color/image_raw",
+    "depth_topic": "/camera/camera/aligned_depth_to_color/image_raw",   # RGB-D models only
+    "camera_info_topic": "/camera/camera/color/camera_info",            # RGB-D models only
+    "depth_slop": 0.02,            # s, largest colour/depth stamp difference accepted
     "gt_masks_topic": "/camera/camera/ground_truth/masks",
     "gt_detections_2d_topic": "/camera/camera/ground_truth/detections_2d",
     "gt_slop": 0.0,                # s, pairing of the ground-truth masks and detections
@@ -83,8 +90,14 @@ class MaskRCNNNode(Node):
                 torch.set_num_threads(p["threads"])
             self.load_weights(p["weights"])
             self.worker = Worker(self._segment_safe, name="maskrcnn_worker")
+            self.depths: deque[Image] = deque(maxlen=8)     # recent depth frames, newest last
+            self.fx: float | None = None
             self._subs = [self.create_subscription(Image, p["color_topic"],
-                                                   self.worker.slot.put, in_qos)]
+                                                   self.worker.slot.put, in_qos),
+                          self.create_subscription(Image, p["depth_topic"],
+                                                   lambda m: self.depths.append(m), in_qos),
+                          self.create_subscription(CameraInfo, p["camera_info_topic"],
+                                                   self._on_camera_info, in_qos)]
             self.add_on_set_parameters_callback(self._on_params)
         else:
             self.worker = None
@@ -104,11 +117,17 @@ class MaskRCNNNode(Node):
         """(Re)load the Mask R-CNN; on failure keep the previous model and warn."""
         from genpose_ros.segmentation.model import CheckpointError, Segmenter
 
+        thresholds = {"score_threshold": self.p["score_threshold"],
+                      "mask_threshold": self.p["mask_threshold"]}
         try:
-            path = resolve(weights)
-            seg = Segmenter.from_checkpoint(path, self.p["device"],
-                                            score_threshold=self.p["score_threshold"],
-                                            mask_threshold=self.p["mask_threshold"])
+            if weights == "coco":   # torchvision's COCO model: bottle, bowl, cup -> mug, laptop
+                from genpose_ros.segmentation.coco import coco_segmenter
+
+                path, seg = "coco (torchvision, ResNet-50 FPN)", coco_segmenter(
+                    self.p["device"], **thresholds)
+            else:
+                path = resolve(weights)
+                seg = Segmenter.from_checkpoint(path, self.p["device"], **thresholds)
         except (CheckpointError, FileNotFoundError, OSError, RuntimeError) as exc:
             self.weights_error = str(exc)
             self.warn(f"Mask R-CNN weights not loaded: {exc}"
@@ -154,7 +173,8 @@ class MaskRCNNNode(Node):
             raise ValueError(f"wrong image size {msg.width}x{msg.height}, expected {ew}x{eh}")
         rgb = image_to_rgb(msg, COLOR_ENCODINGS)
         t0 = time.perf_counter()
-        dets = self.segmenter.predict(rgb)        # best first
+        depth = self.matching_depth(msg, rgb.shape[:2]) if self.segmenter.uses_depth else None
+        dets = self.segmenter.predict(rgb, depth, fx=self.fx)        # best first
         ids = np.zeros(rgb.shape[:2], np.uint16)
         for k in range(len(dets) - 1, -1, -1):    # the higher score owns overlapping pixels
             ids[dets[k].mask] = k + 1
@@ -164,6 +184,34 @@ class MaskRCNNNode(Node):
         self.pub_det2d.publish(det2d)
         self.latencies.append(time.perf_counter() - t0)
         self.frames_done += 1
+
+    def _on_camera_info(self, msg: CameraInfo):
+        fx = float(msg.k[0])
+        self.fx = fx if np.isfinite(fx) and fx > 0 else None
+
+    def matching_depth(self, color: Image, shape: tuple[int, int]) -> np.ndarray | None:
+        """The depth image (uint16 mm) stamped within ``depth_slop`` of ``color``, or None with
+        a warning saying why (the frame is then segmented from colour alone)."""
+        t = stamp_ns(color)
+        best = min(self.depths, key=lambda d: abs(stamp_ns(d) - t), default=None)
+        if best is None or abs(stamp_ns(best) - t) > self.p["depth_slop"] * 1e9:
+            gap = "no depth image received" if best is None else (
+                f"nearest depth image {abs(stamp_ns(best) - t) / 1e6:.0f} ms away "
+                f"(depth_slop {self.p['depth_slop'] * 1e3:.0f} ms)")
+            self.warn(f"RGB-D model: {gap} on {self.p['depth_topic']}; segmenting from colour "
+                      f"alone")
+            return None
+        try:
+            depth, note = read_depth_mm(best)
+            if note:
+                self.warn(note)
+            if depth.shape != tuple(shape):
+                raise ValueError(f"depth image is {depth.shape[1]}x{depth.shape[0]} px, colour "
+                                 f"{shape[1]}x{shape[0]} px (use depth aligned to colour)")
+        except (ImageConversionError, InputProblem, ValueError) as exc:
+            self.warn(f"RGB-D model: depth image unusable ({exc}); segmenting from colour alone")
+            return None
+        return depth
 
     def _republish_gt(self, masks: Image, det2d: Detection2DArray):
         try:

@@ -1,13 +1,17 @@
-"""Mask AP (COCO-style, numpy) and CPU latency of the Mask R-CNN segmenter.
+"""Mask AP (COCO-style, numpy), class confusion and CPU latency of the Mask R-CNN segmenter.
 
     python -m genpose_ros.segmentation.evaluate --weights models/maskrcnn_light.pt \\
-        --data data/synth/test --json /tmp/seg_eval.json
+        --data data/synth/test --json /tmp/seg_eval.json --confusion /tmp/seg_confusion.png
 
 AP follows the COCO protocol for segmentation, without crowd regions or area ranges: per
 category and IoU threshold (0.50:0.05:0.95), detections of all images sorted by score, each
 matched greedily to the unmatched ground-truth mask of highest mask IoU, precision made
 monotone and sampled at 101 recall points. ``AP`` is the mean over the ten thresholds,
 ``AP50`` the value at 0.5; the ``mean`` row averages the categories that have ground truth.
+
+The confusion matrix counts, at the node's score threshold (0.5), what became of each true
+object (the category of the detection covering it best with mask IoU >= 0.5, or "missed")
+and, in its last row, the detections that cover no object ("background": false positives).
 """
 from __future__ import annotations
 
@@ -112,40 +116,107 @@ class MaskAPAccumulator:
         return out
 
 
-def evaluate(segmenter, frames, limit: int | None = None, progress: bool = True) -> dict:
+class Confusion:
+    """Counts ``[true row, predicted column]``: rows = categories + "background" (false
+    positives), columns = categories + "missed"."""
+
+    def __init__(self, categories=CATEGORIES, score_threshold: float = 0.5, iou: float = 0.5):
+        self.categories = list(categories)
+        self.rows = self.categories + ["background"]
+        self.cols = self.categories + ["missed"]
+        self.counts = np.zeros((len(self.rows), len(self.cols)), np.int64)
+        self.score_threshold, self.iou = score_threshold, iou
+
+    def add(self, pred_masks, pred_categories, pred_scores, gt_masks, gt_categories) -> None:
+        keep = [i for i, s in enumerate(pred_scores) if s >= self.score_threshold]
+        shapes = [np.shape(m) for m in list(gt_masks) + list(pred_masks)]
+        if not shapes:
+            return
+        pixels = int(np.prod(shapes[0]))
+        pred = np.asarray([pred_masks[i] for i in keep], bool).reshape(len(keep), pixels)
+        gt = np.asarray(gt_masks, bool).reshape(len(gt_categories), pixels)
+        ious = mask_iou(pred, gt)                                       # (P, G)
+        covered = np.zeros(len(keep), bool)
+        for g, cat in enumerate(gt_categories):
+            p = int(ious[:, g].argmax()) if len(keep) else -1
+            if p >= 0 and ious[p, g] >= self.iou:
+                covered[p] = True
+                col = self.cols.index(pred_categories[keep[p]])
+            else:
+                col = len(self.cols) - 1
+            self.counts[self.rows.index(cat), col] += 1
+        for p in np.flatnonzero(~covered):
+            if len(gt_categories) == 0 or ious[p].max() < self.iou:
+                self.counts[-1, self.cols.index(pred_categories[keep[p]])] += 1
+
+    def as_dict(self) -> dict:
+        return {"rows": self.rows, "columns": self.cols, "counts": self.counts.tolist(),
+                "score_threshold": self.score_threshold, "mask_iou": self.iou}
+
+    def plot(self, path, title: str = "") -> None:
+        """A row-normalised heat map with the counts written in the cells (PNG)."""
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        frac = self.counts / np.maximum(self.counts.sum(1, keepdims=True), 1)
+        fig, ax = plt.subplots(figsize=(7.5, 6))
+        ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
+        for r in range(len(self.rows)):
+            for c in range(len(self.cols)):
+                if self.counts[r, c]:
+                    ax.text(c, r, str(self.counts[r, c]), ha="center", va="center",
+                            color="white" if frac[r, c] > 0.5 else "black", fontsize=9)
+        ax.set_xticks(range(len(self.cols)), self.cols, rotation=30, ha="right")
+        ax.set_yticks(range(len(self.rows)), self.rows)
+        ax.set_xlabel("predicted (score >= %.2g, mask IoU >= %.2g)" % (self.score_threshold, self.iou))
+        ax.set_ylabel("true object")
+        ax.set_title(title or "segmentation confusion (counts; colour: fraction of the row)")
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+
+
+def evaluate(segmenter, frames, limit: int | None = None, progress: bool = True,
+             confusion: Confusion | None = None) -> dict:
     """Mask AP of ``segmenter`` on ``frames`` (NOCS prefixes or ``Frame`` objects), plus the
-    mean wall-clock time of ``predict`` per frame (seconds)."""
+    mean wall-clock time of ``predict`` per frame (seconds); fills ``confusion`` if given."""
     from tqdm import tqdm
 
+    from genpose_ros.data import nocs_io
     from genpose_ros.segmentation.targets import frame_targets
 
     frames = list(frames)[:limit] if limit else list(frames)
     acc, times = MaskAPAccumulator(), []
     for f in tqdm(frames, desc="mask AP", disable=not progress):
         if isinstance(f, str):
-            from genpose_ros.data import nocs_io
-
             f = nocs_io.read_frame(f)
         t = time.perf_counter()
-        dets = segmenter.predict(f.color, score_threshold=0.05)
+        dets = segmenter.predict(f.color, f.depth, fx=f.intrinsics.fx, score_threshold=0.05)
         times.append(time.perf_counter() - t)
         gt_masks, gt_labels, _ = frame_targets(f.mask, f.instances, min_pixels=1)
-        acc.add([d.mask for d in dets], [d.category for d in dets], [d.score for d in dets],
+        pred = ([d.mask for d in dets], [d.category for d in dets], [d.score for d in dets],
                 gt_masks, [CATEGORIES[k - 1] for k in gt_labels])
+        acc.add(*pred)
+        if confusion is not None:
+            confusion.add(*pred)
     table = acc.table()
     table["n_images"] = acc.n_images
     table["predict_s_mean"] = float(np.mean(times)) if times else float("nan")
+    if confusion is not None:
+        table["confusion"] = confusion.as_dict()
     return table
 
 
-def latency(segmenter, rgb: np.ndarray, n: int = 20, warmup: int = 3) -> dict:
+def latency(segmenter, rgb: np.ndarray, depth: np.ndarray | None = None, n: int = 20,
+            warmup: int = 3) -> dict:
     """Wall-clock ``predict`` time on one frame: median / mean / p90 seconds over ``n`` runs."""
     for _ in range(warmup):
-        segmenter.predict(rgb)
+        segmenter.predict(rgb, depth)
     ts = []
     for _ in range(n):
         t = time.perf_counter()
-        segmenter.predict(rgb)
+        segmenter.predict(rgb, depth)
         ts.append(time.perf_counter() - t)
     ts = np.array(ts)
     return {"median_s": float(np.median(ts)), "mean_s": float(ts.mean()),
@@ -174,21 +245,24 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--latency-runs", type=int, default=20)
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--confusion", help="write the confusion matrix PNG here")
     args = parser.parse_args(argv)
 
     import torch
 
+    from genpose_ros.data import nocs_io
     from genpose_ros.segmentation.model import Segmenter
     from genpose_ros.segmentation.targets import list_frames
 
     torch.set_num_threads(args.threads)
     seg = Segmenter.from_checkpoint(args.weights, args.device)
     frames = list_frames(args.data)
-    table = evaluate(seg, frames, args.limit)
-    from genpose_ros.data import nocs_io
-
+    confusion = Confusion()
+    table = evaluate(seg, frames, args.limit, confusion=confusion)
+    if args.confusion:
+        confusion.plot(args.confusion)
     first = nocs_io.read_frame(frames[0])
-    table["latency"] = latency(seg, first.color, args.latency_runs)
+    table["latency"] = latency(seg, first.color, first.depth, args.latency_runs)
     table["latency"].update(threads=args.threads, device=args.device,
                             image=f"{first.color.shape[1]}x{first.color.shape[0]}")
     print(format_table(table))

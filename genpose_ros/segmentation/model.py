@@ -6,10 +6,15 @@ The network is torchvision's ``MaskRCNN`` on a MobileNetV3-Large backbone with a
 Class ids follow NOCS: 0 = background, ``CATEGORIES[i]`` = i + 1.
 
     seg = Segmenter.from_checkpoint("models/maskrcnn_light.pt", device="cpu")
-    detections = seg.predict(rgb)        # rgb: (H, W, 3) uint8 -> list[Detection2D]
+    detections = seg.predict(rgb, depth)  # (H, W, 3) uint8, (H, W) uint16 mm -> [Detection2D]
 
-Training, evaluation and latency live in ``segmentation.train`` / ``segmentation.evaluate``;
-checkpoints use the shared safe core of ``genpose_ros.checkpoint``.
+The input is RGB plus four depth-derived channels (``SegmenterConfig.input == "rgbd"``, see
+``segmentation.inputs``) or RGB alone (``"rgb"``, the format of version-1 checkpoints).
+
+Training frames live in ``segmentation.data`` / ``segmentation.targets``, training in
+``segmentation.train`` (the entry of ``genpose train --task segmentation``), mask AP,
+confusion and latency in ``segmentation.evaluate``; checkpoints use the shared safe core of
+``genpose_ros.checkpoint``.
 An optional detectron2 backend (``Detectron2Segmenter``) is used only where detectron2 is
 installed; it is not part of the tested, shipped path.
 """
@@ -25,12 +30,14 @@ from torch import nn
 from genpose_ros import CATEGORIES
 from genpose_ros.checkpoint import CheckpointError, check_format, load_state, read_file, save_file
 from genpose_ros.config import checked
+from genpose_ros.segmentation.inputs import (D435_FX, check_depth, check_mode, check_rgb,
+                                             input_normalisation, stack_input)
 
 __all__ = ["CheckpointError", "Detection2D", "Segmenter", "SegmenterConfig", "build_model", "load_checkpoint",
-           "save_checkpoint"]
+           "save_checkpoint", "transfer_weights"]
 
 CHECKPOINT_FORMAT = "genpose_ros.maskrcnn_light"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2     # 2: ``input`` in the config (version 1 was RGB only)
 WHAT = "Mask R-CNN checkpoint"
 
 
@@ -38,9 +45,11 @@ WHAT = "Mask R-CNN checkpoint"
 class SegmenterConfig:
     """Architecture and input-size settings; stored in every checkpoint."""
 
-    min_size: int = 224                 # short side of the network input at test time, px
-    max_size: int = 299                 # long-side cap, px (640x480 -> 299x224)
-    train_min_sizes: tuple = (192, 208, 224, 240, 256)   # multi-scale training, px
+    input: str = "rgbd"                 # "rgbd" (RGB + depth channels) or "rgb"
+    backbone: str = "mobilenet_v3"      # "mobilenet_v3" (light, below) or "resnet50" (COCO's)
+    min_size: int = 320                 # short side of the network input at test time, px
+    max_size: int = 427                 # long-side cap, px (640x480 -> 427x320)
+    train_min_sizes: tuple = (272, 288, 304, 320, 336, 352)   # multi-scale training, px
     width_mult: float = 1.0             # MobileNetV3 channel multiplier
     fpn_channels: int = 128
     box_representation: int = 512       # width of the two-layer box head
@@ -74,7 +83,12 @@ class Detection2D:
 
 
 def build_model(cfg: SegmenterConfig = SegmenterConfig()) -> nn.Module:
-    """A randomly initialised light ``torchvision.models.detection.MaskRCNN`` (no downloads)."""
+    """A randomly initialised ``torchvision.models.detection.MaskRCNN`` (no downloads): the
+    light MobileNetV3 one, or torchvision's ResNet-50 FPN one (``backbone="resnet50"``)."""
+    if cfg.backbone == "resnet50":
+        return _build_resnet50(cfg)
+    if cfg.backbone != "mobilenet_v3":
+        raise ValueError(f"unknown backbone {cfg.backbone!r}; known: mobilenet_v3, resnet50")
     from torchvision.models import mobilenet_v3_large
     from torchvision.models.detection import MaskRCNN
     from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -84,8 +98,12 @@ def build_model(cfg: SegmenterConfig = SegmenterConfig()) -> nn.Module:
     from torchvision.ops import MultiScaleRoIAlign
     from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
+    n_in = check_mode(cfg.input)
     features = mobilenet_v3_large(weights=None, width_mult=cfg.width_mult,
                                   norm_layer=nn.BatchNorm2d).features
+    stem = features[0][0]
+    features[0][0] = nn.Conv2d(n_in, stem.out_channels, stem.kernel_size, stem.stride,
+                               stem.padding, bias=False)
     # Last block of each resolution: strides 8, 16 and 32.
     stage_ends = [i - 1 for i, b in enumerate(features) if getattr(b, "_is_cn", False)]
     stage_ends = stage_ends[2:] + [len(features) - 1]          # (stride 8, stride 16, stride 32)
@@ -101,9 +119,10 @@ def build_model(cfg: SegmenterConfig = SegmenterConfig()) -> nn.Module:
     names = [str(k) for k in range(len(stage_ends))]
     box_pool = MultiScaleRoIAlign(names, output_size=7, sampling_ratio=2)
     mask_pool = MultiScaleRoIAlign(names, output_size=14, sampling_ratio=2)
+    mean, std = input_normalisation(cfg.input)
     return MaskRCNN(
         backbone, num_classes=None,
-        min_size=cfg.train_min_sizes, max_size=cfg.max_size,
+        min_size=cfg.train_min_sizes, max_size=cfg.max_size, image_mean=mean, image_std=std,
         rpn_anchor_generator=anchors,
         rpn_pre_nms_top_n_train=600, rpn_post_nms_top_n_train=300,
         rpn_pre_nms_top_n_test=300, rpn_post_nms_top_n_test=100,
@@ -116,6 +135,20 @@ def build_model(cfg: SegmenterConfig = SegmenterConfig()) -> nn.Module:
         mask_predictor=MaskRCNNPredictor(cfg.mask_layers[-1], cfg.mask_layers[-1],
                                          cfg.num_classes),
     )
+
+
+def _build_resnet50(cfg: SegmenterConfig) -> nn.Module:
+    from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+    mean, std = input_normalisation(cfg.input)
+    model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None,
+                                  num_classes=cfg.num_classes, min_size=cfg.train_min_sizes,
+                                  max_size=cfg.max_size, image_mean=mean, image_std=std,
+                                  box_detections_per_img=cfg.detections_per_image)
+    stem = model.backbone.body.conv1
+    model.backbone.body.conv1 = nn.Conv2d(check_mode(cfg.input), stem.out_channels,
+                                          stem.kernel_size, stem.stride, stem.padding, bias=False)
+    return model
 
 
 def set_test_size(model: nn.Module, cfg: SegmenterConfig) -> None:
@@ -156,13 +189,42 @@ def load_checkpoint(path: str | Path,
         raise CheckpointError(f"{path} was trained for categories {ckpt.get('categories')}, "
                               f"expected {list(CATEGORIES)}")
     try:
-        cfg = SegmenterConfig.from_dict(ckpt["config"])
+        config = dict(ckpt["config"])
+        if ckpt.get("version", 1) < 2:
+            config.setdefault("input", "rgb")
+        cfg = SegmenterConfig.from_dict(config)
+        check_mode(cfg.input)
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: bad model config ({exc})") from exc
     model = build_model(cfg)
     load_state(model, {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}, path, WHAT)
     set_test_size(model, cfg)
     return model.to(device).eval(), cfg, ckpt
+
+
+def transfer_weights(model: nn.Module, state: dict) -> list[str]:
+    """Copy ``state`` into ``model`` wherever names and shapes fit; a first convolution with
+    fewer input channels (an RGB checkpoint into an RGB-D model) fills the first channels and
+    leaves the others zero, so the new model starts as the old one. Returns the names of the
+    model's tensors that were left as initialised."""
+    own = model.state_dict()
+    left = []
+    for name, target in own.items():
+        src = state.get(name)
+        if src is None:
+            left.append(name)
+            continue
+        src = src.to(target.dtype)
+        if src.shape == target.shape:
+            target.copy_(src)
+        elif (target.dim() == 4 and src.dim() == 4 and src.shape[0] == target.shape[0]
+              and src.shape[1] < target.shape[1] and src.shape[2:] == target.shape[2:]):
+            target.zero_()
+            target[:, :src.shape[1]] = src
+        else:
+            left.append(name)
+    model.load_state_dict(own)
+    return left
 
 
 def _plain(x):
@@ -180,22 +242,18 @@ def _plain(x):
 
 def rgb_to_tensor(rgb: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 RGB -> (3, H, W) float32 in [0, 1]; ``ValueError`` for anything else."""
-    if not isinstance(rgb, np.ndarray):
-        raise ValueError(f"expected a numpy RGB image, got {type(rgb).__name__}")
-    if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"expected an (H, W, 3) RGB image, got shape {rgb.shape}")
-    if rgb.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 RGB image, got dtype {rgb.dtype}")
-    if min(rgb.shape[:2]) < 16:
-        raise ValueError(f"image of {rgb.shape[1]}x{rgb.shape[0]} px is too small to segment")
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
+    return stack_input(rgb, None, mode="rgb")
 
 
 class Segmenter:
     """Instance segmentation of one RGB frame into NOCS-category masks."""
 
     def __init__(self, model: nn.Module, cfg: SegmenterConfig, device: str = "cpu",
-                 score_threshold: float = 0.5, mask_threshold: float = 0.5):
+                 score_threshold: float = 0.5, mask_threshold: float = 0.5,
+                 label_map: dict[int, str] | None = None):
+        """``label_map``: network class id -> NOCS category (default: NOCS ids 1..6); classes
+        not in it are dropped (a COCO model's person, chair, ...)."""
+        self.label_map = label_map or {k + 1: c for k, c in enumerate(CATEGORIES)}
         self.model = model.to(device).eval()
         self.cfg = cfg
         self.device = device
@@ -208,21 +266,57 @@ class Segmenter:
         model, cfg, _ = load_checkpoint(path, device)
         return cls(model, cfg, device, **kwargs)
 
+    @property
+    def uses_depth(self) -> bool:
+        return self.cfg.input == "rgbd"
+
     @torch.inference_mode()
-    def predict(self, rgb: np.ndarray, score_threshold: float | None = None) -> list[Detection2D]:
-        """(H, W, 3) uint8 RGB -> detections with score >= threshold, best first."""
-        x = rgb_to_tensor(rgb).to(self.device)
+    def predict(self, rgb: np.ndarray, depth: np.ndarray | None = None, fx: float | None = None,
+                score_threshold: float | None = None) -> list[Detection2D]:
+        """(H, W, 3) uint8 RGB (+ (H, W) uint16 depth in mm aligned to it, for an RGB-D model;
+        ``fx`` its focal length in px) -> detections with score >= threshold, best first.
+        An RGB-D model given no depth runs on colour alone (depth channels zero); a depth image
+        of another size or type raises ``ValueError``, as does a bad colour image."""
+        rgb = check_rgb(rgb)
+        h, w = rgb.shape[:2]
+        if depth is not None and self.uses_depth:
+            check_depth(depth, (h, w))
+        # Shrink to the network's input size here, so the depth channels are computed at that
+        # size (cheap) and the network's own resize step has nothing left to do.
+        scale = min(1.0, self.cfg.min_size / min(h, w), self.cfg.max_size / max(h, w))
+        rgb_s, depth_s = resize_input(rgb, depth if self.uses_depth else None, scale)
+        fx = (D435_FX * w / 640.0 if fx is None else float(fx)) * scale
+        x = stack_input(rgb_s, depth_s, fx=fx, mode=self.cfg.input).to(self.device)
         thr = self.score_threshold if score_threshold is None else float(score_threshold)
         # Filter inside the ROI heads, so masks are only computed and pasted for kept boxes.
         self.model.roi_heads.score_thresh = min(max(thr, 1e-3), 0.999)
         out = self.model([x])[0]
-        keep = out["scores"] >= thr
-        masks = (out["masks"][keep, 0] >= self.mask_threshold).cpu().numpy()   # (N, H, W)
+        known = torch.tensor([int(c) in self.label_map for c in out["labels"]], dtype=torch.bool)
+        keep = (out["scores"] >= thr) & known.to(out["scores"].device)
+        soft = out["masks"][keep]                                              # (N, 1, h, w)
+        if soft.shape[-2:] != (h, w) and len(soft):
+            soft = torch.nn.functional.interpolate(soft, size=(h, w), mode="bilinear",
+                                                   align_corners=False)
+        masks = (soft[:, 0] >= self.mask_threshold).cpu().numpy().reshape(-1, h, w)
         labels = out["labels"][keep].cpu().numpy()
         scores = out["scores"][keep].cpu().numpy()
-        boxes = out["boxes"][keep].cpu().numpy().astype(np.float32)
-        return [Detection2D(mask=m, category=CATEGORIES[int(c) - 1], score=float(s), box=b)
+        boxes = (out["boxes"][keep].cpu().numpy() / scale).astype(np.float32)
+        return [Detection2D(mask=m, category=self.label_map[int(c)], score=float(s), box=b)
                 for m, c, s, b in zip(masks, labels, scores, boxes)]
+
+
+def resize_input(rgb: np.ndarray, depth: np.ndarray | None,
+                 scale: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """Colour (area averaging) and depth (nearest: no invented depths at edges) scaled."""
+    if scale >= 1.0:
+        return rgb, depth
+    import cv2
+
+    size = (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale))
+    rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    if depth is not None:
+        depth = cv2.resize(depth, size, interpolation=cv2.INTER_NEAREST)
+    return rgb, depth
 
 
 def instance_image(detections: list[Detection2D], shape: tuple[int, int]) -> np.ndarray:
@@ -271,12 +365,12 @@ class Detectron2Segmenter:
         cfg.INPUT.FORMAT = "RGB"
         self.predictor = DefaultPredictor(cfg)
 
-    def predict(self, rgb: np.ndarray, score_threshold: float | None = None) -> list[Detection2D]:
-        rgb_to_tensor(rgb)  # same input checks as the torchvision backend
+    def predict(self, rgb: np.ndarray, depth: np.ndarray | None = None, fx: float | None = None,
+                score_threshold: float | None = None) -> list[Detection2D]:
+        rgb_to_tensor(rgb)  # same input checks as the torchvision backend (colour only)
         inst = self.predictor(rgb)["instances"].to("cpu")
         thr = 0.0 if score_threshold is None else score_threshold
         return [Detection2D(mask=m.numpy().astype(bool), category=CATEGORIES[int(c)],
                             score=float(s), box=b.numpy().astype(np.float32))
                 for m, c, s, b in zip(inst.pred_masks, inst.pred_classes, inst.scores,
                                       inst.pred_boxes.tensor) if s >= thr]
-

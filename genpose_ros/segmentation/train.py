@@ -13,69 +13,20 @@ flipped left-right; the network picks one of ``train_min_sizes`` per step (multi
 from __future__ import annotations
 
 import math
+import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from genpose_ros.segmentation.model import (TINY_CONFIG, CheckpointError, SegmenterConfig, build_model,
-                                             load_checkpoint, save_checkpoint, set_test_size)
-from genpose_ros.segmentation.targets import frame_targets, list_frames
-
-class SegmentationDataset(Dataset):
-    """(image (3, h, w) float in [0, 1], target dict) pairs for torchvision's Mask R-CNN.
-
-    ``frames``: NOCS-layout frame prefixes (read with ``nocs_io.read_frame``) or in-memory
-    objects with ``color``, ``mask`` and ``instances`` (``Frame``). Images are resized so the
-    short side is ``short_side`` px; with ``augment``, colour jitter and left-right flips.
-    """
-
-    def __init__(self, frames, short_side: int = 288, augment: bool = False, seed: int = 0):
-        self.frames = frames if hasattr(frames, "__getitem__") else list(frames)
-        if len(self.frames) == 0:
-            raise ValueError("SegmentationDataset needs at least one frame")
-        self.short_side = int(short_side)
-        self.augment = augment
-        self.rng = np.random.default_rng(seed)
-        if augment:
-            from torchvision.transforms import ColorJitter
-
-            self.jitter = ColorJitter(brightness=0.35, contrast=0.35, saturation=0.35, hue=0.05)
-
-    def __len__(self) -> int:
-        return len(self.frames)
-
-    def _frame(self, i):
-        f = self.frames[i]
-        if isinstance(f, (str, Path)):
-            from genpose_ros.data import nocs_io
-
-            f = nocs_io.read_frame(f)
-        return f
-
-    def __getitem__(self, i):
-        import cv2
-
-        f = self._frame(i)
-        color, mask = np.asarray(f.color), np.asarray(f.mask)
-        h, w = mask.shape
-        s = self.short_side / min(h, w)
-        if s < 1.0:
-            size = (round(w * s), round(h * s))
-            color = cv2.resize(color, size, interpolation=cv2.INTER_AREA)
-            mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
-        if self.augment and self.rng.random() < 0.5:
-            color, mask = color[:, ::-1], mask[:, ::-1]
-        masks, labels, boxes = frame_targets(np.ascontiguousarray(mask), f.instances)
-        image = torch.from_numpy(np.ascontiguousarray(color)).permute(2, 0, 1).float() / 255.0
-        if self.augment:
-            image = self.jitter(image).clamp_(0.0, 1.0)
-        target = {"boxes": torch.from_numpy(boxes), "labels": torch.from_numpy(labels),
-                  "masks": torch.from_numpy(masks.astype(np.uint8))}
-        return image, target
+from genpose_ros.segmentation.data import SegmentationDataset
+from genpose_ros.segmentation.model import (TINY_CONFIG, CheckpointError, SegmenterConfig,
+                                            build_model, load_checkpoint, save_checkpoint,
+                                            set_test_size, transfer_weights)
+from genpose_ros.segmentation.targets import list_frames
 
 
 def _collate(batch):
@@ -101,8 +52,14 @@ def output_paths(out: str | Path) -> tuple[Path, Path]:
 def train(frames, out: str | Path, steps: int, batch_size: int = 4, lr: float = 1e-3,
           device: str = "cpu", seed: int = 0, resume: str | Path | None = None,
           cfg: SegmenterConfig = SegmenterConfig(), save_every: int = 500,
-          log_every: int = 50, progress: bool = True, time_budget_s: float | None = None) -> Path:
+          log_every: int = 50, progress: bool = True, time_budget_s: float | None = None,
+          init: str | Path | None = None, workers: int = 0, keep_snapshots: bool = False) -> Path:
     """Train (or continue training) on ``frames``; returns the weights file path.
+
+    ``init``: start from another checkpoint's weights where they fit (``transfer_weights``:
+    e.g. the RGB model into an RGB-D one), or from torchvision's COCO model (``"coco"``, with
+    ``cfg.backbone == "resnet50"``); ``workers``: data-loading processes;
+    ``keep_snapshots``: also keep the weights of every save as ``step_<N>.pt`` beside them.
 
     ``time_budget_s``: stop after this many seconds of this run even before ``steps``; the
     learning-rate schedule then follows whichever of steps and time is further along.
@@ -115,6 +72,15 @@ def train(frames, out: str | Path, steps: int, batch_size: int = 4, lr: float = 
     torch.manual_seed(seed)
     weights_path, state_path = output_paths(out)
     model = build_model(cfg)
+    if init and not resume:
+        if str(init) == "coco":
+            from genpose_ros.segmentation.coco import load_coco_state, nocs_init_state
+
+            state = nocs_init_state(load_coco_state())
+        else:
+            state = load_checkpoint(init, "cpu")[0].state_dict()
+        left = transfer_weights(model, state)
+        print(f"initialised from {init}; {len(left)} tensors kept fresh", file=sys.stderr)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     start = 0
     if resume:
@@ -131,10 +97,12 @@ def train(frames, out: str | Path, steps: int, batch_size: int = 4, lr: float = 
         start = int(ckpt.get("step", 0))
     model.to(device).train()
     dataset = SegmentationDataset(frames, short_side=max(cfg.train_min_sizes), augment=True,
-                                  seed=seed)
+                                  seed=seed + start, mode=cfg.input)
     loader = DataLoader(dataset, batch_size=min(batch_size, len(dataset)), shuffle=True,
-                        collate_fn=_collate, drop_last=True,
-                        generator=torch.Generator().manual_seed(seed))
+                        collate_fn=_collate, drop_last=True, num_workers=workers,
+                        worker_init_fn=dataset.worker_init if workers else None,
+                        persistent_workers=workers > 0,
+                        generator=torch.Generator().manual_seed(seed + start))
     warmup = min(300, max(1, steps // 10))
     batches, running, t0 = iter(loader), {}, time.time()
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="mask r-cnn",
@@ -177,6 +145,8 @@ def train(frames, out: str | Path, steps: int, batch_size: int = 4, lr: float = 
                   + f" ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
         if done % save_every == 0 or done == steps:
             _save(model, cfg, opt, done, weights_path, state_path)
+            if keep_snapshots:
+                shutil.copyfile(weights_path, weights_path.with_name(f"step_{done}.pt"))
     bar.close()
     if start >= steps:
         _save(model, cfg, opt, start, weights_path, state_path)
@@ -195,6 +165,12 @@ def _save(model, cfg, opt, step, weights_path, state_path):
 DEFAULTS = {"steps": 20000, "batch_size": 2, "lr": 1e-3}
 
 
+def frames_of(folders) -> list[str]:
+    """Frame prefixes of one folder or a list of folders."""
+    folders = [folders] if isinstance(folders, (str, Path)) else list(folders)
+    return [f for folder in folders for f in list_frames(folder)]
+
+
 def train_main(args) -> int:
     """Entry point of ``genpose train --task segmentation`` (the argparse namespace of train.py:
     data, out, steps, batch_size, lr, device, seed, resume; optional val, threads,
@@ -208,17 +184,21 @@ def train_main(args) -> int:
     if threads:
         torch.set_num_threads(int(threads))
     cfg = TINY_CONFIG if getattr(args, "seg_config", None) == "tiny" else SegmenterConfig()
+    if getattr(args, "init", None) == "coco":   # COCO's ResNet-50 FPN at its own input size
+        cfg = replace(cfg, backbone="resnet50", min_size=480, max_size=640,
+                      train_min_sizes=(416, 448, 480))
     resume = getattr(args, "resume", None)
-    path = train(list_frames(args.data), args.out, steps=int(opt["steps"]),
+    path = train(frames_of(args.data), args.out, steps=int(opt["steps"]),
                  batch_size=int(opt["batch_size"]), lr=float(opt["lr"]), device=device,
                  seed=int(getattr(args, "seed", 0) or 0), resume=resume, cfg=cfg,
                  save_every=int(getattr(args, "save_every", None) or 500),
-                 time_budget_s=getattr(args, "time_budget", None))
+                 time_budget_s=getattr(args, "time_budget", None),
+                 init=getattr(args, "init", None), workers=int(getattr(args, "workers", 0) or 0))
     print(f"Mask R-CNN weights: {path}")
     if getattr(args, "val", None):
         from genpose_ros.segmentation.model import Segmenter
         from genpose_ros.segmentation.evaluate import evaluate, format_table
 
-        table = evaluate(Segmenter.from_checkpoint(path, device), list_frames(args.val), limit=100)
+        table = evaluate(Segmenter.from_checkpoint(path, device), frames_of(args.val), limit=100)
         print(format_table(table))
     return 0

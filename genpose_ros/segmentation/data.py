@@ -1,0 +1,66 @@
+"""Training frames of the segmenter: NOCS-layout frames -> domain-randomised network inputs
+and Mask R-CNN targets (``segmentation.targets``)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from genpose_ros.segmentation.model import resize_input
+from genpose_ros.segmentation.targets import frame_targets
+
+class SegmentationDataset(Dataset):
+    """(input (C, h, w) float, target dict) pairs for torchvision's Mask R-CNN.
+
+    ``frames``: NOCS-layout frame prefixes (read with ``nocs_io.read_frame``) or in-memory
+    objects with ``color``, ``depth``, ``mask``, ``intrinsics`` and ``instances`` (``Frame``).
+    Frames are resized so the short side is ``short_side`` px; with ``augment`` they are
+    domain-randomised (``segmentation.augment``). ``mode`` is the network input, "rgb" or "rgbd".
+    """
+
+    def __init__(self, frames, short_side: int = 320, augment: bool = False, seed: int = 0,
+                 mode: str = "rgbd"):
+        self.frames = frames if hasattr(frames, "__getitem__") else list(frames)
+        if len(self.frames) == 0:
+            raise ValueError("SegmentationDataset needs at least one frame")
+        self.short_side = int(short_side)
+        self.augment = augment
+        self.mode = mode
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def _frame(self, i):
+        f = self.frames[i]
+        if isinstance(f, (str, Path)):
+            from genpose_ros.data import nocs_io
+
+            f = nocs_io.read_frame(f)
+        return f
+
+    def __getitem__(self, i):
+        import cv2
+
+        from genpose_ros.segmentation.augment import randomize
+        from genpose_ros.segmentation.inputs import stack_input
+
+        f = self._frame(i)
+        color, depth, mask = np.asarray(f.color), np.asarray(f.depth), np.asarray(f.mask)
+        h, w = mask.shape
+        s = min(1.0, self.short_side / min(h, w))
+        color, depth = resize_input(color, depth, s)
+        if s < 1.0:
+            mask = cv2.resize(mask, color.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+        if self.augment:
+            color, depth, mask = randomize(color, depth, mask, self.rng)
+        masks, labels, boxes = frame_targets(mask, f.instances)
+        image = stack_input(color, depth, fx=f.intrinsics.fx * s, mode=self.mode)
+        target = {"boxes": torch.from_numpy(boxes), "labels": torch.from_numpy(labels),
+                  "masks": torch.from_numpy(masks.astype(np.uint8))}
+        return image, target
+
+    def worker_init(self, worker_id: int) -> None:
+        self.rng = np.random.default_rng([int(self.rng.integers(1 << 31)), worker_id])
