@@ -193,6 +193,17 @@ def test_eval_command_on_nocs_folder(overfit_checkpoint, tmp_path):
     assert table["n_images"] == 2 and table["bowl"]["n_gt"] == 2 and table["mug"]["n_gt"] == 0
     assert table["bowl"]["AP50"] >= 0.5 and table["laptop"]["AP50"] >= 0.5, table
     assert table["latency"]["image"] == "128x96" and table["latency"]["median_s"] > 0
+    # the same through the genpose tool, with the confusion matrix beside the numbers
+    from genpose_ros import cli
+
+    assert cli.main(["eval", "--task", "segmentation", "--checkpoint", str(overfit_checkpoint),
+                     "--data", str(tmp_path / "test"), "--out", str(tmp_path / "cli"),
+                     "--threads", "1"]) == 0
+    again = json.loads((tmp_path / "cli" / "seg_eval.json").read_text())
+    assert again["bowl"]["AP"] == table["bowl"]["AP"]
+    counts = np.array(again["confusion"]["counts"])
+    assert counts[CATEGORIES.index("bowl"), CATEGORIES.index("bowl")] == 2
+    assert (tmp_path / "cli" / "seg_confusion.png").stat().st_size > 1000
 
 
 def test_shipped_weights_segment_a_rendered_scene():

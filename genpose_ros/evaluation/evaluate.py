@@ -29,6 +29,10 @@ from genpose_ros.arguments import add_checkpoint, add_threads, apply_threads, pa
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", choices=["pose", "segmentation"], default="pose",
+                   help="pose: NOCS pose metrics; segmentation: mask AP, confusion matrix and "
+                        "latency of the Mask R-CNN named by --checkpoint (default "
+                        "models/maskrcnn_light.pt; coco: torchvision's COCO model)")
     p.add_argument("--data", help="NOCS-layout split (sequences for --mode tracking)")
     p.add_argument("--mode", default=None,
                    help="estimator mode (genpose_ros.pose.estimator.MODES; default: config/estimator.yaml)")
@@ -113,11 +117,26 @@ def evaluate_estimator(args: argparse.Namespace, out: Path) -> tuple[dict, str]:
     return s, f"genpose eval: {args.mode} on {args.data}"
 
 
+def evaluate_segmenter(args: argparse.Namespace, out: Path) -> int:
+    """``--task segmentation``: seg_eval.json and seg_confusion.png in ``out``."""
+    from genpose_ros.segmentation.evaluate import report
+
+    if not args.data:
+        raise ValueError("--data is required")
+    apply_threads(args)
+    report(args.checkpoint or "models/maskrcnn_light.pt", args.data, args.max_frames, args.device,
+           json_path=out / "seg_eval.json", confusion_path=out / "seg_confusion.png",
+           threads=getattr(args, "threads", None))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from genpose_ros.evaluation import report
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.task == "segmentation":
+        return evaluate_segmenter(args, out)
     if args.score_results:
         records = read_records(args.score_results, allow_pickle=args.allow_pickle)
         s, title = report.summary(records, [], args.iou), f"results {args.score_results}"

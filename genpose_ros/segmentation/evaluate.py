@@ -1,5 +1,6 @@
 """Mask AP (COCO-style, numpy), class confusion and CPU latency of the Mask R-CNN segmenter.
 
+    genpose eval --task segmentation --data data/synth/test --out runs/seg_eval
     python -m genpose_ros.segmentation.evaluate --weights models/maskrcnn_light.pt \\
         --data data/synth/test --json /tmp/seg_eval.json --confusion /tmp/seg_confusion.png
 
@@ -19,6 +20,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -236,6 +238,36 @@ def format_table(table: dict) -> str:
     return "\n".join(rows)
 
 
+def report(weights, data, limit: int | None = None, device: str = "cpu", latency_runs: int = 20,
+           json_path=None, confusion_path=None, threads: int | None = None) -> dict:
+    """Mask AP, confusion and latency of a weights file (or ``coco``) on a NOCS-layout folder;
+    prints the table, writes the JSON and the confusion PNG where asked. Returns the table."""
+    from genpose_ros.data import nocs_io
+    from genpose_ros.evaluation.evaluate import load_segmenter
+    from genpose_ros.segmentation.targets import list_frames
+
+    seg = load_segmenter(str(weights), device)
+    frames = list_frames(data)
+    confusion = Confusion()
+    table = evaluate(seg, frames, limit, confusion=confusion)
+    if confusion_path:
+        confusion.plot(confusion_path, f"{Path(str(weights)).name} on {Path(data).name}: "
+                                       f"objects by true and predicted category")
+    first = nocs_io.read_frame(frames[0])
+    table["latency"] = latency(seg, first.color, first.depth, latency_runs)
+    table["latency"].update(threads=threads, device=device,
+                            image=f"{first.color.shape[1]}x{first.color.shape[0]}")
+    table["weights"] = str(weights)
+    print(format_table(table))
+    lat = table["latency"]
+    print(f"\n{table['n_images']} images; predict latency {lat['image']}: median "
+          f"{1000 * lat['median_s']:.0f} ms, p90 {1000 * lat['p90_s']:.0f} ms "
+          f"({threads or 'default'} threads, {device})")
+    if json_path:
+        Path(json_path).write_text(json.dumps(table, indent=2))
+    return table
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default="models/maskrcnn_light.pt")
@@ -250,29 +282,9 @@ def main(argv=None) -> int:
 
     import torch
 
-    from genpose_ros.data import nocs_io
-    from genpose_ros.segmentation.model import Segmenter
-    from genpose_ros.segmentation.targets import list_frames
-
     torch.set_num_threads(args.threads)
-    seg = Segmenter.from_checkpoint(args.weights, args.device)
-    frames = list_frames(args.data)
-    confusion = Confusion()
-    table = evaluate(seg, frames, args.limit, confusion=confusion)
-    if args.confusion:
-        confusion.plot(args.confusion)
-    first = nocs_io.read_frame(frames[0])
-    table["latency"] = latency(seg, first.color, first.depth, args.latency_runs)
-    table["latency"].update(threads=args.threads, device=args.device,
-                            image=f"{first.color.shape[1]}x{first.color.shape[0]}")
-    print(format_table(table))
-    lat = table["latency"]
-    print(f"\n{table['n_images']} images; predict latency {lat['image']}: median "
-          f"{1000 * lat['median_s']:.0f} ms, p90 {1000 * lat['p90_s']:.0f} ms "
-          f"({args.threads} threads, {args.device})")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(table, fh, indent=2)
+    report(args.weights, args.data, args.limit, args.device, args.latency_runs, args.json,
+           args.confusion, args.threads)
     return 0
 
 
