@@ -56,18 +56,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="sampler overrides, e.g. --set n_steps=10 solver=heun num_candidates=20")
 
 
-def load_segmenter(masks: str, device: str):
-    """``--masks``: a Mask R-CNN weights file (package-relative paths allowed) or ``coco``."""
-    if masks == "coco":
-        from genpose_ros.segmentation.coco import coco_segmenter
-
-        return coco_segmenter(device)
-    from genpose_ros.paths import resolve
-    from genpose_ros.segmentation.model import Segmenter
-
-    return Segmenter.from_checkpoint(resolve(masks), device)
-
-
 def read_records(path, allow_pickle: bool = False) -> list[dict]:
     """Records of an ``eval.json`` or of a folder of NOCS results .pkl files."""
     from genpose_ros.evaluation import nocs_results, report
@@ -101,6 +89,8 @@ def evaluate_estimator(args: argparse.Namespace, out: Path) -> tuple[dict, str]:
         prefixes = list_frames(args.data)[:args.max_frames]
         if not prefixes:
             raise ValueError(f"no frames under {args.data}")
+        from genpose_ros.segmentation.load import load_segmenter
+
         segmenter = None if args.masks == "ground_truth" else load_segmenter(args.masks, args.device)
         res = runner.run_frames(est, prefixes, args.mode, overrides, seed=args.seed,
                                 segmenter=segmenter)

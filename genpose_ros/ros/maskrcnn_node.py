@@ -35,7 +35,6 @@ from genpose_ros.ros.frame_input import InputProblem, read_depth_mm
 from genpose_ros.ros.masks import MaskMessageError, decode_masks, encode_masks
 from genpose_ros.ros.params import declare
 from genpose_ros.ros.problems import ProblemLog
-from genpose_ros.paths import resolve
 from genpose_ros.ros.qos import qos_from_name
 from genpose_ros.ros.spin import run_node
 from genpose_ros.ros.sync import ApproximateSync, Worker, stamp_ns
@@ -115,27 +114,21 @@ class MaskRCNNNode(Node):
     # -- model ----------------------------------------------------------------------------------
     def load_weights(self, weights: str) -> bool:
         """(Re)load the Mask R-CNN; on failure keep the previous model and warn."""
-        from genpose_ros.segmentation.model import CheckpointError, Segmenter
+        from genpose_ros.segmentation.load import load_segmenter
+        from genpose_ros.segmentation.model import CheckpointError
 
         thresholds = {"score_threshold": self.p["score_threshold"],
                       "mask_threshold": self.p["mask_threshold"]}
         try:
-            if weights == "coco":   # torchvision's COCO model: bottle, bowl, cup -> mug, laptop
-                from genpose_ros.segmentation.coco import coco_segmenter
-
-                path, seg = "coco (torchvision, ResNet-50 FPN)", coco_segmenter(
-                    self.p["device"], **thresholds)
-            else:
-                path = resolve(weights)
-                seg = Segmenter.from_checkpoint(path, self.p["device"], **thresholds)
+            seg = load_segmenter(weights, self.p["device"], **thresholds)
         except (CheckpointError, FileNotFoundError, OSError, RuntimeError) as exc:
             self.weights_error = str(exc)
             self.warn(f"Mask R-CNN weights not loaded: {exc}"
                       + ("; keeping the previous model" if self.segmenter else ""))
             return False
         self.segmenter, self.weights_error = seg, None
-        self.get_logger().info(f"Mask R-CNN weights {path} "
-                               f"(input short side {seg.cfg.min_size} px)")
+        self.get_logger().info(f"Mask R-CNN weights {weights} ({seg.cfg.backbone}, input "
+                               f"{seg.cfg.input}, short side {seg.cfg.min_size} px)")
         return True
 
     def _on_params(self, params) -> SetParametersResult:
