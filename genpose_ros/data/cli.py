@@ -6,7 +6,7 @@
         --seed 0 --distribution wide
     genpose data show data/synth/train --index 0 --out frame.png
     genpose data bench --frames 40 --objects 8 --workers 2
-    genpose data examples --out docs/images
+    genpose data examples --out docs/images [--distribution wide]
 """
 from __future__ import annotations
 
@@ -51,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ex = sub.add_parser("examples", help="example PNGs: one per category and a sequence strip")
     ex.add_argument("--out", default="docs/images", help="output folder")
     ex.add_argument("--seed", type=int, default=0)
+    ex.add_argument("--distribution", choices=["standard", "wide"], default="standard",
+                    help="wide: wide_<category>.png of the wide distribution")
     parser.set_defaults(_data_parser=parser)
 
 
@@ -102,7 +104,7 @@ def run(args) -> int:
         return 0
     if args.data_command == "examples":
         from genpose_ros.data.examples import write_examples
-        for path in write_examples(args.out, args.seed):
+        for path in write_examples(args.out, args.seed, args.distribution):
             print(f"wrote {path}")
         return 0
     args._data_parser.print_help()
