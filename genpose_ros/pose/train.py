@@ -13,6 +13,7 @@ Launch::
     torchrun --standalone --nproc_per_node=4 -m genpose_ros.pose.train \\
         --data data/synth/train --out runs/joint                                           # 4 GPUs (DDP)
     genpose train --task segmentation --data data/synth/train --out runs/seg               # Mask R-CNN
+    genpose train --task size --data data/synth/train --val data/synth/val --out runs/size # SizeNet
 
 DDP is detected from RANK / LOCAL_RANK / WORLD_SIZE; only rank 0 logs, evaluates and saves.
 Outputs in ``--out``: ``model.pt`` (EMA weights, what the estimator loads), ``last.pt`` (resume),
@@ -31,14 +32,16 @@ from genpose_ros.arguments import add_threads, apply_threads, non_negative_int, 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", choices=["pose", "segmentation"], default="pose")
+    p.add_argument("--task", choices=["pose", "segmentation", "size"], default="pose",
+                   help="pose model, Mask R-CNN segmenter, or the size network (config/size_net.yaml)")
     p.add_argument("--data", required=True, nargs="+",
                    help="training split folder(s) (NOCS layout written by `genpose data generate`)")
     p.add_argument("--val", default=None, nargs="+", help="validation split (default: no validation curve)")
     p.add_argument("--cache", default=None,
                    help="point-pool cache file (.pt): depth/mask images are read once, then reused")
     p.add_argument("--out", required=True, help="output folder (checkpoints, logs)")
-    p.add_argument("--config", default=None, help="training config YAML (default: config/train.yaml)")
+    p.add_argument("--config", default=None,
+                   help="training config YAML (default: config/train.yaml; --task size: config/size_net.yaml)")
     p.add_argument("--schedule", choices=["joint", "genpose"], default=None, help="stage schedule")
     p.add_argument("--steps", type=positive_int, default=None, help="total optimisation steps over all stages")
     p.add_argument("--batch-size", type=positive_int, default=None)
@@ -58,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
     apply_threads(args)
     if args.task == "segmentation":
         from genpose_ros.segmentation.train import train_main
+
+        return train_main(args)
+    if args.task == "size":
+        from genpose_ros.pose.size_train import train_main
 
         return train_main(args)
     return train_pose(args)
