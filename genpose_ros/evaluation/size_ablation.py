@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 
@@ -106,9 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     import torch
 
+    from genpose_ros.evaluation.bench import machine_info
     from genpose_ros.pose.checkpoint import CheckpointError
 
     torch.set_num_threads(args.threads)
+    machine = machine_info("cpu")
     t0 = time.time()
     try:
         rows = run_ablation(args.data, args.ckpt, args.modes, args.methods, args.max_frames, args.seed, args.size_ckpt)
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(rows))
     if args.json:
         info = {"data": args.data, "checkpoint": args.ckpt, "seed": args.seed, "threads": args.threads,
-                "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} CPUs",
+                "machine": machine,
                 "wall_s": round(time.time() - t0, 1), "rows": rows}
         with open(args.json, "w") as f:
             json.dump(info, f, indent=1)
