@@ -163,7 +163,8 @@ def dataset_card(cfg, frames, counts, empty, mugs, hidden, seconds, workers) -> 
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
     }
     if wide:  # keys only the wide cards have: standard cards stay as they were
-        card.update(name=card["name"].replace(")", ", wide distribution)"), distribution="wide", object_families=family_ranges(),
+        card.update(name=card["name"].replace(")", ", wide distribution)"), distribution="wide",
+                    object_families=family_ranges(),
                     sensor_ranges_per_frame=WIDE_SENSOR_RANGES if cfg.noise else None)
         del card["object_parameter_ranges"]
     return card

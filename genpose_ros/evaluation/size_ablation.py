@@ -71,7 +71,8 @@ def run_ablation(data: str, ckpt: str, modes: list[str], methods: list[str], max
             res = run_frames(est, prefixes, mode, seed=seed)
             tables = metrics.nocs_tables(res["records"])
             acc = tables["accuracy"]
-            rows.append({"mode": mode, "size": method, **{k: acc[k]["mean"] for k in ("IoU25", "IoU50", "IoU75", "5deg2cm")},
+            means = {k: acc[k]["mean"] for k in ("IoU25", "IoU50", "IoU75", "5deg2cm")}
+            rows.append({"mode": mode, "size": method, **means,
                          "IoU75_per_category": {c: acc["IoU75"][c] for c in tables["counts"]},
                          **size_errors(res["records"]), "n_instances": len(res["records"])})
     return rows
@@ -79,7 +80,7 @@ def run_ablation(data: str, ckpt: str, modes: list[str], methods: list[str], max
 
 def markdown(rows: list[dict]) -> str:
     lines = ["| mode | size | IoU25 | IoU50 | IoU75 | size error (%) | size error (mm) "
-             "| size error at 10deg5cm poses (%) | height slope | 5deg2cm |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| size error at 10deg5cm poses (%) | height slope | 5deg2cm |", "|---" * 10 + "|"]
     for r in rows:
         lines.append(f"| {r['mode']} | {r['size']} | {r['IoU25']:.1f} | {r['IoU50']:.1f} | {r['IoU75']:.1f} | "
                      f"{r['rel_pct']:.1f} | {r['abs_mm']:.1f} | {r['rel_pct_good_pose']:.1f} | "
@@ -92,11 +93,13 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m genpose_ros.evaluation.size_ablation", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m genpose_ros.evaluation.size_ablation",
+                                description=__doc__.split("\n")[0])
     p.add_argument("--data", required=True, help="NOCS-layout split")
     p.add_argument("--ckpt", required=True, help="pose checkpoint")
     p.add_argument("--size-ckpt", default=None, help="SizeNet checkpoint (default: config/estimator.yaml)")
-    p.add_argument("--modes", nargs="+", default=["genpose", "score_scaling"], choices=["genpose", "score_scaling", "regression"])
+    p.add_argument("--modes", nargs="+", default=["genpose", "score_scaling"],
+                   choices=["genpose", "score_scaling", "regression"])
     p.add_argument("--methods", nargs="+", default=["head", "net"], choices=["head", "net"])
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)

@@ -23,13 +23,15 @@ from pathlib import Path
 import torch
 
 from genpose_ros import CATEGORIES
+from genpose_ros.data.dataset import ROUND_CATEGORIES
+from genpose_ros.evaluation.metrics import SYMMETRIC_CATEGORIES
 
-ROUND = torch.tensor([c in ("bottle", "bowl", "can", "mug") for c in CATEGORIES])
-SPIN = torch.tensor([c in ("bottle", "bowl", "can") for c in CATEGORIES])
+ROUND = torch.tensor([c in ROUND_CATEGORIES for c in CATEGORIES])  # x and z scale together
+SPIN = torch.tensor([c in SYMMETRIC_CATEGORIES for c in CATEGORIES])  # yaw not observable
 
 
 def random_rotation(axis_angle: torch.Tensor) -> torch.Tensor:
-    """(B, 3) axis-angle vectors -> (B, 3, 3) rotation matrices (Rodrigues)."""
+    """(B, 3) axis-angle vectors -> (B, 3, 3) rotation matrices."""
     from scipy.spatial.transform import Rotation
     return torch.from_numpy(Rotation.from_rotvec(axis_angle.double().numpy()).as_matrix()).float()
 
@@ -66,7 +68,8 @@ def size_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def train_size(pool: dict, val_pool: dict | None, out: Path, cfg: dict, seed: int = 0,
                progress: bool = True) -> dict:
-    """Fit a SizeNet on a point pool (``cfg``: config/size_net.yaml); returns {"best_val": .., "steps": .., "seconds": ..}."""
+    """Fit a SizeNet on a point pool (``cfg``: config/size_net.yaml).
+    Returns {"best_val": .., "steps": .., "seconds": ..}."""
     from tqdm import tqdm
 
     from genpose_ros.pose.checkpoint import save_checkpoint
