@@ -54,7 +54,8 @@ def size_errors(records: list[dict]) -> dict:
 
 
 def run_ablation(data: str, ckpt: str, modes: list[str], methods: list[str], max_frames: int | None = None,
-                 seed: int = 0, size_ckpt: str | None = None) -> list[dict]:
+                 seed: int = 0, size_ckpt: str | None = None, device: str = "cpu") -> list[dict]:
+    """One row per (mode, size method): IoU and 5deg2cm means, IoU75 per category, ``size_errors``."""
     from genpose_ros.data.nocs_io import list_frames
     from genpose_ros.evaluation import metrics
     from genpose_ros.evaluation.evaluate import run_frames
@@ -67,7 +68,7 @@ def run_ablation(data: str, ckpt: str, modes: list[str], methods: list[str], max
     for mode in modes:
         for method in methods:
             size_cfg = {"method": method, **({"checkpoint": size_ckpt} if size_ckpt else {})}
-            est = PoseEstimator.from_checkpoint(ckpt, config={"size": size_cfg}, seed=seed)
+            est = PoseEstimator.from_checkpoint(ckpt, device=device, config={"size": size_cfg}, seed=seed)
             res = run_frames(est, prefixes, mode, seed=seed)
             tables = metrics.nocs_tables(res["records"])
             acc = tables["accuracy"]
@@ -85,7 +86,7 @@ def markdown(rows: list[dict]) -> str:
         lines.append(f"| {r['mode']} | {r['size']} | {r['IoU25']:.1f} | {r['IoU50']:.1f} | {r['IoU75']:.1f} | "
                      f"{r['rel_pct']:.1f} | {r['abs_mm']:.1f} | {r['rel_pct_good_pose']:.1f} | "
                      f"{r['height_slope']:.2f} | {r['5deg2cm']:.1f} |")
-    lines += ["", "| mode | size | " + " | ".join(CATEGORIES) + " |", "|---|---|" + "---|" * len(CATEGORIES)]
+    lines += ["", "IoU75 per category:", "", "| mode | size | " + " | ".join(CATEGORIES) + " |", "|---|---|" + "---|" * len(CATEGORIES)]
     for r in rows:
         lines.append(f"| {r['mode']} | {r['size']} | "
                      + " | ".join(f"{r['IoU75_per_category'].get(c, float('nan')):.1f}" for c in CATEGORIES) + " |")
