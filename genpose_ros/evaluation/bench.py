@@ -268,8 +268,8 @@ def run(args: argparse.Namespace) -> int:
         for name, mode, kw in (("genpose_energy", "genpose", {"ranking": "energy"}),
                                ("score_scaling", "score_scaling", {})):
             reseed()
-            res = ev.run_frames(est, wide_prefixes, mode, kw, seed=args.seed)
-            report["wide"]["modes"][name] = _row(ev.summary(res["records"], res["latency_ms"]))
+            res = runner.run_frames(est, wide_prefixes, mode, kw, seed=args.seed)
+            report["wide"]["modes"][name] = _row(summary(res["records"], res["latency_ms"]))
             print(f"wide {name}: 5deg2cm {report['wide']['modes'][name]['5deg2cm']}", flush=True)
 
     if not args.skip_ablations:

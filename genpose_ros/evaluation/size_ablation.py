@@ -27,10 +27,11 @@ def size_errors(records: list[dict]) -> dict:
     is the size's own, not a turned frame's), ``height_slope`` the least-squares slope of
     predicted against true height (1 = follows the object, 0 = a category constant)."""
     from genpose_ros.evaluation.metrics import record_errors
+    from genpose_ros.evaluation.tables import is_ground_truth
 
     per = {c: [] for c in CATEGORIES}
     for r in records:
-        if r["size_pred"] is not None:
+        if is_ground_truth(r) and r["size_pred"] is not None:
             pred, gt = np.asarray(r["size_pred"], float), np.asarray(r["size_gt"], float)
             e = record_errors({**r, "size_pred": None})
             per[r["category"]].append((np.abs(np.log(pred / gt)).mean(), np.abs(pred - gt).mean(),
@@ -57,8 +58,8 @@ def run_ablation(data: str, ckpt: str, modes: list[str], methods: list[str], max
                  seed: int = 0, size_ckpt: str | None = None, device: str = "cpu") -> list[dict]:
     """One row per (mode, size method): IoU and 5deg2cm means, IoU75 per category, ``size_errors``."""
     from genpose_ros.data.nocs_io import list_frames
-    from genpose_ros.evaluation import metrics
-    from genpose_ros.evaluation.evaluate import run_frames
+    from genpose_ros.evaluation.runner import run_frames
+    from genpose_ros.evaluation.tables import nocs_tables
     from genpose_ros.pose.estimator import PoseEstimator
 
     prefixes = list_frames(data)[:max_frames]
@@ -70,7 +71,7 @@ def run_ablation(data: str, ckpt: str, modes: list[str], methods: list[str], max
             size_cfg = {"method": method, **({"checkpoint": size_ckpt} if size_ckpt else {})}
             est = PoseEstimator.from_checkpoint(ckpt, device=device, config={"size": size_cfg}, seed=seed)
             res = run_frames(est, prefixes, mode, seed=seed)
-            tables = metrics.nocs_tables(res["records"])
+            tables = nocs_tables(res["records"])
             acc = tables["accuracy"]
             means = {k: acc[k]["mean"] for k in ("IoU25", "IoU50", "IoU75", "5deg2cm")}
             rows.append({"mode": mode, "size": method, **means,
