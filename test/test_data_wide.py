@@ -7,8 +7,8 @@ import pytest
 import trimesh
 
 from genpose_ros import CATEGORIES
-from genpose_ros.data.families import WIDE_FAMILIES, Family
-from genpose_ros.data.objects import MAKERS, make_object
+from genpose_ros.data.families import WIDE_FAMILIES, Family, sample_object
+from genpose_ros.data.objects import MAKERS
 from genpose_ros.data.scenes import (SCENE_RANGES, WIDE_SCENE_RANGES, sample_camera_pose, sample_scene,
                                      sample_sequence)
 from genpose_ros.data.sensor import WIDE_SENSOR_RANGES, sample_sensor
@@ -62,7 +62,7 @@ def test_family_ranges_reach_past_the_standard_ones():
 def test_wide_objects_name_their_family_and_cover_all():
     rng = np.random.default_rng(0)
     for c in CATEGORIES:
-        seen = {make_object(c, rng, "wide").params["family"] for _ in range(30)}
+        seen = {sample_object(c, rng, "wide").params["family"] for _ in range(30)}
         assert seen == set(WIDE_FAMILIES[c])
 
 
@@ -123,7 +123,7 @@ def test_unknown_distribution_is_rejected():
     with pytest.raises(ValueError, match="unknown distribution 'huge'"):
         sample_scene(rng, distribution="huge")
     with pytest.raises(ValueError, match="unknown distribution 'huge'"):
-        make_object("mug", rng, "huge")
+        sample_object("mug", rng, "huge")
 
 
 def test_cli_generates_a_wide_split(tmp_path, capsys):

@@ -8,6 +8,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from genpose_ros import CATEGORIES
+from genpose_ros.config import ConfigError
 from genpose_ros.paths import package_share
 from genpose_ros.pose.checkpoint import CheckpointError, save_checkpoint
 from genpose_ros.pose.size_net import SIZE_FORMAT, SizeNet, canonicalize, extent_fit, load_size_net
@@ -105,13 +106,19 @@ def test_size_checkpoints_load_safely_with_clear_errors(tmp_path, tiny_pose_chec
     again = load_size_net(path)
     local = torch.rand(2, 64, 3) - 0.5
     torch.testing.assert_close(again(local, torch.tensor([0, 5])), net(local, torch.tensor([0, 5])))
-    with pytest.raises(CheckpointError, match="has format 'genpose_ros.pose/1', expected 'genpose_ros.size/1'"):
+    with pytest.raises(CheckpointError,
+                       match=r"is not a genpose_ros size checkpoint \(format 'genpose_ros.pose/1', expected 'genpose_ros.size/1'\)"):
         load_size_net(tiny_pose_checkpoint)
     (tmp_path / "broken.pt").write_bytes(path.read_bytes()[:200])
-    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+    with pytest.raises(CheckpointError, match="cannot read size checkpoint"):
         load_size_net(tmp_path / "broken.pt")
-    with pytest.raises(CheckpointError, match="checkpoint not found"):
+    with pytest.raises(CheckpointError, match="size checkpoint not found"):
         load_size_net(tmp_path / "none.pt")
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    state["head.0.weight"][0, 0] = float("nan")
+    save_checkpoint(tmp_path / "nan.pt", state, SMALL, 3, fmt=SIZE_FORMAT)
+    with pytest.raises(CheckpointError, match="size checkpoint .*nan.pt is unusable: NaN or Inf weights"):
+        load_size_net(tmp_path / "nan.pt")
     with pytest.raises(ValueError, match=r"does not know the categories \['cup'\]"):
         net.category_index(["mug", "cup"])
 
@@ -134,13 +141,17 @@ def test_estimator_size_methods(tmp_path, tiny_pose_checkpoint):
         np.testing.assert_allclose(a.size, expect.numpy(), rtol=1e-5)
     b = head.estimate(pts, ["mug"], mode="regression")
     assert not np.allclose(b.size, est.estimate(pts, ["mug"], mode="regression").size)
-    with pytest.raises(ValueError, match="size method 'mean' unknown"):
+    with pytest.raises(ConfigError, match="size.method 'mean' unknown; expected one of net, head"):
         PoseEstimator.from_checkpoint(tiny_pose_checkpoint, config={"size": {"method": "mean"}})
+    with pytest.raises(ConfigError, match="unknown key 'size.methd'; did you mean 'method'"):
+        PoseEstimator.from_checkpoint(tiny_pose_checkpoint, config={"size": {"methd": "head"}})
+    with pytest.raises(ConfigError, match="size.checkpoint must be a string"):
+        PoseEstimator.from_checkpoint(tiny_pose_checkpoint, config={"size": {"checkpoint": 3}})
     few = dict(SMALL, categories=["mug"])
     save_checkpoint(tmp_path / "mug.pt", SizeNet(few).state_dict(), few, 0, fmt=SIZE_FORMAT)
     with pytest.raises(ValueError, match="size network does not know the categories"):
         PoseEstimator.from_checkpoint(tiny_pose_checkpoint, config={"size": {"checkpoint": str(tmp_path / "mug.pt")}})
-    with pytest.raises(CheckpointError, match="checkpoint not found"):
+    with pytest.raises(CheckpointError, match="size checkpoint not found"):
         PoseEstimator.from_checkpoint(tiny_pose_checkpoint, config={"size": {"checkpoint": str(tmp_path / "x.pt")}})
 
 
@@ -166,8 +177,9 @@ def test_train_task_size_end_to_end(tmp_path, capsys):
     assert [r["step"] for r in log] == [10, 20, 30] and all(np.isfinite(r["val_loss"]) for r in log)
     net = load_size_net(out / "size_net.pt")
     assert net.config["n_points"] == 64 and (tmp_path / "pool.pt").is_file()
-    with pytest.raises(ValueError, match="--steps must be > 0"):
+    with pytest.raises(SystemExit):
         train.main(["--task", "size", "--data", str(tmp_path / "train"), "--out", str(out), "--steps", "0"])
+    assert "argument --steps: must be >= 1, got 0" in capsys.readouterr().err
 
 
 def test_size_ablation_uses_the_same_poses_for_both_methods(tmp_path, tiny_pose_checkpoint, capsys):
@@ -178,11 +190,45 @@ def test_size_ablation_uses_the_same_poses_for_both_methods(tmp_path, tiny_pose_
     net = SizeNet(dict(SMALL, n_points=512))
     size_ckpt = save_checkpoint(tmp_path / "size.pt", net.state_dict(), net.config, 0, fmt=SIZE_FORMAT)
     out = tmp_path / "ablation.json"
-    assert size_ablation.main(["--data", str(tmp_path / "test"), "--ckpt", str(tiny_pose_checkpoint), "--size-ckpt",
-                               str(size_ckpt), "--modes", "regression", "--json", str(out)]) == 0
+    assert size_ablation.main(["--data", str(tmp_path / "test"), "--checkpoint", str(tiny_pose_checkpoint),
+                               "--size-checkpoint", str(size_ckpt), "--modes", "regression", "--json", str(out)]) == 0
     assert "| regression | head |" in capsys.readouterr().out
     rows = json.loads(out.read_text())["rows"]
     assert [r["size"] for r in rows] == ["head", "net"] and rows[0]["5deg2cm"] == rows[1]["5deg2cm"]
     assert rows[0]["rel_pct"] != rows[1]["rel_pct"] and all(0 <= r["IoU25"] <= 100 for r in rows)
-    assert size_ablation.main(["--data", str(tmp_path / "none"), "--ckpt", str(tiny_pose_checkpoint)]) == 2
+    assert size_ablation.main(["--data", str(tmp_path / "none"), "--ckpt", str(tiny_pose_checkpoint)]) == 2  # hidden alias
     assert "size ablation: dataset folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"batch_sise": 4}, "unknown key 'batch_sise'; did you mean 'batch_size'?"),
+    ({"augment": {"jiter_m": 0.0}}, "unknown key 'augment.jiter_m'; did you mean 'jitter_m'?"),
+    ({"model": {"widths": 32}}, "model.widths must be a list (default [32, 64, 128]), got 32"),
+    ({"n_points": 0}, "n_points must be > 0, got 0"),
+    ({"augment": {"box_scale": [1.4, 0.7]}}, "augment.box_scale must be [low, high] with 0 < low <= high"),
+    ({"model": {"quantile": 1.5}}, "model.quantile must be in (0.5, 1], got 1.5"),
+])
+def test_size_config_mistakes_are_one_line_before_data_loads(tmp_path, capsys, change, message):
+    import yaml
+
+    from genpose_ros import cli
+
+    path = tmp_path / "size.yaml"
+    path.write_text(yaml.safe_dump(change))
+    # --data does not exist: the config error comes first
+    rc = cli.main(["train", "--task", "size", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"),
+                   "--config", str(path)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "Traceback" not in err and len(err.splitlines()) == 1
+    assert err.startswith(f"genpose train: error: {path}: ") and message in err, err
+
+
+def test_shipped_size_config_passes_the_checks():
+    from argparse import Namespace
+
+    from genpose_ros.config import CONFIG_DIR, load_config
+    from genpose_ros.pose.size_train import resolve_config
+
+    args = Namespace(config=str(CONFIG_DIR / "size_net.yaml"), steps=None, batch_size=None, lr=None)
+    assert resolve_config(args) == load_config(CONFIG_DIR / "size_net.yaml")
+    assert resolve_config(Namespace(config=None, steps=7, batch_size=None, lr=None))["steps"] == 7

@@ -15,6 +15,7 @@ import os
 import sys
 
 from genpose_ros.arguments import non_negative_int, positive_int
+from genpose_ros.data import DISTRIBUTIONS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="worker processes (default: min(2, CPUs))")
     gen.add_argument("--no-noise", action="store_true", help="clean depth (no D435 sensor model)")
     gen.add_argument("--no-pickle", action="store_true", help="write JSON labels only")
-    gen.add_argument("--distribution", choices=["standard", "wide"], default="standard",
+    gen.add_argument("--distribution", choices=DISTRIBUTIONS, default="standard",
                      help="wide: more shape families and sizes, cameras 0.25-1.6 m, more roll and "
                           "elevation, stronger random depth noise, denser clutter (docs/data.md)")
 
@@ -51,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ex = sub.add_parser("examples", help="example PNGs: one per category and a sequence strip")
     ex.add_argument("--out", default="docs/images", help="output folder")
     ex.add_argument("--seed", type=int, default=0)
-    ex.add_argument("--distribution", choices=["standard", "wide"], default="standard",
+    ex.add_argument("--distribution", choices=DISTRIBUTIONS, default="standard",
                     help="wide: wide_<category>.png of the wide distribution")
     parser.set_defaults(_data_parser=parser)
 

@@ -4,7 +4,7 @@ Each family is a weight, its own parameter ranges for the category's maker in
 ``genpose_ros.data.objects`` (metres, degrees) and fixed maker options. The ``standard``
 distribution does not use this module (its splits reproduce bit-for-bit).
 
-    model = make_object("bottle", rng, distribution="wide")   # model.params["family"] says which
+    model = sample_object("bottle", rng, distribution="wide")   # model.params["family"] says which
 """
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from genpose_ros.data.objects import MAKERS, PARAM_RANGES, ObjectModel
+from genpose_ros import CATEGORIES
+from genpose_ros.data import DISTRIBUTIONS
+from genpose_ros.data.objects import MAKERS, PARAM_RANGES, ObjectModel, make_object
 
 
 @dataclass(frozen=True)
@@ -72,17 +74,20 @@ WIDE_FAMILIES: dict[str, dict[str, Family]] = {
 }
 """Families per category: weight, parameter ranges (uniform) and maker options."""
 
-DISTRIBUTIONS = ("standard", "wide")
-
 
 def check_distribution(distribution: str) -> None:
     if distribution not in DISTRIBUTIONS:
         raise ValueError(f"unknown distribution {distribution!r}; expected one of {DISTRIBUTIONS}")
 
 
-def make_family_object(category: str, rng: np.random.Generator, distribution: str = "wide") -> ObjectModel:
-    """A random instance of ``category`` from one of its wide shape families."""
+def sample_object(category: str, rng: np.random.Generator, distribution: str = "standard") -> ObjectModel:
+    """A random instance of ``category`` from ``distribution``: "standard" (``make_object``, the
+    standard ranges) or "wide" (one of the category's shape families, ``params["family"]``)."""
     check_distribution(distribution)
+    if distribution == "standard":
+        return make_object(category, rng)
+    if category not in WIDE_FAMILIES:
+        raise ValueError(f"unknown category {category!r}; known: {', '.join(CATEGORIES)}")
     families = WIDE_FAMILIES[category]
     names = list(families)
     weights = np.array([f.weight for f in families.values()])

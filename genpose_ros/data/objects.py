@@ -347,15 +347,11 @@ MAKERS = {"bottle": make_bottle, "bowl": make_bowl, "camera": make_camera, "can"
 assert tuple(MAKERS) == CATEGORIES
 
 
-def make_object(category: str, rng: np.random.Generator, distribution: str = "standard") -> ObjectModel:
-    """A random instance of ``category`` (one of CATEGORIES) from ``distribution``: "standard"
-    (PARAM_RANGES) or "wide" (the shape families of ``genpose_ros.data.families``)."""
+def make_object(category: str, rng: np.random.Generator) -> ObjectModel:
+    """A random instance of ``category`` (one of CATEGORIES) from the standard ranges
+    (``PARAM_RANGES``; the wide distribution: ``genpose_ros.data.families.sample_object``)."""
     try:
         maker = MAKERS[category]
     except KeyError:
         raise ValueError(f"unknown category {category!r}; known: {', '.join(CATEGORIES)}") from None
-    if distribution == "standard":
-        return maker(rng)
-    from genpose_ros.data.families import make_family_object
-
-    return make_family_object(category, rng, distribution)
+    return maker(rng)

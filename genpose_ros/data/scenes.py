@@ -12,7 +12,8 @@ from scipy.spatial.transform import Rotation
 
 from genpose_ros import CATEGORIES
 from genpose_ros.data.camera import look_at
-from genpose_ros.data.objects import ObjectModel, make_clutter, make_object
+from genpose_ros.data.families import check_distribution, sample_object
+from genpose_ros.data.objects import ObjectModel, make_clutter
 from genpose_ros.data.textures import random_colour, surface_texture
 
 SCENE_RANGES = {
@@ -54,8 +55,6 @@ more tilted and lying objects, denser clutter on a smaller area, harsher light."
 
 def scene_ranges(distribution: str = "standard") -> dict:
     """The scene ranges of ``distribution`` ("standard" or "wide")."""
-    from genpose_ros.data.families import check_distribution
-
     check_distribution(distribution)
     return WIDE_SCENE_RANGES if distribution == "wide" else SCENE_RANGES
 
@@ -200,7 +199,7 @@ def sample_scene(rng: np.random.Generator, n_objects: int | None = None,
     placed: list[tuple[np.ndarray, float]] = []
     objects = []
     for cat in categories:
-        model = make_object(cat, rng, distribution)
+        model = sample_object(cat, rng, distribution)
         T = _place(rng, model, _rest_orientation(rng, cat, ranges), placed, area)
         if T is not None:
             objects.append(SceneObject(len(objects) + 1, model, T))

@@ -21,7 +21,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -61,27 +60,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_threads(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-ablations", action="store_true")
-
-
-def machine_info(device: str) -> dict:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"cpu": cpu, "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": str(torch.__version__), "python": platform.python_version(), "device": device,
-            "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
-    if device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    info["name"] = (f"{info['gpu']} (GPU)" if "gpu" in info else f"{cpu}, {os.cpu_count()} cores, "
-                    f"{info['torch_threads']} torch thread(s), shared machine")
-    return info
 
 
 def _row(s: dict) -> dict:
@@ -202,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
     from genpose_ros.config import sampler_settings
     from genpose_ros.data.nocs_io import list_frames
     from genpose_ros.evaluation import plots, runner
-    from genpose_ros.evaluation.report import summary
+    from genpose_ros.evaluation.report import machine_info, summary
     from genpose_ros.paths import pose_checkpoint
     from genpose_ros.pose.estimator import PoseEstimator
 

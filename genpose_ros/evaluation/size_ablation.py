@@ -1,7 +1,7 @@
 """Size ablation: the pose model's size head against the SizeNet, on the same estimated poses.
 
     python -m genpose_ros.evaluation.size_ablation --data data/synth/test \\
-        --ckpt models/genpose_light.pt --json docs/size_ablation.json --threads 1
+        --checkpoint models/genpose_light.pt --json docs/size_ablation.json --threads 1
 
 For each pose mode the estimator runs twice with the same seed (identical points and poses),
 once per size method (``size.method`` of config/estimator.yaml), and the NOCS IoU metrics plus
@@ -95,37 +95,43 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from genpose_ros.arguments import add_checkpoint, add_threads, apply_threads, positive_int
+    from genpose_ros.pose.estimator import SINGLE_FRAME_MODES, SIZE_METHODS
+
     p = argparse.ArgumentParser(prog="python -m genpose_ros.evaluation.size_ablation",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--data", required=True, help="NOCS-layout split")
-    p.add_argument("--ckpt", required=True, help="pose checkpoint")
-    p.add_argument("--size-ckpt", default=None, help="SizeNet checkpoint (default: config/estimator.yaml)")
-    p.add_argument("--modes", nargs="+", default=["genpose", "score_scaling"],
-                   choices=["genpose", "score_scaling", "regression"])
-    p.add_argument("--methods", nargs="+", default=["head", "net"], choices=["head", "net"])
-    p.add_argument("--max-frames", type=int, default=None)
+    add_checkpoint(p)
+    p.add_argument("--size-checkpoint", default=None,
+                   help="SizeNet checkpoint (default: size.checkpoint of config/estimator.yaml)")
+    p.add_argument("--size-ckpt", dest="size_checkpoint", help=argparse.SUPPRESS)
+    p.add_argument("--modes", nargs="+", default=["genpose", "score_scaling"], choices=SINGLE_FRAME_MODES)
+    p.add_argument("--methods", nargs="+", default=["head", "net"], choices=SIZE_METHODS)
+    p.add_argument("--max-frames", type=positive_int, default=None)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1)
+    add_threads(p)
     p.add_argument("--json", default=None, help="write the rows here")
     args = p.parse_args(argv)
     import torch
 
-    from genpose_ros.evaluation.bench import machine_info
-    from genpose_ros.pose.checkpoint import CheckpointError
+    from genpose_ros.checkpoint import CheckpointError
+    from genpose_ros.evaluation.report import machine_info
+    from genpose_ros.paths import pose_checkpoint
 
-    torch.set_num_threads(args.threads)
+    apply_threads(args)
     machine = machine_info("cpu")
     t0 = time.time()
     try:
-        rows = run_ablation(args.data, args.ckpt, args.modes, args.methods, args.max_frames, args.seed, args.size_ckpt)
+        ckpt = pose_checkpoint(args.checkpoint)
+        rows = run_ablation(args.data, str(ckpt), args.modes, args.methods, args.max_frames, args.seed,
+                            args.size_checkpoint)
     except (CheckpointError, ValueError, FileNotFoundError) as exc:
         print(f"size ablation: {exc}", file=sys.stderr)
         return 2
     print(markdown(rows))
     if args.json:
-        info = {"data": args.data, "checkpoint": args.ckpt, "seed": args.seed, "threads": args.threads,
-                "machine": machine,
-                "wall_s": round(time.time() - t0, 1), "rows": rows}
+        info = {"data": args.data, "checkpoint": str(ckpt), "seed": args.seed, "threads": torch.get_num_threads(),
+                "machine": machine, "wall_s": round(time.time() - t0, 1), "rows": rows}
         with open(args.json, "w") as f:
             json.dump(info, f, indent=1)
         print(f"wrote {args.json}")

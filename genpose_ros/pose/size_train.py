@@ -129,7 +129,7 @@ def resolve_config(args) -> dict:
         raise ConfigError(f"{where}: augment.box_scale must be [low, high] with 0 < low <= high, got {lo_hi}")
     if not 0.5 < cfg["model"]["quantile"] <= 1:
         raise ConfigError(f"{where}: model.quantile must be in (0.5, 1], got {cfg['model']['quantile']}")
-    for key in ("steps", "batch_size", "lr"):
+    for key in ("steps", "batch_size", "lr", "eval_every"):
         if getattr(args, key, None) is not None:
             cfg[key] = getattr(args, key)
     return cfg
@@ -137,9 +137,10 @@ def resolve_config(args) -> dict:
 
 def train_main(args) -> int:
     """Entry of ``genpose train --task size`` (flags --data --val --cache --out --config (default
-    config/size_net.yaml) --steps --batch-size --lr --seed; --threads is applied by the caller)."""
+    config/size_net.yaml) --steps --batch-size --lr --eval-every --seed; --threads is applied by the
+    caller)."""
     from genpose_ros.data.dataset import InstanceDataset
-    from genpose_ros.pose.train import PointPool
+    from genpose_ros.pose.pool import PointPool
 
     cfg = resolve_config(args)
 
