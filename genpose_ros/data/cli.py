@@ -2,9 +2,11 @@
 
     genpose data generate --out data/synth/train --scenes 600 --views-per-scene 4 --split train --seed 0
     genpose data generate --out data/synth/test_seq --sequences 10 --frames 30 --split test --seed 0
+    genpose data generate --out data/synth/test_wide --scenes 50 --views-per-scene 4 --split test \
+        --seed 0 --distribution wide
     genpose data show data/synth/train --index 0 --out frame.png
     genpose data bench --frames 40 --objects 8 --workers 2
-    genpose data examples --out docs/images
+    genpose data examples --out docs/images [--distribution wide]
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import os
 import sys
 
 from genpose_ros.arguments import non_negative_int, positive_int
+from genpose_ros.data import DISTRIBUTIONS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="worker processes (default: min(2, CPUs))")
     gen.add_argument("--no-noise", action="store_true", help="clean depth (no D435 sensor model)")
     gen.add_argument("--no-pickle", action="store_true", help="write JSON labels only")
+    gen.add_argument("--distribution", choices=DISTRIBUTIONS, default="standard",
+                     help="wide: more shape families and sizes, cameras 0.25-1.6 m, more roll and "
+                          "elevation, stronger random depth noise, denser clutter (docs/data.md)")
 
     show = sub.add_parser("show", help="one PNG with RGB, depth, masks and projected GT boxes")
     show.add_argument("folder")
@@ -46,6 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ex = sub.add_parser("examples", help="example PNGs: one per category and a sequence strip")
     ex.add_argument("--out", default="docs/images", help="output folder")
     ex.add_argument("--seed", type=int, default=0)
+    ex.add_argument("--distribution", choices=DISTRIBUTIONS, default="standard",
+                    help="wide: wide_<category>.png of the wide distribution")
     parser.set_defaults(_data_parser=parser)
 
 
@@ -55,7 +63,8 @@ def run(args) -> int:
         cfg = GenerateConfig(out=args.out, split=args.split, seed=args.seed, scenes=args.scenes,
                              views_per_scene=args.views_per_scene, sequences=args.sequences,
                              frames=args.frames, noise=not args.no_noise,
-                             write_pickle=not args.no_pickle, n_objects=args.objects)
+                             write_pickle=not args.no_pickle, n_objects=args.objects,
+                             distribution=args.distribution)
         try:
             card = generate(cfg, workers=max(1, args.workers))
         except ValueError as exc:
@@ -96,7 +105,7 @@ def run(args) -> int:
         return 0
     if args.data_command == "examples":
         from genpose_ros.data.examples import write_examples
-        for path in write_examples(args.out, args.seed):
+        for path in write_examples(args.out, args.seed, args.distribution):
             print(f"wrote {path}")
         return 0
     args._data_parser.print_help()

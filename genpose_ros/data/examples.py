@@ -1,5 +1,6 @@
 """Example pictures of the synthetic data (``genpose data examples``): one PNG per category
-(four random instances of it among other objects) and a strip of a tracking sequence."""
+(four random instances of it among other objects) and a strip of a tracking sequence; with
+``distribution="wide"`` the category PNGs of the wide distribution (``wide_<category>.png``)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,6 +11,7 @@ import numpy as np
 from genpose_ros import CATEGORIES
 from genpose_ros.data.render import Renderer
 from genpose_ros.data.scenes import sample_camera_pose, sample_scene, sample_sequence
+from genpose_ros.data.sensor import sample_sensor
 from genpose_ros.data.visualize import depth_colour, draw_box, instance_colour
 
 
@@ -30,15 +32,17 @@ def _whole(frame, inst, margin: int = 3) -> bool:
         xs.max() < W - margin and ys.max() < H - margin
 
 
-def category_example(category: str, seed: int = 0, scale: float = 0.75) -> np.ndarray:
+def category_example(category: str, seed: int = 0, scale: float = 0.75, distribution: str = "standard") -> np.ndarray:
     """(H, 3W, 3) uint8 RGB: colour | colour with the GT boxes of ``category`` | depth."""
     rng = np.random.default_rng([seed, CATEGORIES.index(category)])
     others = [CATEGORIES[i] for i in rng.integers(len(CATEGORIES), size=2)]
     renderer = Renderer()
     best, best_score = None, -1
     for _ in range(12):  # the view showing most instances of the category whole
-        scene = sample_scene(rng, categories=[category] * 4 + others)
-        frame = renderer.render(scene, sample_camera_pose(rng, scene), rng)
+        scene = sample_scene(rng, categories=[category] * 4 + others, distribution=distribution)
+        if distribution == "wide":
+            renderer.sensor = sample_sensor(rng)
+        frame = renderer.render(scene, sample_camera_pose(rng, scene, distribution), rng)
         score = sum(_whole(frame, i) for i in frame.instances if i.category == category)
         if score > best_score:
             best, best_score = frame, score
@@ -64,14 +68,18 @@ def sequence_example(seed: int = 0, n_frames: int = 30, shown: int = 4, scale: f
     return cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
 
 
-def write_examples(out_dir, seed: int = 0) -> list[Path]:
+def write_examples(out_dir, seed: int = 0, distribution: str = "standard") -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
+    prefix = "wide" if distribution == "wide" else "data"
     for cat in CATEGORIES:
-        path = out / f"data_{cat}.png"
-        cv2.imwrite(str(path), cv2.cvtColor(category_example(cat, seed), cv2.COLOR_RGB2BGR))
+        path = out / f"{prefix}_{cat}.png"
+        cv2.imwrite(str(path), cv2.cvtColor(category_example(cat, seed, distribution=distribution),
+                                            cv2.COLOR_RGB2BGR))
         written.append(path)
+    if distribution == "wide":
+        return written
     path = out / "data_sequence.png"
     cv2.imwrite(str(path), cv2.cvtColor(sequence_example(seed), cv2.COLOR_RGB2BGR))
     written.append(path)

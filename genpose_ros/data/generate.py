@@ -33,6 +33,7 @@ class GenerateConfig:
     noise: bool = True
     write_pickle: bool = True
     n_objects: int | None = None
+    distribution: str = "standard"  # "wide": families, WIDE_SCENE_RANGES and a random sensor per frame
 
 
 def unit_rng(cfg: GenerateConfig, kind: int, k: int) -> np.random.Generator:
@@ -55,21 +56,25 @@ def render_unit(args: tuple[GenerateConfig, int, int]) -> dict:
     global _WORKER_RENDERER
     from genpose_ros.data.nocs_io import write_frame
     from genpose_ros.data.scenes import sample_camera_pose, sample_scene, sample_sequence
+    from genpose_ros.data.sensor import sample_sensor
     cfg, kind, k = args
     if _WORKER_RENDERER is None:
         _WORKER_RENDERER = _renderer(cfg)
     renderer = _WORKER_RENDERER
     rng = unit_rng(cfg, kind, k)
+    wide = cfg.distribution == "wide"
     stats = {"frames": 0, "instances": Counter(), "handle_hidden": 0, "mugs": 0, "empty": 0}
     if kind == 0:
-        scene = sample_scene(rng, cfg.n_objects)
+        scene = sample_scene(rng, cfg.n_objects, distribution=cfg.distribution)
         folder = Path(cfg.out) / f"{k:05d}"
-        views = [(scene, sample_camera_pose(rng, scene)) for _ in range(cfg.views_per_scene)]
+        views = [(scene, sample_camera_pose(rng, scene, cfg.distribution)) for _ in range(cfg.views_per_scene)]
     else:
-        seq = sample_sequence(rng, cfg.frames, cfg.n_objects)
+        seq = sample_sequence(rng, cfg.frames, cfg.n_objects, cfg.distribution)
         folder = Path(cfg.out) / f"seq_{k:03d}"
         views = [seq.frame(i) for i in range(len(seq))]
     for v, (scene, T_world_cam) in enumerate(views):
+        if wide and cfg.noise:
+            renderer.sensor = sample_sensor(rng)
         frame = renderer.render(scene, T_world_cam, rng)
         write_frame(folder, v, frame, write_pickle=cfg.write_pickle)
         stats["frames"] += 1
@@ -91,6 +96,8 @@ def generate(cfg: GenerateConfig, workers: int = 1, progress: bool = True) -> di
         raise ValueError("scenes and sequences must be >= 0, views per scene and frames >= 1")
     if cfg.scenes == 0 and cfg.sequences == 0:
         raise ValueError("nothing to generate: give --scenes N and/or --sequences N")
+    from genpose_ros.data.families import check_distribution
+    check_distribution(cfg.distribution)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(cfg, 0, k) for k in range(cfg.scenes)] + [(cfg, 1, k) for k in range(cfg.sequences)]
@@ -129,10 +136,12 @@ def generate(cfg: GenerateConfig, workers: int = 1, progress: bool = True) -> di
 
 def dataset_card(cfg, frames, counts, empty, mugs, hidden, seconds, workers) -> dict:
     from genpose_ros.data.camera import D435_640x480
+    from genpose_ros.data.families import family_ranges
     from genpose_ros.data.objects import PARAM_RANGES
-    from genpose_ros.data.scenes import SCENE_RANGES, SEQUENCE_RANGES
-    from genpose_ros.data.sensor import SensorModel
-    return {
+    from genpose_ros.data.scenes import SEQUENCE_RANGES, scene_ranges
+    from genpose_ros.data.sensor import WIDE_SENSOR_RANGES, SensorModel
+    wide = cfg.distribution == "wide"
+    card = {
         "name": f"genpose_ros synthetic NOCS-category RGB-D ({cfg.split})",
         "generator_version": __version__,
         "split": cfg.split, "seed": cfg.seed,
@@ -147,12 +156,18 @@ def dataset_card(cfg, frames, counts, empty, mugs, hidden, seconds, workers) -> 
         "intrinsics": D435_640x480.to_dict(),
         "sensor_model": SensorModel().to_dict() if cfg.noise else None,
         "object_parameter_ranges": PARAM_RANGES,
-        "scene_parameter_ranges": SCENE_RANGES,
+        "scene_parameter_ranges": scene_ranges(cfg.distribution),
         "sequence_parameter_ranges": SEQUENCE_RANGES if cfg.sequences else None,
         "generation_seconds": round(seconds, 1), "workers": workers,
         "frames_per_second": round(frames / max(seconds, 1e-9), 2),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
     }
+    if wide:  # keys only the wide cards have: standard cards stay as they were
+        card.update(name=card["name"].replace(")", ", wide distribution)"), distribution="wide",
+                    object_families=family_ranges(),
+                    sensor_ranges_per_frame=WIDE_SENSOR_RANGES if cfg.noise else None)
+        del card["object_parameter_ranges"]
+    return card
 
 
 def card_markdown(card: dict) -> str:
@@ -169,12 +184,24 @@ def card_markdown(card: dict) -> str:
              "| category | instances |", "|---|---|"]
     lines += [f"| {c} | {n} |" for c, n in card["instances_per_category"].items()]
     lines += ["", "## Object parameter ranges (m, deg)", ""]
-    for cat, ranges in card["object_parameter_ranges"].items():
-        lines.append(f"- {cat}: " + ", ".join(f"{k} {v[0]}-{v[1]}" for k, v in ranges.items()))
+    if "object_families" in card:
+        for cat, fams in card["object_families"].items():
+            for name, f in fams.items():
+                lines.append(f"- {cat} / {name} (weight {f['weight']}): " + _ranges_text(f["ranges"])
+                             + "".join(f", {k} {v}" for k, v in f["options"].items()))
+    else:
+        for cat, ranges in card["object_parameter_ranges"].items():
+            lines.append(f"- {cat}: " + _ranges_text(ranges))
     lines += ["", "## Scene parameter ranges", ""]
     lines += [f"- {k}: {v}" for k, v in card["scene_parameter_ranges"].items()]
     if card.get("sequence_parameter_ranges"):
         lines += ["", "## Sequence parameter ranges", ""]
         lines += [f"- {k}: {v}" for k, v in card["sequence_parameter_ranges"].items()]
     lines += ["", "## Depth sensor model", "", f"{card['sensor_model']}", ""]
+    if card.get("sensor_ranges_per_frame"):
+        lines += ["Drawn per frame: " + _ranges_text(card["sensor_ranges_per_frame"]), ""]
     return "\n".join(lines)
+
+
+def _ranges_text(ranges: dict) -> str:
+    return ", ".join(f"{k} {v[0]}-{v[1]}" for k, v in ranges.items())

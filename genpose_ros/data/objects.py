@@ -175,16 +175,18 @@ def _assemble(category: str, parts: list[_Part], handle_part: int = -1,
     )
 
 
-def _draw(rng: np.random.Generator, category: str) -> dict:
-    return {k: float(rng.uniform(*r)) for k, r in PARAM_RANGES[category].items()}
+def _draw(rng: np.random.Generator, category: str, ranges: dict | None = None) -> dict:
+    """One uniform draw per parameter of ``ranges`` (default: the category's PARAM_RANGES)."""
+    return {k: float(rng.uniform(*r)) for k, r in (ranges or PARAM_RANGES[category]).items()}
 
 
 def _tex(rng, pattern=None, base=None):
     return make_texture(rng, pattern, TEXTURE_SIZE, base)
 
 
-def make_bottle(rng: np.random.Generator) -> ObjectModel:
-    p = _draw(rng, "bottle")
+def make_bottle(rng: np.random.Generator, ranges: dict | None = None) -> ObjectModel:
+    """A bottle; with a ``flatness`` range the body is squeezed along x (squeeze bottles)."""
+    p = _draw(rng, "bottle", ranges)
     H, R = p["height"], min(p["radius"], 0.3 * p["height"])
     hs, rn, hc = p["shoulder_frac"] * H, max(p["neck_radius_frac"] * R, 0.009), p["cap_height"]
     hn = hs + 0.6 * (H - hc - hs)  # end of the shoulder curve
@@ -196,13 +198,16 @@ def make_bottle(rng: np.random.Generator) -> ObjectModel:
     cap = _revolve([[0, H - hc], [cap_r, H - hc], [cap_r, H - 0.002], [cap_r - 0.002, H], [0, H]],
                    24)
     body_tex = _tex(rng, rng.choice(["label", "solid", "stripes", "noise"]))
-    parts = [_Part(_revolve(profile), True, "cyl", body_tex, rng.uniform(0.0, 0.8)),
+    body = _revolve(profile)
+    if "flatness" in p:
+        body.apply_scale([p["flatness"], 1.0, 1.0])
+    parts = [_Part(body, True, "cyl", body_tex, rng.uniform(0.0, 0.8)),
              _Part(cap, True, "cyl", _tex(rng, "solid"), rng.uniform(0.0, 0.5))]
     return _assemble("bottle", parts, params=p)
 
 
-def make_bowl(rng: np.random.Generator) -> ObjectModel:
-    p = _draw(rng, "bowl")
+def make_bowl(rng: np.random.Generator, ranges: dict | None = None) -> ObjectModel:
+    p = _draw(rng, "bowl", ranges)
     R, h, rf, w = p["radius"], p["height_frac"] * p["radius"], p["foot_frac"] * p["radius"], p["wall"]
     foot_h = 0.06 * h
     s = np.linspace(0, 1, 12)
@@ -217,10 +222,11 @@ def make_bowl(rng: np.random.Generator) -> ObjectModel:
     return _assemble("bowl", parts, params=p)
 
 
-def make_can(rng: np.random.Generator) -> ObjectModel:
-    p = _draw(rng, "can")
+def make_can(rng: np.random.Generator, ranges: dict | None = None, min_aspect: float = 1.3) -> ObjectModel:
+    """A can at least ``min_aspect`` radii tall."""
+    p = _draw(rng, "can", ranges)
     R, H, b = p["radius"], p["height"], p["bevel"]
-    H = max(H, 1.3 * R)
+    H = max(H, min_aspect * R)
     side = _revolve([[R - b, 0.0], [R, b], [R, H - 1.5 * b], [R - 0.8 * b, H]], 40)
     lid = _revolve([[0, H - 0.003], [R - 1.2 * b, H - 0.003], [R - 0.8 * b, H]], 40)
     bottom = _revolve([[R - b, 0.0], [0.0, 0.002]], 40)
@@ -232,8 +238,8 @@ def make_can(rng: np.random.Generator) -> ObjectModel:
     return _assemble("can", parts, params=p)
 
 
-def make_mug(rng: np.random.Generator) -> ObjectModel:
-    p = _draw(rng, "mug")
+def make_mug(rng: np.random.Generator, ranges: dict | None = None) -> ObjectModel:
+    p = _draw(rng, "mug", ranges)
     R, H, w = p["radius"], p["height"], p["wall"]
     Rb = p["taper"] * R
 
@@ -246,7 +252,7 @@ def make_mug(rng: np.random.Generator) -> ObjectModel:
     hh = p["handle_height_frac"] * H / 2
     yc = H / 2 + rng.uniform(-0.1, 0.1) * H
     tube_r = p["handle_tube"]
-    hh = min(hh, yc - tube_r - 0.004, H - yc - tube_r - 0.004)  # the handle stays below the rim
+    hh = max(min(hh, yc - tube_r - 0.004, H - yc - tube_r - 0.004), 0.004)  # below the rim
     a = np.linspace(-np.pi / 2, np.pi / 2, 24)
     e = 2.0 / p["handle_squareness"]
     ys = yc + hh * np.sign(np.sin(a)) * np.abs(np.sin(a)) ** e
@@ -261,8 +267,8 @@ def make_mug(rng: np.random.Generator) -> ObjectModel:
     return _assemble("mug", parts, handle_part=1, params=p)
 
 
-def make_laptop(rng: np.random.Generator) -> ObjectModel:
-    p = _draw(rng, "laptop")
+def make_laptop(rng: np.random.Generator, ranges: dict | None = None) -> ObjectModel:
+    p = _draw(rng, "laptop", ranges)
     W, D = p["width"], p["depth_frac"] * p["width"]
     tb, tl, theta = p["base_thickness"], p["lid_thickness"], np.deg2rad(p["lid_angle_deg"])
     shell = random_colour(rng, grey_prob=0.7) * rng.uniform(0.3, 1.0)
@@ -285,8 +291,10 @@ def make_laptop(rng: np.random.Generator) -> ObjectModel:
     return _assemble("laptop", parts, params=p)
 
 
-def make_camera(rng: np.random.Generator) -> ObjectModel:
-    p = _draw(rng, "camera")
+def make_camera(rng: np.random.Generator, ranges: dict | None = None, grip_prob: float = 0.8,
+                hump_prob: float = 0.6) -> ObjectModel:
+    """A camera body with a lens; a grip and a viewfinder hump with the given probabilities."""
+    p = _draw(rng, "camera", ranges)
     W = p["width"]
     H, D = p["height_frac"] * W, p["depth_frac"] * W
     lens_r = p["lens_radius_frac"] * H
@@ -300,12 +308,12 @@ def make_camera(rng: np.random.Generator) -> ObjectModel:
                    _tex(rng, rng.choice(["solid", "stripes"]), dark), 0.5),
              _Part(_cylinder_z(0.8 * lens_r, 0.002, [lx, ly, D / 2 + L + 0.001]), False, "box",
                    _tex(rng, "solid", np.array([0.05, 0.07, 0.12])), 1.0)]
-    if rng.random() < 0.8:  # grip
+    if rng.random() < grip_prob:  # grip
         gw = rng.uniform(0.15, 0.3) * W
         gx = W / 2 - gw / 2 if lx < 0 else -W / 2 + gw / 2
         parts.append(_Part(_box([gw, 0.9 * H, D + rng.uniform(0.005, 0.02)], [gx, 0.45 * H, 0.01]),
                            False, "box", _tex(rng, "noise", dark), 0.1))
-    if rng.random() < 0.6:  # viewfinder hump / flash
+    if rng.random() < hump_prob:  # viewfinder hump / flash
         hw = rng.uniform(0.2, 0.4) * W
         hh = rng.uniform(0.1, 0.25) * H
         parts.append(_Part(_box([hw, hh, 0.7 * D], [lx, H + hh / 2, -0.05 * D]), False, "box",
@@ -340,7 +348,8 @@ assert tuple(MAKERS) == CATEGORIES
 
 
 def make_object(category: str, rng: np.random.Generator) -> ObjectModel:
-    """A random instance of ``category`` (one of CATEGORIES)."""
+    """A random instance of ``category`` (one of CATEGORIES) from the standard ranges
+    (``PARAM_RANGES``; the wide distribution: ``genpose_ros.data.families.sample_object``)."""
     try:
         maker = MAKERS[category]
     except KeyError:

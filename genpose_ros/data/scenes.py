@@ -12,7 +12,8 @@ from scipy.spatial.transform import Rotation
 
 from genpose_ros import CATEGORIES
 from genpose_ros.data.camera import look_at
-from genpose_ros.data.objects import ObjectModel, make_clutter, make_object
+from genpose_ros.data.families import check_distribution, sample_object
+from genpose_ros.data.objects import ObjectModel, make_clutter
 from genpose_ros.data.textures import random_colour, surface_texture
 
 SCENE_RANGES = {
@@ -32,6 +33,30 @@ SCENE_RANGES = {
     "ambient": (0.15, 0.45),
 }
 """Sampling ranges of the scene generator (uniform unless stated)."""
+
+WIDE_SCENE_RANGES = {
+    **SCENE_RANGES,
+    "n_objects": (3, 10),
+    "n_clutter": (3, 12),
+    "pose_probs": {"upright": 0.6, "tilted": 0.2, "lying": 0.2},
+    "tilt_deg": (5.0, 50.0),
+    "placement_area_m": (0.60, 0.45),
+    "camera_distance_m": (0.25, 1.6),
+    "camera_elevation_deg": (8.0, 88.0),
+    "camera_roll_deg": (-40.0, 40.0),
+    "look_at_jitter_m": 0.15,
+    "light_elevation_deg": (10.0, 90.0),
+    "light_intensity": (0.35, 1.1),
+    "ambient": (0.08, 0.55),
+}
+"""Ranges of the ``wide`` distribution: nearer and farther, steeper and more rolled cameras,
+more tilted and lying objects, denser clutter on a smaller area, harsher light."""
+
+
+def scene_ranges(distribution: str = "standard") -> dict:
+    """The scene ranges of ``distribution`` ("standard" or "wide")."""
+    check_distribution(distribution)
+    return WIDE_SCENE_RANGES if distribution == "wide" else SCENE_RANGES
 
 _UPRIGHT = Rotation.from_euler("x", 90, degrees=True)  # object y -> world z
 
@@ -114,10 +139,10 @@ def _pose(R: Rotation, xyz) -> np.ndarray:
     return T
 
 
-def _rest_orientation(rng: np.random.Generator, category: str) -> Rotation:
+def _rest_orientation(rng: np.random.Generator, category: str, ranges: dict = SCENE_RANGES) -> Rotation:
     """Random resting orientation (object -> world) of an object of ``category``."""
-    kinds = list(SCENE_RANGES["pose_probs"])
-    probs = np.array(list(SCENE_RANGES["pose_probs"].values()))
+    kinds = list(ranges["pose_probs"])
+    probs = np.array(list(ranges["pose_probs"].values()))
     kind = kinds[rng.choice(len(kinds), p=probs)]
     if category == "laptop" and kind == "lying":
         kind = "upright"
@@ -126,7 +151,7 @@ def _rest_orientation(rng: np.random.Generator, category: str) -> Rotation:
     if kind == "upright":
         tilt = Rotation.identity()
     elif kind == "tilted":
-        tilt = Rotation.from_euler("x", rng.uniform(*SCENE_RANGES["tilt_deg"]), degrees=True)
+        tilt = Rotation.from_euler("x", rng.uniform(*ranges["tilt_deg"]), degrees=True)
     elif category == "bowl":  # a lying bowl is upside down
         tilt = Rotation.from_euler("x", 180, degrees=True)
     else:
@@ -150,48 +175,51 @@ def _place(rng, model: ObjectModel, R: Rotation, placed: list[tuple[np.ndarray, 
 
 
 def sample_scene(rng: np.random.Generator, n_objects: int | None = None,
-                 categories: list[str] | None = None) -> Scene:
-    """A random table-top scene with ``n_objects`` (default 3-8) category objects.
+                 categories: list[str] | None = None, distribution: str = "standard") -> Scene:
+    """A random table-top scene with ``n_objects`` (default 3-8; wide: 3-10) category objects.
 
     ``categories`` optionally fixes the category of each object (its length sets n_objects).
-    Objects that do not fit on the table after several tries are left out.
+    ``distribution`` "wide" draws objects, poses, clutter and light from the wider ranges
+    (``WIDE_SCENE_RANGES``, ``genpose_ros.data.families``). Objects that do not fit on the
+    table after several tries are left out.
     """
+    ranges = scene_ranges(distribution)
     if categories is not None:
         unknown = [c for c in categories if c not in CATEGORIES]
         if unknown:
             raise ValueError(f"unknown categories {unknown}; known: {', '.join(CATEGORIES)}")
         n_objects = len(categories)
     if n_objects is None:
-        n_objects = int(rng.integers(SCENE_RANGES["n_objects"][0], SCENE_RANGES["n_objects"][1] + 1))
+        n_objects = int(rng.integers(ranges["n_objects"][0], ranges["n_objects"][1] + 1))
     if n_objects < 1:
         raise ValueError(f"n_objects must be >= 1, got {n_objects}")
     if categories is None:
         categories = [CATEGORIES[i] for i in rng.integers(len(CATEGORIES), size=n_objects)]
-    area = np.array(SCENE_RANGES["placement_area_m"]) * (0.8 + 0.05 * n_objects)
+    area = np.array(ranges["placement_area_m"]) * (0.8 + 0.05 * n_objects)
     placed: list[tuple[np.ndarray, float]] = []
     objects = []
     for cat in categories:
-        model = make_object(cat, rng)
-        T = _place(rng, model, _rest_orientation(rng, cat), placed, area)
+        model = sample_object(cat, rng, distribution)
+        T = _place(rng, model, _rest_orientation(rng, cat, ranges), placed, area)
         if T is not None:
             objects.append(SceneObject(len(objects) + 1, model, T))
     clutter = []
-    for _ in range(rng.integers(SCENE_RANGES["n_clutter"][0], SCENE_RANGES["n_clutter"][1] + 1)):
+    for _ in range(rng.integers(ranges["n_clutter"][0], ranges["n_clutter"][1] + 1)):
         model = make_clutter(rng)
         R = Rotation.from_euler("z", rng.uniform(0, 360), degrees=True) * _UPRIGHT
         T = _place(rng, model, R, placed, area * 1.5)
         if T is not None:
             clutter.append(SceneObject(0, model, T))
-    (wx, wy) = SCENE_RANGES["table_size_m"]
-    el = np.radians(rng.uniform(*SCENE_RANGES["light_elevation_deg"]))
+    (wx, wy) = ranges["table_size_m"]
+    el = np.radians(rng.uniform(*ranges["light_elevation_deg"]))
     az = rng.uniform(0, 2 * np.pi)
     light = Light(direction=np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)]),
-                  intensity=float(rng.uniform(*SCENE_RANGES["light_intensity"])),
-                  ambient=float(rng.uniform(*SCENE_RANGES["ambient"])),
+                  intensity=float(rng.uniform(*ranges["light_intensity"])),
+                  ambient=float(rng.uniform(*ranges["ambient"])),
                   colour=1.0 + rng.uniform(-0.12, 0.12, 3))
     return Scene(objects=objects, clutter=clutter,
                  table_size=np.array([rng.uniform(*wx), rng.uniform(*wy)]),
-                 table_height=float(rng.uniform(*SCENE_RANGES["table_height_m"])),
+                 table_height=float(rng.uniform(*ranges["table_height_m"])),
                  table_texture=surface_texture(rng), floor_texture=surface_texture(rng),
                  texture_tile_m=(float(rng.uniform(0.3, 1.2)), float(rng.uniform(0.5, 2.0))),
                  wall_colour=random_colour(rng, 0.5), light=light)
@@ -211,14 +239,16 @@ def camera_on_hemisphere(target: np.ndarray, distance: float, elevation_deg: flo
     return look_at(eye, target, roll=np.radians(roll_deg))
 
 
-def sample_camera_pose(rng: np.random.Generator, scene: Scene) -> np.ndarray:
-    """(4, 4) T_world_cam on a hemisphere 0.35-1.2 m around the objects, looking at them."""
+def sample_camera_pose(rng: np.random.Generator, scene: Scene, distribution: str = "standard") -> np.ndarray:
+    """(4, 4) T_world_cam on a hemisphere around the objects, looking at them (standard:
+    0.35-1.2 m, elevation 20-80 deg, roll +-10 deg; wide: ``WIDE_SCENE_RANGES``)."""
+    ranges = scene_ranges(distribution)
     target = _scene_centre(scene)
     target[2] = rng.uniform(0.0, 0.06)
-    target[:2] += rng.uniform(-1, 1, 2) * SCENE_RANGES["look_at_jitter_m"]
-    return camera_on_hemisphere(target, rng.uniform(*SCENE_RANGES["camera_distance_m"]),
-                                rng.uniform(*SCENE_RANGES["camera_elevation_deg"]),
-                                rng.uniform(0, 360), rng.uniform(*SCENE_RANGES["camera_roll_deg"]))
+    target[:2] += rng.uniform(-1, 1, 2) * ranges["look_at_jitter_m"]
+    return camera_on_hemisphere(target, rng.uniform(*ranges["camera_distance_m"]),
+                                rng.uniform(*ranges["camera_elevation_deg"]),
+                                rng.uniform(0, 360), rng.uniform(*ranges["camera_roll_deg"]))
 
 
 def _ease(n: int) -> np.ndarray:
@@ -241,18 +271,19 @@ SEQUENCE_RANGES = {
 """Sampling ranges of tracking sequences (rates are averages per frame)."""
 
 
-def sample_sequence(rng: np.random.Generator, n_frames: int, n_objects: int | None = None) -> Sequence:
+def sample_sequence(rng: np.random.Generator, n_frames: int, n_objects: int | None = None,
+                    distribution: str = "standard") -> Sequence:
     """A scene with a smooth camera trajectory and 1-2 objects pushed over the table.
 
     The camera circles the objects at 0.5-2 deg of azimuth per frame while its distance and
     elevation oscillate gently; the moving objects slide 1-4 mm and turn up to 2 deg per
     frame on average, starting and stopping smoothly (``SEQUENCE_RANGES``). Collisions
-    between moving objects are not modelled.
+    between moving objects are not modelled. ``distribution`` applies to the scene.
     """
     if n_frames < 1:
         raise ValueError(f"n_frames must be >= 1, got {n_frames}")
     R_ = SEQUENCE_RANGES
-    scene = sample_scene(rng, n_objects)
+    scene = sample_scene(rng, n_objects, distribution=distribution)
     i = np.arange(n_frames, dtype=float)
     target = _scene_centre(scene)
     target[2] = 0.03

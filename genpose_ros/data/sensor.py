@@ -112,3 +112,20 @@ class SensorModel:
         drop |= (out < self.min_range) | (out > self.max_range)
         out[drop] = 0.0
         return out
+
+
+WIDE_SENSOR_RANGES = {
+    "subpixel_noise": (0.04, 0.2),
+    "smooth_noise_frac": (0.2, 0.8),
+    "edge_dropout": (0.3, 0.95),
+    "grazing_start_deg": (60.0, 78.0),
+    "holes_per_frame": (0.0, 10.0),
+}
+"""Per-frame uniform ranges of the ``wide`` distribution's sensor (stronger, randomised noise;
+the hole radius range becomes 2-18 px)."""
+
+
+def sample_sensor(rng: np.random.Generator, ranges: dict = WIDE_SENSOR_RANGES) -> SensorModel:
+    """A SensorModel with each parameter of ``ranges`` drawn uniformly (one per frame)."""
+    params = {k: float(rng.uniform(*r)) for k, r in ranges.items()}
+    return SensorModel(**params, hole_radius_px=(2, 18))

@@ -9,8 +9,10 @@ same K candidates against the ground truth: an upper bound); ``score_scaling`` (
 ``tracking`` (on the sequences, the tracking node's tracker: warm starts from the previous
 estimate, re-initialisation as configured). For each: 5deg2cm, 5deg5cm, 10deg2cm, 10deg5cm,
 IoU25/50/75 (share of instances, mean over the six NOCS categories and per category) and ``ms_per_frame``: the median latency of one estimate() call on a 6-object frame.
-Ablations: score-scaling schedules, and the ODE solvers (adaptive RK45 reference vs fixed-step
-Euler / Heun). Writes the JSON, a Markdown twin, and PNG plots (error CDFs, rotation hypotheses,
+Ablations: score-scaling schedules, the ODE solvers (adaptive RK45 reference vs fixed-step
+Euler / Heun), and the size (SizeNet vs the pose model's size head, same poses). With a wide
+split (``--wide``, default ``<data>_wide``): GenPose and score scaling on it beside the standard
+split. Writes the JSON, a Markdown twin, and PNG plots (error CDFs, rotation hypotheses,
 training convergence from the given training logs).
 """
 from __future__ import annotations
@@ -19,7 +21,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -44,6 +45,8 @@ SCALING_ABLATION = {
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="single-frame test split")
     p.add_argument("--seq", default=None, help="sequence split for tracking (default: <data>_seq if present)")
+    p.add_argument("--wide", default=None,
+                   help="wide-distribution split for the robustness table (default: <data>_wide if present)")
     add_checkpoint(p)
     p.add_argument("--json", default="docs/bench.json")
     p.add_argument("--md", default=None, help="Markdown report (default: the JSON path with .md)")
@@ -57,27 +60,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_threads(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-ablations", action="store_true")
-
-
-def machine_info(device: str) -> dict:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"cpu": cpu, "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": str(torch.__version__), "python": platform.python_version(), "device": device,
-            "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
-    if device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    info["name"] = (f"{info['gpu']} (GPU)" if "gpu" in info else f"{cpu}, {os.cpu_count()} cores, "
-                    f"{info['torch_threads']} torch thread(s), shared machine")
-    return info
 
 
 def _row(s: dict) -> dict:
@@ -198,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
     from genpose_ros.config import sampler_settings
     from genpose_ros.data.nocs_io import list_frames
     from genpose_ros.evaluation import plots, runner
-    from genpose_ros.evaluation.report import summary
+    from genpose_ros.evaluation.report import machine_info, summary
     from genpose_ros.paths import pose_checkpoint
     from genpose_ros.pose.estimator import PoseEstimator
 
@@ -257,8 +239,23 @@ def run(args: argparse.Namespace) -> int:
         runs["tracking"] = tr["records"]
         print(f"tracking: 5deg2cm {row['5deg2cm']} {row['ms_per_frame']} ms/frame", flush=True)
 
+    wide = args.wide or (str(Path(args.data)) + "_wide")
+    if Path(wide).is_dir():
+        wide_prefixes = list_frames(wide)[:args.max_frames]
+        report["wide"] = {"data": wide, "n_frames": len(wide_prefixes), "modes": {}}
+        for name, mode, kw in (("genpose_energy", "genpose", {"ranking": "energy"}),
+                               ("score_scaling", "score_scaling", {})):
+            reseed()
+            res = runner.run_frames(est, wide_prefixes, mode, kw, seed=args.seed)
+            report["wide"]["modes"][name] = _row(summary(res["records"], res["latency_ms"]))
+            print(f"wide {name}: 5deg2cm {report['wide']['modes'][name]['5deg2cm']}", flush=True)
+
     if not args.skip_ablations:
         abl = report.setdefault("ablations", {})
+        from genpose_ros.evaluation.size_ablation import run_ablation
+
+        abl["size"] = run_ablation(args.data, str(ckpt), ["genpose", "score_scaling"], ["head", "net"],
+                                   args.max_frames, args.seed, device=args.device)
         abl["score_scaling"] = {}
         for name, kw in SCALING_ABLATION.items():  # pose metrics only (IoU needs no sampler change)
             reseed()
@@ -341,6 +338,13 @@ def markdown(report: dict, base: Path) -> str:
         for name, r in abl["solvers"].items():
             lines.append(f"| {name} | {r['frames']} | {fmt(r['5deg2cm'])} | {fmt(r['10deg5cm'])} | {r['nfe']} | "
                          f"{fmt(r['ms_per_frame'])} |")
+    if abl.get("size"):
+        from genpose_ros.evaluation.size_ablation import markdown as size_markdown
+
+        lines += ["", "## Size: SizeNet (net) against the pose model's size head (head), same poses", "",
+                  size_markdown(abl["size"])]
+    if report.get("wide"):
+        lines += wide_markdown(report, fmt)
     lines += [""]
     for name, path in report.get("plots", {}).items():
         try:
@@ -349,6 +353,20 @@ def markdown(report: dict, base: Path) -> str:
             rel = path
         lines += [f"![{name}]({rel})", ""]
     return "\n".join(lines)
+
+
+def wide_markdown(report: dict, fmt) -> list[str]:
+    """The standard split beside the wide one, and the wide/standard ratio of 5deg2cm."""
+    w = report["wide"]
+    cols = ["5deg2cm", "5deg5cm", "10deg2cm", "10deg5cm", "iou25", "iou50", "iou75"]
+    lines = ["", f"## Wide split (`{w['data']}`, {w['n_frames']} frames)", "",
+             "| split | mode | " + " | ".join(cols) + " | wide / standard 5deg2cm (%) |", "|---" * (len(cols) + 3) + "|"]
+    for name, row in w["modes"].items():
+        std = report["modes"].get(name, {})
+        lines.append(f"| standard | {name} | " + " | ".join(fmt(std.get(c)) for c in cols) + " | |")
+        ratio = 100 * row["5deg2cm"] / std["5deg2cm"] if std.get("5deg2cm") and row["5deg2cm"] is not None else None
+        lines.append(f"| wide | {name} | " + " | ".join(fmt(row.get(c)) for c in cols) + f" | {fmt(ratio)} |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -112,3 +114,25 @@ def write(out, title: str, s: dict) -> str:
     md = markdown(title, s)
     (out / "eval.md").write_text(md)
     return md
+
+
+def machine_info(device: str) -> dict:
+    """The machine a measurement ran on (CPU model, cores, torch threads, GPU, load) and a one-line ``name``."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": str(torch.__version__), "python": platform.python_version(), "device": device,
+            "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    info["name"] = (f"{info['gpu']} (GPU)" if "gpu" in info else f"{cpu}, {os.cpu_count()} cores, "
+                    f"{info['torch_threads']} torch thread(s), shared machine")
+    return info

@@ -1,7 +1,8 @@
 """Pose-model checkpoints: one dict saved with ``torch.save`` and read with
 ``torch.load(weights_only=True)`` (no pickled code is ever executed).
 
-Layout (``FORMAT`` = "genpose_ros.pose/1")::
+Layout (``FORMAT`` = "genpose_ros.pose/1"; other models of the package that share it, such as
+the size network, name their own ``fmt``)::
 
     {"format": FORMAT, "model": state_dict (EMA weights), "model_config": dict,
      "step": int, "train_config": dict, "versions": {"genpose_ros": str, "torch": str},
@@ -23,26 +24,29 @@ FORMAT = "genpose_ros.pose/1"
 REQUIRED = ("format", "model", "model_config", "step")
 WHAT = "pose checkpoint"
 
-__all__ = ["CheckpointError", "FORMAT", "build_model", "load_checkpoint", "save_checkpoint"]
+__all__ = ["CheckpointError", "FORMAT", "build", "build_model", "load_checkpoint", "save_checkpoint"]
 
 
 def save_checkpoint(path: str | os.PathLike, model_state: dict, model_config: dict, step: int,
-                    train_config: dict | None = None, **extra) -> Path:
-    """Write atomically (temp file + rename) so an interrupted save never leaves a broken file."""
-    ckpt = {"format": FORMAT, "model": {k: v.detach().cpu() for k, v in model_state.items()},
+                    train_config: dict | None = None, fmt: str = FORMAT, **extra) -> Path:
+    """Write atomically (temp file + rename) so an interrupted save never leaves a broken file.
+    ``fmt`` names the kind of model (``FORMAT`` for pose models)."""
+    ckpt = {"format": fmt, "model": {k: v.detach().cpu() for k, v in model_state.items()},
             "model_config": model_config, "step": int(step), "train_config": dict(train_config or {}),
             "versions": {"genpose_ros": __version__, "torch": str(torch.__version__)}}
     ckpt.update(extra)
     return save_file(path, ckpt)
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Read and validate a checkpoint dict (weights_only=True)."""
-    ckpt = read_file(path, WHAT, map_location)
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+                    fmt: str = FORMAT, what: str = WHAT) -> dict:
+    """Read and validate a checkpoint dict of format ``fmt`` (weights_only=True); ``what``
+    names the kind in error messages."""
+    ckpt = read_file(path, what, map_location)
     missing = [k for k in REQUIRED if k not in ckpt]
     if missing:
-        raise CheckpointError(f"checkpoint {path} lacks the keys {missing} (not a genpose_ros pose checkpoint)")
-    check_format(ckpt, path, FORMAT, WHAT)
+        raise CheckpointError(f"checkpoint {path} lacks the keys {missing} (not a genpose_ros {what})")
+    check_format(ckpt, path, fmt, what)
     return ckpt
 
 
@@ -50,9 +54,15 @@ def build_model(ckpt: dict, path: str = "<checkpoint>", state_key: str = "model"
     """PoseNet from a loaded checkpoint dict; architecture / key mismatches -> CheckpointError."""
     from genpose_ros.pose.nets import PoseNet
 
+    return build(PoseNet, ckpt, path, state_key)
+
+
+def build(model_cls, ckpt: dict, path: str = "<checkpoint>", state_key: str = "model", what: str = WHAT):
+    """``model_cls(ckpt["model_config"])`` with the weights of ``ckpt[state_key]``; an invalid
+    config or missing / unexpected / misshapen / non-finite weights raise CheckpointError."""
     try:
-        model = PoseNet(ckpt["model_config"])
+        model = model_cls(ckpt["model_config"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path}: invalid model_config: {exc}") from exc
-    load_state(model, ckpt[state_key], path, WHAT)
+    load_state(model, ckpt[state_key], path, what)
     return model

@@ -11,7 +11,9 @@ transforms of the previous frame). The default mode and the sampler settings com
 ``config/estimator.yaml``; settings can be overridden per call (``n_steps=10``,
 ``solver="rk45"``, ...) and are checked against it. The SDE (noise schedule) is the one the
 checkpoint was trained with. The encoder runs once per object; all candidates and ODE steps
-reuse its feature.
+reuse its feature. Sizes come from the SizeNet on the points seen in the estimated object
+frame (``size`` in config/estimator.yaml; ``method: head`` uses the pose model's own size
+head instead).
 """
 from __future__ import annotations
 
@@ -22,12 +24,13 @@ import numpy as np
 import torch
 
 from genpose_ros import geometry
-from genpose_ros.config import checked, did_you_mean, estimator_config, sampler_settings
+from genpose_ros.config import ConfigError, checked, did_you_mean, estimator_config, sampler_settings
 from genpose_ros.pose import sampling
 from genpose_ros.pose.sde import VESDE, get_sde
 
 MODES = tuple(sampling.SAMPLERS)
 SINGLE_FRAME_MODES = tuple(m for m in MODES if m != "tracking")
+SIZE_METHODS = ("net", "head")
 
 
 def check_mode(mode: str, allowed=MODES) -> str:
@@ -59,6 +62,22 @@ class PoseEstimator:
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.rng = np.random.default_rng(seed)
         self.last_timing: dict = {}
+        self.size_net = self._load_size_net(self.config["size"])
+
+    def _load_size_net(self, cfg: dict):
+        """The SizeNet of ``cfg`` (config/estimator.yaml ``size``), or None for the size head."""
+        method = cfg["method"]
+        if method not in SIZE_METHODS:
+            raise ConfigError(f"estimator config: size.method {method!r} unknown{did_you_mean(method, SIZE_METHODS)}; "
+                              f"expected one of {', '.join(SIZE_METHODS)}")
+        if method == "head":
+            return None
+        from genpose_ros.paths import resolve
+        from genpose_ros.pose.size_net import load_size_net
+
+        net = load_size_net(resolve(cfg["checkpoint"]))
+        net.category_index(self.categories)  # every category of the pose model must be known
+        return net.to(self.device)
 
     @classmethod
     def from_checkpoint(cls, path, device: str | torch.device = "cpu", config: dict | None = None,
@@ -131,10 +150,14 @@ class PoseEstimator:
         elif prev_poses is not None:
             raise ValueError(f"prev_poses is only used by the tracking mode, not {mode!r}")
         cond = self.model.encode(pts, cat)  # (B, F) once per object
-        size = self.model.predict_size(cond, cat)
         t_enc = time.perf_counter()
         sample = sampling.get_sampler(mode)(self.model, self.sde, cond, generator=self.generator, **kwargs)
         R, t = geometry.denormalize_pose(sample.pose, centroid)
+        if self.size_net is None:
+            size = self.model.predict_size(cond, cat)
+        else:
+            size = self.size_net.predict(pts + centroid[:, None], R, t,
+                                         self.size_net.category_index(list(categories), self.device))
         hyp = None
         if return_hypotheses:
             Rh, th = geometry.denormalize_pose(sample.hypotheses, centroid[:, None])

@@ -13,6 +13,7 @@ Launch::
     torchrun --standalone --nproc_per_node=4 -m genpose_ros.pose.train \\
         --data data/synth/train --out runs/joint                                           # 4 GPUs (DDP)
     genpose train --task segmentation --data data/synth/train --out runs/seg               # Mask R-CNN
+    genpose train --task size --data data/synth/train --val data/synth/val --out runs/size # SizeNet
 
 DDP is detected from RANK / LOCAL_RANK / WORLD_SIZE; only rank 0 logs, evaluates and saves.
 Outputs in ``--out``: ``model.pt`` (EMA weights, what the estimator loads), ``last.pt`` (resume),
@@ -28,17 +29,20 @@ import time
 from pathlib import Path
 
 from genpose_ros.arguments import add_threads, apply_threads, non_negative_int, positive_float, positive_int
+from genpose_ros.pose.pool import PointPool
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", choices=["pose", "segmentation"], default="pose")
+    p.add_argument("--task", choices=["pose", "segmentation", "size"], default="pose",
+                   help="pose model, Mask R-CNN segmenter, or the size network (config/size_net.yaml)")
     p.add_argument("--data", required=True, nargs="+",
                    help="training split folder(s) (NOCS layout written by `genpose data generate`)")
     p.add_argument("--val", default=None, nargs="+", help="validation split (default: no validation curve)")
     p.add_argument("--cache", default=None,
                    help="point-pool cache file (.pt): depth/mask images are read once, then reused")
     p.add_argument("--out", required=True, help="output folder (checkpoints, logs)")
-    p.add_argument("--config", default=None, help="training config YAML (default: config/train.yaml)")
+    p.add_argument("--config", default=None,
+                   help="training config YAML (default: config/train.yaml; --task size: config/size_net.yaml)")
     p.add_argument("--schedule", choices=["joint", "genpose"], default=None, help="stage schedule")
     p.add_argument("--steps", type=positive_int, default=None, help="total optimisation steps over all stages")
     p.add_argument("--batch-size", type=positive_int, default=None)
@@ -58,6 +62,10 @@ def run(args: argparse.Namespace) -> int:
     apply_threads(args)
     if args.task == "segmentation":
         from genpose_ros.segmentation.train import train_main
+
+        return train_main(args)
+    if args.task == "size":
+        from genpose_ros.pose.size_train import train_main
 
         return train_main(args)
     return train_pose(args)
@@ -236,56 +244,6 @@ def train_pose(args) -> int:
     val_set = InstanceDataset(args.val, n_points=mc["n_points"], augment=False, seed=0) if args.val else None
     return fit(cfg, train_set, val_set, Path(args.out), device=args.device, seed=args.seed,
                resume=args.resume, workers=args.workers)
-
-
-class PointPool:
-    """Training items from a cache of per-instance point pools.
-
-    Reading the depth and mask PNGs costs ~25 ms per instance on the CPU; the pool reads every
-    instance once (``pool_points`` points, no augmentation), then each item draws ``n_points``
-    of them and applies the dataset's augmentation (``genpose_ros.data.dataset.augment_instance``).
-    """
-
-    def __init__(self, pool: dict, n_points: int, seed: int = 0):
-        import numpy as np
-
-        self.pool, self.n_points, self.seed = pool, n_points, seed
-        self.rng = np.random.default_rng(seed)
-
-    @classmethod
-    def build(cls, dataset, n_points: int, cache: str | None = None, seed: int = 0) -> "PointPool":
-        import torch
-        from tqdm import tqdm
-
-        if cache and Path(cache).is_file():
-            pool = torch.load(cache, weights_only=True)
-            if pool["points"].shape[0] == len(dataset):
-                return cls(pool, n_points, seed)
-        items = [dataset[i] for i in tqdm(range(len(dataset)), desc="reading instances", mininterval=5)]
-        pool = {k: torch.stack([it[k] for it in items]) for k in ("points", "R", "t", "size", "category",
-                                                                  "handle_visible")}
-        if cache:
-            torch.save(pool, cache)
-        return cls(pool, n_points, seed)
-
-    def __len__(self) -> int:
-        return self.pool["points"].shape[0]
-
-    def __getitem__(self, i: int) -> dict:
-        import numpy as np
-        import torch
-
-        from genpose_ros import CATEGORIES
-        from genpose_ros.data.dataset import augment_instance
-
-        pts = self.pool["points"][i].numpy().astype(np.float64)
-        pts = pts[self.rng.choice(len(pts), self.n_points, replace=len(pts) < self.n_points)]
-        R, t, size = (self.pool[k][i].numpy().astype(np.float64) for k in ("R", "t", "size"))
-        cat = int(self.pool["category"][i])
-        pts, R, t, size = augment_instance(pts, R, t, size, CATEGORIES[cat], self.rng)
-        f32 = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
-        return {"points": f32(pts), "R": f32(R), "t": f32(t), "size": f32(size),
-                "category": self.pool["category"][i], "handle_visible": self.pool["handle_visible"][i]}
 
 
 def fit(cfg: dict, train_set, val_set, out: Path, device: str = "auto", seed: int = 0,

@@ -1,0 +1,90 @@
+"""Box size from the points seen in the estimated object frame (GenPose++'s ScaleNet idea).
+
+The object points are moved into the estimated object frame (``canonicalize``). A robust
+extent fit gives a first box: the frame is centred on the box centre, so twice the
+``quantile`` of |coordinate| per axis mirrors the seen side onto the unseen one. A small
+PointNet on the canonical points, scaled by that fit, predicts a per-axis log correction
+(the unseen side, sensor edges, pose error): ``size = fit * exp(correction)``. The size thus
+follows the points instead of a category mean, which is what lets it generalise to object
+sizes outside the training range.
+
+    net = load_size_net("models/size_net.pt")
+    size = net.predict(points, R, t, category_idx)   # camera-frame (B, N, 3), pose, (B,) -> (B, 3) m
+
+Checkpoints are ``genpose_ros.pose.checkpoint`` dicts of format ``SIZE_FORMAT`` (read with
+``weights_only=True``); ``model_config`` holds ``categories`` and the layer sizes.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+SIZE_FORMAT = "genpose_ros.size/1"
+SIZE_WHAT = "size checkpoint"
+MIN_EXTENT_M = 0.005  # floor of the extent fit (flat or nearly empty point sets)
+
+
+def canonicalize(points: torch.Tensor, R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Camera-frame points (B, N, 3) -> object frame R^T (p - t), with R (B, 3, 3), t (B, 3)."""
+    return torch.bmm(points - t[:, None, :], R)
+
+
+def extent_fit(local: torch.Tensor, quantile: float) -> torch.Tensor:
+    """(B, N, 3) object-frame points -> (B, 3) box edges mirrored about the frame centre."""
+    q = torch.quantile(local.abs(), quantile, dim=1)
+    return (2.0 * q).clamp_min(MIN_EXTENT_M)
+
+
+class SizeNet(nn.Module):
+    """Extent fit + learned log correction. Config: ``{"categories": [...], "n_points": 256,
+    "widths": [32, 64, 128], "hidden": 128, "cat_dim": 16, "quantile": 0.97}`` (config/size_net.yaml)."""
+
+    def __init__(self, config: dict):
+        super().__init__()
+        self.config = dict(config)
+        self.categories = list(config["categories"])
+        self.quantile = float(config.get("quantile", 0.97))
+        widths = [3] + list(config.get("widths", [64, 128, 256]))
+        layers: list[nn.Module] = []
+        for a, b in zip(widths[:-1], widths[1:]):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        self.point_mlp = nn.Sequential(*layers)
+        cat_dim, hidden = config.get("cat_dim", 16), config.get("hidden", 128)
+        self.cat_embed = nn.Embedding(len(self.categories), cat_dim)
+        self.head = nn.Sequential(nn.Linear(2 * widths[-1] + 6 + cat_dim, hidden), nn.ReLU(),
+                                  nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 3))
+        nn.init.zeros_(self.head[-1].weight)  # starts as the plain extent fit
+        nn.init.zeros_(self.head[-1].bias)
+
+    def forward(self, local: torch.Tensor, category: torch.Tensor) -> torch.Tensor:
+        """Object-frame points (B, N, 3), category indices (B,) -> box edges (B, 3), metres."""
+        fit = extent_fit(local, self.quantile)  # (B, 3)
+        scale = fit.amax(dim=-1)  # (B,)
+        x = self.point_mlp(local / scale[:, None, None])  # (B, N, C) scale-free shape
+        q = torch.quantile(local, torch.tensor([1.0 - self.quantile, self.quantile], device=local.device), dim=1)
+        span = (q[1] - q[0]).clamp_min(MIN_EXTENT_M)  # (B, 3) seen extent, not mirrored
+        feat = torch.cat([x.amax(dim=1), x.mean(dim=1), torch.log(fit), torch.log(span / fit),
+                          self.cat_embed(category)], dim=-1)
+        return fit * torch.exp(self.head(feat))
+
+    @torch.no_grad()
+    def predict(self, points: torch.Tensor, R: torch.Tensor, t: torch.Tensor, category: torch.Tensor) -> torch.Tensor:
+        """Camera-frame points (B, N, 3) (a random sample), pose R (B, 3, 3), t (B, 3), category (B,)
+        -> (B, 3) box edges. Uses the first ``n_points`` of the points, as many as in training."""
+        n = int(self.config.get("n_points", points.shape[1]))
+        return self(canonicalize(points[:, :n], R, t), category)
+
+    def category_index(self, categories: list[str], device=None) -> torch.Tensor:
+        missing = [c for c in categories if c not in self.categories]
+        if missing:
+            raise ValueError(f"the size network does not know the categories {missing}; it knows {self.categories}")
+        return torch.tensor([self.categories.index(c) for c in categories], dtype=torch.long, device=device)
+
+
+def load_size_net(path, map_location: str | torch.device = "cpu") -> SizeNet:
+    """SizeNet from a safe checkpoint; missing, corrupt, non-finite or mismatched files raise
+    CheckpointError."""
+    from genpose_ros.pose.checkpoint import build, load_checkpoint
+
+    ckpt = load_checkpoint(path, map_location=map_location, fmt=SIZE_FORMAT, what=SIZE_WHAT)
+    return build(SizeNet, ckpt, str(path), what=SIZE_WHAT).eval()

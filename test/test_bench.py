@@ -1,0 +1,27 @@
+"""`genpose bench` end to end on tiny splits (untrained model: checks the report, not accuracy):
+the modes, the size ablation (SizeNet vs size head) and the wide split beside the standard one."""
+import json
+
+
+def test_bench_reports_size_ablation_and_wide_split(tmp_path, tiny_pose_checkpoint):
+    from genpose_ros.data.generate import GenerateConfig, generate
+    from genpose_ros.evaluation import bench
+
+    generate(GenerateConfig(out=str(tmp_path / "test"), split="test", seed=0, scenes=1, views_per_scene=2,
+                            n_objects=8), progress=False)
+    generate(GenerateConfig(out=str(tmp_path / "test_wide"), split="test", seed=0, scenes=1, n_objects=4,
+                            distribution="wide"), progress=False)
+    out = tmp_path / "bench.json"
+    assert bench.main(["--data", str(tmp_path / "test"), "--ckpt", str(tiny_pose_checkpoint), "--json", str(out),
+                       "--images", str(tmp_path / "img"), "--solver-frames", "1", "--threads", "1"]) == 0
+    report = json.loads(out.read_text())
+    assert report["wide"]["data"] == str(tmp_path / "test_wide") and report["wide"]["n_frames"] == 1
+    assert set(report["wide"]["modes"]) == {"genpose_energy", "score_scaling"}
+    rows = report["ablations"]["size"]
+    assert [(r["mode"], r["size"]) for r in rows] == [("genpose", "head"), ("genpose", "net"),
+                                                      ("score_scaling", "head"), ("score_scaling", "net")]
+    assert rows[0]["5deg2cm"] == rows[1]["5deg2cm"]  # same poses for both size methods
+    assert abs(rows[1]["IoU50"] - report["modes"]["genpose_energy"]["iou50"]) < 0.01  # the default: SizeNet
+    md = (tmp_path / "bench.md").read_text()
+    assert "## Size: SizeNet (net) against the pose model's size head" in md
+    assert f"## Wide split (`{tmp_path / 'test_wide'}`, 1 frames)" in md and "| wide | score_scaling |" in md
