@@ -70,12 +70,13 @@ def substitute(text, args: dict[str, str], where: str = "") -> str:
 
 
 def _truthy(value: str, where: str) -> bool:
+    """An ``if``/``unless`` value, accepted as ``ros2 launch`` does: true, false, 1 or 0."""
     v = str(value).strip().lower()
-    if v in ("true", "1", "yes", "on"):
+    if v in ("true", "1"):
         return True
-    if v in ("false", "0", "no", "off", ""):
+    if v in ("false", "0"):
         return False
-    raise LaunchError(f"{where}: condition {value!r} is not true/false")
+    raise LaunchError(f"{where}: condition {value!r} must be true, false, 1 or 0 (as ros2 launch accepts)")
 
 
 def _node_command(entry: dict, args: dict, where: str) -> list[str] | None:
@@ -98,8 +99,9 @@ def _node_command(entry: dict, args: dict, where: str) -> list[str] | None:
     ros = []
     if entry.get("name"):
         ros += ["-r", f"__node:={sub(entry['name'])}"]
-    if entry.get("namespace"):
-        ros += ["-r", f"__ns:={sub(entry['namespace'])}"]
+    namespace = sub(str(entry.get("namespace", ""))).strip("/")
+    if namespace:  # empty: no namespace, as ros2 launch
+        ros += ["-r", f"__ns:=/{namespace}"]
     for p in entry.get("param", []) or []:
         if "from" in p:
             path = sub(p["from"])
