@@ -87,3 +87,19 @@ def test_symmetric_objects_get_one_yaw_and_no_spread_about_their_axis():
     assert np.trace(raw[3:, 3:]) > 1.0 > 100 * np.trace(canon[3:, 3:])
     R_laptop, _ = canonical_poses(R[None], t[None], ["laptop"], [H])  # asymmetric: untouched
     np.testing.assert_allclose(R_laptop[0], R, atol=1e-6)
+
+
+def test_sequence_consistency_counts_switches_and_turns():
+    from genpose_ros.evaluation.consistency import sequence_consistency
+
+    R = _random_rotation(3)
+    yaw = [Rotation.from_euler("y", a).as_matrix() for a in (0.0, 1.0, 1.0, 1.0)]
+    recs = [dict(frame=f, gt_id=1, category="can", handle_visible=True, name="can_0" if f < 3 else "can_1",
+                 R_gt=R, R_pred=R @ yaw[f]) for f in range(4)]
+    recs += [dict(frame=f, gt_id=2, category="laptop", handle_visible=True, name="laptop_0",
+                  R_gt=np.eye(3), R_pred=np.eye(3)) for f in (0, 1, 3)]
+    c = sequence_consistency(recs)
+    assert (c["objects"], c["distinct_names"], c["pairs"], c["id_switches"]) == (2, 3, 4, 1)
+    assert c["turn_deg"]["symmetric"]["max"] == pytest.approx(np.degrees(1.0))
+    assert c["turn_deg"]["symmetric"]["median"] == pytest.approx(0.0, abs=1e-6)
+    assert c["turn_deg"]["other"]["n"] == 1

@@ -84,8 +84,10 @@ def test_demo_graph_publishes_tf_and_detections(demo_run):
             T = r["buf"].lookup("camera_link", d.id, sec * 1_000_000_000 + nsec)
             p = d.bbox.center.position
             np.testing.assert_allclose(T[:3, 3], [p.z, -p.x, -p.y], atol=1e-5)  # REP 103
-    for line in ("per-object errors", "latency per stage"):
+    for line in ("per-object errors", "latency per stage", "names and frames over the sequence"):
         assert line in r["log"]
+    c = s["consistency"]  # one name per object over the sequence
+    assert c["objects"] >= 1 and c["id_switches"] == 0 and c["distinct_names"] == c["objects"]
 
 
 def test_demo_poses_within_tolerance_of_ground_truth(demo_run):
