@@ -103,3 +103,9 @@ def test_sequence_consistency_counts_switches_and_turns():
     assert c["turn_deg"]["symmetric"]["max"] == pytest.approx(np.degrees(1.0))
     assert c["turn_deg"]["symmetric"]["median"] == pytest.approx(0.0, abs=1e-6)
     assert c["turn_deg"]["other"]["n"] == 1
+
+
+def test_stable_yaw_of_a_batch_equals_one_by_one():
+    Rs = np.stack([_random_rotation(s) for s in range(6)] + [Rotation.from_euler("x", -90, degrees=True).as_matrix()])
+    t = np.array([0.0, 0.0, 0.5])
+    np.testing.assert_allclose(stable_yaw(Rs, t), np.stack([stable_yaw(R, t) for R in Rs]), atol=1e-12)

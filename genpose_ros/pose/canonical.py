@@ -28,23 +28,27 @@ MUG_YAW_AGREEMENT = 0.5
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
-    return v / np.linalg.norm(v)
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+
+
+def _reject(v: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The part of ``v`` normal to the unit vectors ``y`` (..., 3)."""
+    return v - np.sum(v * y, axis=-1, keepdims=True) * y
 
 
 def stable_yaw(R: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """``R`` turned about its own y axis so that its z axis faces the camera (module docstring)."""
+    """``R`` (..., 3, 3) turned about its own y axis so that its z axis faces the camera from
+    ``t`` (3,) or (..., 3) (module docstring)."""
     R = np.asarray(R, dtype=np.float64)
-    y = _unit(R[:, 1])
-    view = -np.asarray(t, dtype=np.float64)
-    view = view / max(np.linalg.norm(view), 1e-12)
-    z = view - view.dot(y) * y
-    if np.linalg.norm(z) < np.sin(np.deg2rad(AXIS_VIEW_DEG)):
-        up = np.array([0.0, -1.0, 0.0])
-        z = up - up.dot(y) * y
-        if np.linalg.norm(z) < 1e-6:  # y along the image's vertical: use the image's x
-            z = np.array([1.0, 0.0, 0.0]) - y[0] * y
-    z = _unit(z)
-    return np.column_stack([np.cross(y, z), y, z])
+    y = _unit(R[..., :, 1])
+    view = np.broadcast_to(_unit(-np.asarray(t, dtype=np.float64)), y.shape)
+    z = _reject(view, y)
+    along = np.linalg.norm(z, axis=-1, keepdims=True) < np.sin(np.deg2rad(AXIS_VIEW_DEG))
+    up = _reject(np.broadcast_to([0.0, -1.0, 0.0], y.shape), y)         # the image's top
+    side = _reject(np.broadcast_to([1.0, 0.0, 0.0], y.shape), y)        # y vertical in the image
+    fallback = np.where(np.linalg.norm(up, axis=-1, keepdims=True) < 1e-6, side, up)
+    z = _unit(np.where(along, fallback, z))
+    return np.stack([np.cross(y, z), y, z], axis=-1)
 
 
 def yaw_agreement(hypotheses: np.ndarray) -> float:
@@ -90,6 +94,5 @@ def canonical_poses(R, t, categories, hypotheses=None):
             continue
         R[i] = stable_yaw(R[i], t[i])
         if h is not None:
-            for k in range(len(h)):
-                h[k, :3, :3] = stable_yaw(h[k, :3, :3], t[i])
+            h[:, :3, :3] = stable_yaw(h[:, :3, :3], t[i])
     return R, hyps
