@@ -21,7 +21,7 @@ from vision_msgs.msg import Detection3DArray  # noqa: E402
 from conftest import spin_until  # noqa: E402
 from genpose_ros.ros import launcher  # noqa: E402
 from genpose_ros.ros.conversions import detections_to_msg, pose_to_rt  # noqa: E402
-from genpose_ros.ros.qos import TF_STATIC_LISTENER_QOS, qos_from_name  # noqa: E402
+from genpose_ros.ros.qos import TF_STATIC_LISTENER_QOS, InputSubscription, qos_from_name  # noqa: E402
 from genpose_ros.ros.tf import (StaticTransformBroadcaster, TransformBuffer,  # noqa: E402
                                 TransformListener, matrix_to_transform)
 from test_ros_pose_node import H, W, Rig  # noqa: E402
@@ -89,6 +89,26 @@ def test_two_namespaced_graphs_side_by_side(ros_context, tiny_pose_checkpoint):
     logs = {ns: "".join(p.popen.stdout.read().decode() for p in g.procs) for ns, g in graphs.items()}
     assert all(c == 0 for cs in codes.values() for c in cs.values()), (codes, logs)
     assert "subscribed best effort" in logs["robot2"] and "subscribed best effort" not in logs["robot1"]
+
+
+def test_auto_qos_takes_reliable_and_best_effort_publishers(ros_context):
+    node, ex = _listener(ros_context, "auto_qos_test")
+    got = {"reliable": [], "best_effort": []}
+    subs = {k: InputSubscription(node, Header, f"/qos_{k}", got[k].append, "auto", 5) for k in got}
+    pubs = {"reliable": node.create_publisher(Header, "/qos_reliable", qos_from_name("reliable", 5)),
+            "best_effort": node.create_publisher(Header, "/qos_best_effort", qos_from_name("sensor_data", 5))}
+    assert spin_until(ex, lambda: all(p.get_subscription_count() for p in pubs.values()), 10.0)
+    spin_until(ex, lambda: False, 0.5)
+    for _ in range(20):
+        for p in pubs.values():
+            p.publish(Header(frame_id="x"))
+        if spin_until(ex, lambda: all(got.values()), 0.5):
+            break
+    assert all(got.values()), {k: len(v) for k, v in got.items()}
+    # a reliable camera keeps its reliable subscription (repeats of lost fragments), a best-effort
+    # one gets a best-effort subscription
+    assert not subs["reliable"].best_effort and subs["best_effort"].best_effort
+    node.destroy_node()
 
 
 def test_hand_eye_chain_into_link_base_matches_xarm_ros2(ros_context):
@@ -208,3 +228,11 @@ def test_stable_names_yaw_and_covariance_over_a_sequence(genpose_pose_node):
     assert {n.split("/")[0] for n in names_a | names_b} == {"cam1"}
     children = {t.child_frame_id for t in rig.tf if t.header.stamp.sec > warm}
     assert children == names_a | names_b, children
+
+
+def test_a_frame_prefix_with_a_leading_slash_is_refused(tiny_pose_checkpoint):
+    r = subprocess.run([sys.executable, "-m", "genpose_ros.ros.pose_node", "--ros-args",
+                        "-p", f"checkpoint:={tiny_pose_checkpoint}", "-p", "frame_prefix:=/robot1/"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "frame_prefix '/robot1/': TF frame names do not start" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr

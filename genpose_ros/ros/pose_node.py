@@ -104,6 +104,9 @@ class PoseNode(Node):
         params = {**PARAMS, **(extra_params or {})}
         self.p = declare(self, params)
         self.check_mode()
+        if self.p["frame_prefix"].startswith("/"):
+            raise ValueError(f"frame_prefix {self.p['frame_prefix']!r}: TF frame names do not start "
+                             "with '/' (e.g. robot1/)")
         if self.p["threads"] > 0:
             import torch
             torch.set_num_threads(self.p["threads"])
