@@ -1,9 +1,10 @@
 """`genpose launch FILE [name:=value ...]`: run a YAML launch file without the ROS `launch` package.
 
 The files in launch/ are standard ROS 2 YAML launch files (``ros2 launch genpose_ros
-sim.launch.yaml`` on a workstation). This reads the same files: ``arg`` (name, default),
-``node`` (pkg, exec, name, namespace, param: ``from`` files and ``name``/``value`` pairs, remap,
-args, ``if``/``unless``) and ``executable`` (cmd); substitutions ``$(var x)``, ``$(env X)``,
+sim.launch.yaml`` on a workstation). This reads the same files: ``arg`` (name, default,
+description), ``node`` (pkg, exec, name, namespace (empty: none), param: ``from`` files and
+``name``/``value`` pairs, remap, args, ``if``/``unless`` with true/false/1/0 as ros2 launch) and
+``executable`` (cmd); substitutions ``$(var x)``, ``$(env X)``,
 ``$(env X default)`` and ``$(find-pkg-share genpose_ros)``. Every node runs as a subprocess with
 ``--ros-args --params-file ... -p ... -r ...``; Ctrl-C (SIGINT) is forwarded to all of them.
 Nodes of other packages (rviz2) are started only if their executable is on PATH.
