@@ -69,7 +69,7 @@ class Identity:
 class IdentityTable:
     """Stable names for the instances of consecutive frames (see the module docstring)."""
 
-    def __init__(self, iou_min: float = 0.2, max_dist: float = 0.05, max_lost: int = 5):
+    def __init__(self, iou_min: float, max_dist: float, max_lost: int):
         self.iou_min, self.max_dist, self.max_lost = iou_min, max_dist, max_lost
         self.known: list[Identity] = []
 
