@@ -1,5 +1,5 @@
-"""ROS conventions over real DDS: namespaced graphs side by side on one domain (one of them with
-a best-effort camera), the xArm hand-eye chain against xarm_ros2's D435i mount, the publish_tf
+"""ROS conventions over real DDS: namespaced graphs side by side on one domain, a best-effort
+camera, the xArm hand-eye chain against xarm_ros2's D435i mount, the publish_tf
 switches, and stable object names, stable yaw and covariances over a sequence of frames."""
 import subprocess
 import sys
@@ -12,16 +12,20 @@ from scipy.spatial.transform import Rotation
 import rclpy
 
 from geometry_msgs.msg import PoseArray  # noqa: E402
+from rcl_interfaces.msg import Log  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 from tf2_msgs.msg import TFMessage  # noqa: E402
-from vision_msgs.msg import Detection3DArray  # noqa: E402
+from vision_msgs.msg import Detection2DArray, Detection3DArray  # noqa: E402
 
 from conftest import spin_until  # noqa: E402
 from genpose_ros.pose.canonical import AXIS_VIEW_DEG  # noqa: E402
 from genpose_ros.ros import launcher  # noqa: E402
-from genpose_ros.ros.conversions import detections_to_msg, pose_to_rt  # noqa: E402
+from genpose_ros.data.camera import Intrinsics  # noqa: E402
+from genpose_ros.ros.conversions import (detections_to_msg, intrinsics_to_camera_info,  # noqa: E402
+                                         numpy_to_image, pose_to_rt)
+from genpose_ros.ros.masks import encode_masks  # noqa: E402
 from genpose_ros.ros.qos import TF_STATIC_LISTENER_QOS, InputSubscription, qos_from_name  # noqa: E402
 from genpose_ros.ros.tf import (StaticTransformBroadcaster, TransformBuffer,  # noqa: E402
                                 TransformListener, matrix_to_transform)
@@ -46,8 +50,7 @@ def _stop(proc):
 
 
 def test_two_namespaced_graphs_side_by_side(ros_context, tiny_pose_checkpoint):
-    """Two sim graphs on one domain, each under its own namespace, camera name and frame prefix;
-    robot2's camera publishes best effort (as realsense2_camera with *_qos:=SENSOR_DATA)."""
+    """Two sim graphs on one domain, each under its own namespace, camera name and frame prefix."""
     node, ex = _listener(ros_context, "namespaces_test")
     dets = {"robot1": [], "robot2": []}
     tf = []
@@ -59,10 +62,10 @@ def test_two_namespaced_graphs_side_by_side(ros_context, tiny_pose_checkpoint):
     TransformListener(buf, node)
     graphs = {}
     try:
-        for ns, camera_qos in (("robot1", "reliable"), ("robot2", "sensor_data")):
+        for ns in dets:
             procs = launcher.parse("sim.launch.yaml", {
                 "namespace": ns, "camera_name": f"{ns}_camera", "frame_prefix": f"{ns}/",
-                "camera_qos": camera_qos, "masks_source": "ground_truth", "mode": "regression",
+                "masks_source": "ground_truth", "mode": "regression",
                 "checkpoint": str(tiny_pose_checkpoint), "frame_rate": "1", "n_objects": "3",
                 "seed": "2"})
             graphs[ns] = launcher.Launch(procs, stdout=subprocess.PIPE)
@@ -89,7 +92,44 @@ def test_two_namespaced_graphs_side_by_side(ros_context, tiny_pose_checkpoint):
         node.destroy_node()
     logs = {ns: "".join(p.popen.stdout.read().decode() for p in g.procs) for ns, g in graphs.items()}
     assert all(c == 0 for cs in codes.values() for c in cs.values()), (codes, logs)
-    assert "subscribed best effort" in logs["robot2"] and "subscribed best effort" not in logs["robot1"]
+
+
+def test_best_effort_camera_connects(ros_context, tiny_pose_checkpoint):
+    """A camera publishing best effort (realsense2_camera with *_qos:=SENSOR_DATA) feeds pose_node
+    with its default QoS. Small frames: best effort repeats nothing, and a large image lost in one
+    fragment on a loaded 2-core machine would make the test about the transport."""
+    proc = subprocess.Popen([sys.executable, "-m", "genpose_ros.ros.pose_node", "--ros-args",
+                             "-p", f"checkpoint:={tiny_pose_checkpoint}", "-p", "slop:=0.0",
+                             "-p", "min_points:=30", "-p", "publish_overlay:=false", "-p", "mode:=regression"])
+    try:
+        node, ex = _listener(ros_context, "best_effort_camera")
+        camera, reliable = qos_from_name("sensor_data", 5), qos_from_name("reliable", 5)
+        pubs = {"depth": node.create_publisher(Image, "/camera/camera/aligned_depth_to_color/image_raw", camera),
+                "info": node.create_publisher(CameraInfo, "/camera/camera/color/camera_info", camera),
+                "masks": node.create_publisher(Image, "/genpose/masks", reliable),
+                "det2d": node.create_publisher(Detection2DArray, "/genpose/detections_2d", reliable)}
+        dets, logs = [], []
+        node.create_subscription(Detection3DArray, "/genpose/detections", dets.append, reliable)
+        node.create_subscription(Log, "/rosout", lambda m: logs.append(m.msg) if m.name == "pose_node" else None, 100)
+        assert spin_until(ex, lambda: all(p.get_subscription_count() for p in pubs.values()), 60.0)
+        intr = Intrinsics(160, 120, 153.75, 153.75, 80.0, 60.0)
+        depth = np.full((120, 160), 800, np.uint16)
+        ids = np.zeros((120, 160), np.uint16)
+        depth[40:70, 30:60], ids[40:70, 30:60] = 600, 1
+        for sec in range(1, 31):
+            header = Header(frame_id="camera_color_optical_frame")
+            header.stamp.sec = sec
+            masks, det2d = encode_masks(ids, [(1, "can", 0.9)], header)
+            pubs["info"].publish(intrinsics_to_camera_info(intr, header))
+            for key, msg in (("masks", masks), ("det2d", det2d), ("depth", numpy_to_image(depth, "16UC1", header))):
+                pubs[key].publish(msg)
+            if spin_until(ex, lambda: any(d.detections for d in dets), 1.0):
+                break
+        assert any(d.detections for d in dets), logs
+        assert spin_until(ex, lambda: any("subscribed best effort" in m for m in logs), 5.0), logs
+        node.destroy_node()
+    finally:
+        assert _stop(proc) == 0
 
 
 def test_auto_qos_takes_reliable_and_best_effort_publishers(ros_context):

@@ -130,7 +130,8 @@ class PoseNode(Node):
         if self.p["publish_overlay"]:
             inputs.append((Image, "color_topic"))
         self.sync = ApproximateSync(len(inputs), self.p["slop"], self._on_set, self.p["queue_size"],
-                                    names=[self.p[k] for _, k in inputs], on_stall=self.warn)
+                                    names=[self.resolve_topic_name(self.p[k]) for _, k in inputs],
+                                    on_stall=self.warn)
         self.order = StampOrder(self.p["stamp_restart"])
         # camera_info first: the executor serves ready subscriptions in creation order
         qos, depth = self.p["input_qos"], self.p["input_qos_depth"]
