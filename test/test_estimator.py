@@ -229,11 +229,16 @@ def test_tracker_warm_starts_reinitialises_and_forgets(estimator, clouds):
     assert tracker.step(pts[:2], CATS[:2], masks[:2]).warm == [0, 1]
     back = tracker.step(pts, CATS, masks)
     assert back.names == first.names and back.full == [2]
-    # gone for two frames: forgotten, it comes back under a new id
+    # gone for two frames: forgotten; back, it is a new track (from scratch) that takes the
+    # smallest free id of its class, its old one
     tracker.step(pts[:2], CATS[:2], masks[:2])
     tracker.step(pts[:2], CATS[:2], masks[:2])
-    assert tracker.step(pts, CATS, masks).names[2] == "laptop_1"
-    assert tracker.reset() == 3 and tracker.step(pts, CATS, masks).names == ["mug_1", "bowl_1", "laptop_2"]
+    again = tracker.step(pts, CATS, masks)
+    assert again.names[2] == "laptop_0" and again.full == [2]
+    assert tracker.reset() == 3
+    after = tracker.step(pts, CATS, masks)
+    assert after.names == ["mug_0", "bowl_0", "laptop_0"] and after.full == [0, 1, 2]
+    assert all(h is not None and h.shape[1:] == (4, 4) for h in after.hypotheses)
     assert (tracker.n_resets, tracker.n_tracked + tracker.n_full) == (1, 7 * 3 + 3 * 2)  # instances seen
     with pytest.raises(ValueError, match="from-scratch mode"):
         Tracker(estimator, "tracking")

@@ -25,8 +25,8 @@ PARAMS_FILES = {"realsense_node": "realsense.yaml", "maskrcnn_node": "maskrcnn.y
 @pytest.mark.parametrize("node", sorted(TABLES))
 def test_params_file_matches_the_node_table(node):
     data = yaml.safe_load((ROOT / "config" / PARAMS_FILES[node]).read_text())
-    assert list(data) == [node]
-    params = data[node]["ros__parameters"]
+    assert list(data) == [f"/**/{node}"]  # the node's parameters in any namespace
+    params = data[f"/**/{node}"]["ros__parameters"]
     table = TABLES[node]
     assert list(params) == list(table), "same parameters in the same order"
     for name, default in table.items():

@@ -78,15 +78,16 @@ def test_xarm_node_looks_objects_up_in_link_base(ros_context):
         assert got and places, "no pre-grasp / place output"
         assert got[-1].header.frame_id == "link_base" and len(got[-1].poses) == 1
         # Expected, derived by hand from the default parameters (config/xarm6.yaml):
-        # object at optical (0, 0, 0.5) -> camera_link (0.5, 0, 0) -> link_eef (hand-eye: -90 deg
-        # about y, + (0.067, 0, 0.032)) (0.067, 0, 0.532) -> link_base (sim eef: 180 deg about x,
-        # + (0.3, 0, 0.45)) (0.367, 0, -0.082); object axes in link_base x = +y, y = +x, z = -z.
-        # Top-down grasp: top of the box at z = -0.082 + 0.07 / 2, 2 cm below it: z = -0.067;
-        # gripper x = object x (0, 1, 0), z down, y = z cross x = (1, 0, 0); the pre-grasp backs
-        # off 0.10 m along the gripper z: z = 0.033.
+        # object at optical (0, 0, 0.5) -> camera_link (0.5, 0, 0) -> link_eef (hand-eye of
+        # xarm_ros2's D435i mount: rpy (pi, -pi/2, 0), camera x = eef z, + (0.06746, -0.0175,
+        # 0.0237)) (0.06746, -0.0175, 0.5237) -> link_base (sim eef: 180 deg about x, + (0.3, 0,
+        # 0.45)) (0.36746, 0.0175, -0.0737); object axes in link_base x = -y, y = -x, z = -z.
+        # Top-down grasp: top of the box at z = -0.0737 + 0.07 / 2, 2 cm below it: z = -0.0587;
+        # gripper (link_tcp) y = closing = object x (0, -1, 0), z down, x = y cross z = (1, 0, 0);
+        # the pre-grasp backs off 0.10 m along the gripper z: z = 0.0413.
         R_got, t_got = pose_to_rt(got[-1].poses[0])
-        np.testing.assert_allclose(t_got, [0.367, 0.0, 0.033], atol=1e-4)
-        np.testing.assert_allclose(R_got, [[0, 1, 0], [1, 0, 0], [0, 0, -1]], atol=1e-4)
+        np.testing.assert_allclose(t_got, [0.36746, 0.0175, 0.0413], atol=1e-4)
+        np.testing.assert_allclose(R_got, [[1, 0, 0], [0, -1, 0], [0, 0, -1]], atol=1e-4)
         node.destroy_node()
     finally:
         proc.send_signal(signal.SIGINT)

@@ -3,8 +3,10 @@ mode ``tracking``) and estimated from scratch (the tracker's ``mode``) when it i
 lost, scored low, jumped implausibly, every ``reinit_every`` frames, and after ``reset()``.
 
 Association: same category, then greedily by mask IoU with the track's last mask and by the
-distance between point-cloud centroids. Track names are ``<category>_<track id>``; ids are
-never reused. Used by ``ros/tracking_node.py`` and by ``genpose eval --mode tracking``.
+distance between point-cloud centroids (`genpose_ros.identity.associate`). Track names are
+``<category>_<track id>``; a new track takes the smallest id of its category that no live track
+holds, so names are reused once their object is gone. Used by ``ros/tracking_node.py`` and by
+``genpose eval --mode tracking``.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from genpose_ros.config import default_mode
+from genpose_ros.identity import associate, lowest_free
 
 
 @dataclass
@@ -54,31 +57,7 @@ class TrackStep:
     warm: list[int] = field(default_factory=list)   # instances warm-started from their track
     full: list[int] = field(default_factory=list)   # instances estimated from scratch
     ms: float = 0.0        # estimator time of the frame
-
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    if a.shape != b.shape:
-        return 0.0
-    union = np.count_nonzero(a | b)
-    return np.count_nonzero(a & b) / union if union else 0.0
-
-
-def associate(tracks: list[Track], masks, centroids, categories, iou_min: float, max_dist: float):
-    """Greedy one-to-one matching -> list of track index (or None) per instance."""
-    pairs = []
-    for i, (m, c, cat) in enumerate(zip(masks, centroids, categories)):
-        for j, tr in enumerate(tracks):
-            if tr.category != cat:
-                continue
-            iou, dist = mask_iou(m, tr.mask), float(np.linalg.norm(c - tr.centroid))
-            if iou >= iou_min or dist <= max_dist:
-                pairs.append((iou + max(0.0, 1.0 - dist / max(max_dist, 1e-9)), i, j))
-    match, used = [None] * len(masks), set()
-    for _, i, j in sorted(pairs, reverse=True):
-        if match[i] is None and j not in used:
-            match[i] = j
-            used.add(j)
-    return match
+    hypotheses: list = field(default_factory=list)  # per instance: (K, 4, 4) candidate poses
 
 
 class Tracker:
@@ -95,11 +74,10 @@ class Tracker:
         self.settings = settings or TrackerSettings()
         self.overrides = overrides or {}
         self.tracks: list[Track] = []
-        self.next_id: dict[str, int] = {}
         self.n_full = self.n_tracked = self.n_resets = 0
 
     def reset(self) -> int:
-        """Drops every track (their ids are not reused); returns how many there were."""
+        """Drops every track (their ids become free again); returns how many there were."""
         n, self.tracks = len(self.tracks), []
         self.n_resets += 1
         return n
@@ -115,7 +93,8 @@ class Tracker:
         full = [i for i in range(len(categories)) if i not in warm]
         B = len(categories)
         out = TrackStep([], np.tile(np.eye(3, dtype=np.float32), (B, 1, 1)), np.zeros((B, 3), np.float32),
-                        np.zeros((B, 3), np.float32), np.zeros(B, np.float32), warm, full)
+                        np.zeros((B, 3), np.float32), np.zeros(B, np.float32), warm, full,
+                        hypotheses=[None] * B)
         if warm:
             prev = np.stack([self.tracks[match[i]].T for i in warm]).astype(np.float32)
             self._estimate(out, warm, points, categories, "tracking", prev_poses=prev)
@@ -128,8 +107,10 @@ class Tracker:
 
     def _estimate(self, out: TrackStep, idx: list[int], points, categories, mode: str, **kw) -> None:
         est = self.estimator.estimate(points[idx], [categories[i] for i in idx], mode=mode,
-                                      **self.overrides.get(mode, {}), **kw)
+                                      return_hypotheses=True, **self.overrides.get(mode, {}), **kw)
         out.R[idx], out.t[idx], out.size[idx], out.score[idx] = est.R, est.t, est.size, est.score
+        for k, i in enumerate(idx):
+            out.hypotheses[i] = est.hypotheses[k]
         out.ms += self.estimator.last_timing["total_ms"]
 
     def _update(self, match, warm, categories, masks, centroids, out: TrackStep) -> list[str]:
@@ -139,8 +120,7 @@ class Tracker:
             T[:3, :3], T[:3, 3] = out.R[i], out.t[i]
             j = match[i]
             if j is None:
-                tid = self.next_id.get(cat, 0)
-                self.next_id[cat] = tid + 1
+                tid = lowest_free(k.track_id for k in self.tracks if k.category == cat)
                 tr = Track(tid, cat, T, out.size[i], float(out.score[i]), masks[i], centroids[i])
                 self.tracks.append(tr)
             else:

@@ -133,8 +133,14 @@ def pose_to_rt(pose: Pose) -> tuple[np.ndarray, np.ndarray]:
     return Rotation.from_quat([o.x, o.y, o.z, o.w]).as_matrix(), np.array([p.x, p.y, p.z])
 
 
-def detections_to_msg(header, names, categories, R, t, size, score) -> Detection3DArray:
-    """Detection3DArray: per instance ``id`` = its TF frame name, class, score, pose, box size."""
+UNKNOWN_COVARIANCE = [-1.0] + [0.0] * 35
+"""PoseWithCovariance.covariance when it is unknown (first element -1, as sensor_msgs does)."""
+
+
+def detections_to_msg(header, names, categories, R, t, size, score, covariance=None) -> Detection3DArray:
+    """Detection3DArray: per instance ``id`` = its TF frame name, class, score, pose, box size.
+
+    ``covariance``: per instance a (6, 6) pose covariance or None (unknown: `UNKNOWN_COVARIANCE`)."""
     out = Detection3DArray(header=header)
     for i, (name, category) in enumerate(zip(names, categories)):
         det = Detection3D(header=header, id=name)
@@ -142,6 +148,9 @@ def detections_to_msg(header, names, categories, R, t, size, score) -> Detection
         hyp.hypothesis.class_id = category
         hyp.hypothesis.score = float(score[i])
         hyp.pose.pose = rt_to_pose(R[i], t[i])
+        cov = None if covariance is None else covariance[i]
+        hyp.pose.covariance = (UNKNOWN_COVARIANCE if cov is None
+                               else [float(v) for v in np.asarray(cov, dtype=np.float64).reshape(36)])
         det.results.append(hyp)
         det.bbox.center = rt_to_pose(R[i], t[i])
         det.bbox.size.x, det.bbox.size.y, det.bbox.size.z = (float(v) for v in size[i])
@@ -206,10 +215,12 @@ def markers_to_msg(header, names, categories, R, t, size, axis_length: float = 0
     return out
 
 
-def hypotheses_to_pose_array(header, hypotheses: np.ndarray) -> PoseArray:
-    """PoseArray of all candidate poses (B, K, 4, 4) of all instances, flattened."""
+def hypotheses_to_pose_array(header, hypotheses) -> PoseArray:
+    """PoseArray of all candidate poses of all instances, flattened: (B, K, 4, 4), or a list of
+    B arrays (K_i, 4, 4)."""
     out = PoseArray(header=header)
-    hyp = np.asarray(hypotheses).reshape(-1, 4, 4)
+    hyp = (np.concatenate([np.reshape(h, (-1, 4, 4)) for h in hypotheses])
+           if len(hypotheses) else np.zeros((0, 4, 4)))
     out.poses = [rt_to_pose(T[:3, :3], T[:3, 3]) for T in hyp]
     return out
 

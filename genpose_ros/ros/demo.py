@@ -162,7 +162,8 @@ def evaluate(rec: Recorder) -> tuple[list[dict], list[str]]:
         for gt in ground_truth_from_msg(rec.ground_truth[k]):
             cands = [(float(np.linalg.norm(p["t"] - gt["t"])), j) for j, p in enumerate(preds)
                      if p["category"] == gt["category"] and j not in used]
-            r = dict(frame=i, image=i, stamp=k, category=gt["category"], handle_visible=gt["handle_visible"],
+            r = dict(frame=i, image=i, stamp=k, gt_id=gt["id"], category=gt["category"],
+                     handle_visible=gt["handle_visible"],
                      R_gt=gt["R"], t_gt=gt["t"], size_gt=gt["size"], R_pred=None, t_pred=None,
                      size_pred=None, score=None, name=None)
             if cands:
@@ -230,6 +231,7 @@ def run(args) -> int:
     from genpose_ros.evaluation import tables
     from genpose_ros.paths import pose_checkpoint, resolve
     from genpose_ros.pose.estimator import SINGLE_FRAME_MODES, check_mode
+    from genpose_ros.evaluation.consistency import format_consistency, sequence_consistency
     from genpose_ros.ros import launcher
 
     args.mode = check_mode(args.mode or default_mode(), SINGLE_FRAME_MODES)  # user errors: one line (cli.py)
@@ -328,13 +330,15 @@ def run(args) -> int:
                   + (f"   {rate:.2f} Hz" if rate else "") + f"   (n={s['n']})")
     if nocs:
         print(tables.format_table(nocs))
+    consistency = sequence_consistency(records)
+    print("[demo] names and frames over the sequence:\n" + format_consistency(consistency))
     summary = {
         "frames_requested": args.frames, "frame_rate_hz": args.rate, "masks": masks_source,
         "checkpoint": str(ckpt), "mode": args.mode, "tracking": args.tracking, "device": args.device,
         "machine": {"cpus": os.cpu_count()}, "wall_s": t_end - t_start,
         "frames": {"published": len(rec.arrival["color"]), "segmented": len(rec.arrival["masks"]),
                    "with_poses": len(rec.detections)},
-        "timing": timing, "errors": agg, "nocs": nocs, "overlays": pngs,
+        "timing": timing, "errors": agg, "nocs": nocs, "consistency": consistency, "overlays": pngs,
         "objects": [{k: v for k, v in r.items() if k not in ("R_gt", "R_pred")} for r in records],
     }
     (out / "summary.json").write_text(json.dumps(_jsonable(summary), indent=1))

@@ -1,9 +1,10 @@
 """`genpose launch FILE [name:=value ...]`: run a YAML launch file without the ROS `launch` package.
 
 The files in launch/ are standard ROS 2 YAML launch files (``ros2 launch genpose_ros
-sim.launch.yaml`` on a workstation). This reads the same files: ``arg`` (name, default),
-``node`` (pkg, exec, name, namespace, param: ``from`` files and ``name``/``value`` pairs, remap,
-args, ``if``/``unless``) and ``executable`` (cmd); substitutions ``$(var x)``, ``$(env X)``,
+sim.launch.yaml`` on a workstation). This reads the same files: ``arg`` (name, default,
+description), ``node`` (pkg, exec, name, namespace (empty: none), param: ``from`` files and
+``name``/``value`` pairs, remap, args, ``if``/``unless`` with true/false/1/0 as ros2 launch) and
+``executable`` (cmd); substitutions ``$(var x)``, ``$(env X)``,
 ``$(env X default)`` and ``$(find-pkg-share genpose_ros)``. Every node runs as a subprocess with
 ``--ros-args --params-file ... -p ... -r ...``; Ctrl-C (SIGINT) is forwarded to all of them.
 Nodes of other packages (rviz2) are started only if their executable is on PATH.
@@ -70,12 +71,13 @@ def substitute(text, args: dict[str, str], where: str = "") -> str:
 
 
 def _truthy(value: str, where: str) -> bool:
+    """An ``if``/``unless`` value, accepted as ``ros2 launch`` does: true, false, 1 or 0."""
     v = str(value).strip().lower()
-    if v in ("true", "1", "yes", "on"):
+    if v in ("true", "1"):
         return True
-    if v in ("false", "0", "no", "off", ""):
+    if v in ("false", "0"):
         return False
-    raise LaunchError(f"{where}: condition {value!r} is not true/false")
+    raise LaunchError(f"{where}: condition {value!r} must be true, false, 1 or 0 (as ros2 launch accepts)")
 
 
 def _node_command(entry: dict, args: dict, where: str) -> list[str] | None:
@@ -98,8 +100,9 @@ def _node_command(entry: dict, args: dict, where: str) -> list[str] | None:
     ros = []
     if entry.get("name"):
         ros += ["-r", f"__node:={sub(entry['name'])}"]
-    if entry.get("namespace"):
-        ros += ["-r", f"__ns:={sub(entry['namespace'])}"]
+    namespace = sub(str(entry.get("namespace", ""))).strip("/")
+    if namespace:  # empty: no namespace, as ros2 launch
+        ros += ["-r", f"__ns:=/{namespace}"]
     for p in entry.get("param", []) or []:
         if "from" in p:
             path = sub(p["from"])

@@ -35,7 +35,7 @@ from genpose_ros.ros.frame_input import InputProblem, read_depth_mm
 from genpose_ros.ros.masks import MaskMessageError, decode_masks, encode_masks
 from genpose_ros.ros.params import declare
 from genpose_ros.ros.problems import ProblemLog
-from genpose_ros.ros.qos import qos_from_name
+from genpose_ros.ros.qos import InputSubscription, qos_from_name
 from genpose_ros.ros.spin import run_node
 from genpose_ros.ros.sync import ApproximateSync, Worker, stamp_ns
 
@@ -51,16 +51,16 @@ PARAMS = {
     "mask_threshold": 0.5,
     "expected_width": 0,           # > 0: frames of another size are rejected with a warning
     "expected_height": 0,
-    "color_topic": "/camera/camera/color/image_raw",
-    "depth_topic": "/camera/camera/aligned_depth_to_color/image_raw",   # RGB-D models only
-    "camera_info_topic": "/camera/camera/color/camera_info",            # RGB-D models only
+    "color_topic": "camera/camera/color/image_raw",     # relative: follow the namespace
+    "depth_topic": "camera/camera/aligned_depth_to_color/image_raw",   # RGB-D models only
+    "camera_info_topic": "camera/camera/color/camera_info",            # RGB-D models only
     "depth_slop": 0.02,            # s, largest colour/depth stamp difference accepted
-    "gt_masks_topic": "/camera/camera/ground_truth/masks",
-    "gt_detections_2d_topic": "/camera/camera/ground_truth/detections_2d",
+    "gt_masks_topic": "camera/camera/ground_truth/masks",
+    "gt_detections_2d_topic": "camera/camera/ground_truth/detections_2d",
     "gt_slop": 0.0,                # s, pairing of the ground-truth masks and detections
-    "input_qos": "sensor_data",    # reliable | sensor_data
+    "input_qos": "auto",           # auto (as the publishers) | reliable | sensor_data
     "input_qos_depth": 2,
-    "output_prefix": "/genpose",
+    "output_prefix": "genpose",
     "output_qos": "reliable",
     "output_qos_depth": 5,
 }
@@ -82,7 +82,6 @@ class MaskRCNNNode(Node):
         out_qos = qos_from_name(p["output_qos"], p["output_qos_depth"])
         self.pub_masks = self.create_publisher(Image, f"{prefix}/masks", out_qos)
         self.pub_det2d = self.create_publisher(Detection2DArray, f"{prefix}/detections_2d", out_qos)
-        in_qos = qos_from_name(p["input_qos"], p["input_qos_depth"])
         if p["source"] == "maskrcnn":
             if p["threads"] > 0:
                 import torch
@@ -91,12 +90,12 @@ class MaskRCNNNode(Node):
             self.worker = Worker(self._segment_safe, name="maskrcnn_worker")
             self.depths: deque[Image] = deque(maxlen=8)     # recent depth frames, newest last
             self.fx: float | None = None
-            self._subs = [self.create_subscription(Image, p["color_topic"],
-                                                   self.worker.slot.put, in_qos),
-                          self.create_subscription(Image, p["depth_topic"],
-                                                   lambda m: self.depths.append(m), in_qos),
-                          self.create_subscription(CameraInfo, p["camera_info_topic"],
-                                                   self._on_camera_info, in_qos)]
+            qos, depth = p["input_qos"], p["input_qos_depth"]
+            self._subs = [InputSubscription(self, Image, p["color_topic"], self.worker.slot.put, qos, depth),
+                          InputSubscription(self, Image, p["depth_topic"], lambda m: self.depths.append(m),
+                                            qos, depth),
+                          InputSubscription(self, CameraInfo, p["camera_info_topic"], self._on_camera_info,
+                                            qos, depth)]
             self.add_on_set_parameters_callback(self._on_params)
         else:
             self.worker = None
@@ -104,10 +103,10 @@ class MaskRCNNNode(Node):
                                         names=[p["gt_masks_topic"], p["gt_detections_2d_topic"]],
                                         on_stall=self.warn)
             self._subs = [
-                self.create_subscription(Image, p["gt_masks_topic"],
-                                         lambda m: self.sync.add(0, m), in_qos),
-                self.create_subscription(Detection2DArray, p["gt_detections_2d_topic"],
-                                         lambda m: self.sync.add(1, m), in_qos)]
+                InputSubscription(self, Image, p["gt_masks_topic"], lambda m: self.sync.add(0, m),
+                                  p["input_qos"], p["input_qos_depth"]),
+                InputSubscription(self, Detection2DArray, p["gt_detections_2d_topic"],
+                                  lambda m: self.sync.add(1, m), p["input_qos"], p["input_qos_depth"])]
         self.get_logger().info(f"source {p['source']}, publishing {prefix}/masks and "
                                f"{prefix}/detections_2d")
 

@@ -5,8 +5,11 @@
 Inputs (synchronised by stamp within ``slop`` s; only the latest set is processed): aligned
 depth (16UC1 mm or 32FC1 m), the masks pair (docs/ros.md), the colour image when the overlay is
 on; camera_info is taken as the latest one received. All instances of a frame go to the
-estimator in one batch. Outputs: see `pose_outputs.PoseOutputs`; TF child frames
-``<category>_<n>`` (n counts the instances of that category in the frame).
+estimator in one batch. Outputs: see `pose_outputs.PoseOutputs`. Topic names are relative, so a
+node namespace (``-r __ns:=/robot1``, a launch ``namespace``) moves all of them.
+Each object keeps its name ``<frame_prefix><category>_<n>`` (Detection3D.id and TF child frame)
+from frame to frame (`genpose_ros.identity`); symmetric objects get the stable yaw of
+`genpose_ros.pose.canonical`, and each pose carries the covariance of the K hypotheses.
 Bad input (wrong encoding, sizes, no or implausible depth, no camera_info, empty mask, unknown
 class, inputs that never synchronise, repeated or older stamps, too many instances, scores
 outside [0, 1]) is reported as a warning naming the problem (docs/ros.md, "Input checks"), and
@@ -24,12 +27,15 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from vision_msgs.msg import Detection2DArray
 
+from genpose_ros.identity import IdentityTable
 from genpose_ros.paths import pose_checkpoint
+from genpose_ros.pose.canonical import canonical_poses, pose_covariance
+from genpose_ros.pose.tracker import TrackerSettings
 from genpose_ros.ros.frame_input import InputProblem, instance_points, read_frame
 from genpose_ros.ros.pose_outputs import PoseOutputs, empty_result
 from genpose_ros.ros.params import declare
 from genpose_ros.ros.problems import ProblemLog
-from genpose_ros.ros.qos import qos_from_name
+from genpose_ros.ros.qos import InputSubscription
 from genpose_ros.ros.spin import run_node
 from genpose_ros.ros.sync import ApproximateSync, StampOrder, Worker, stamp_ns
 
@@ -49,16 +55,20 @@ PARAMS = {  # the one table of this node's parameters and defaults (config/pose_
     "slop": 0.02,                 # s, approximate time sync
     "queue_size": 5,
     "stamp_restart": 1.0,         # s; stamps jumping back further mean a restarted source
-    "input_qos": "reliable",      # reliable | sensor_data
-    "input_qos_depth": 5,
-    "color_topic": "/camera/camera/color/image_raw",
-    "depth_topic": "/camera/camera/aligned_depth_to_color/image_raw",
-    "camera_info_topic": "/camera/camera/color/camera_info",
-    "masks_topic": "/genpose/masks",
-    "detections_2d_topic": "/genpose/detections_2d",
-    "output_prefix": "/genpose",
+    "input_qos": "auto",          # auto (reliable or best effort, as the publishers) |
+    "input_qos_depth": 5,         # reliable | sensor_data
+    "color_topic": "camera/camera/color/image_raw",          # relative: follow the namespace
+    "depth_topic": "camera/camera/aligned_depth_to_color/image_raw",
+    "camera_info_topic": "camera/camera/color/camera_info",
+    "masks_topic": "genpose/masks",
+    "detections_2d_topic": "genpose/detections_2d",
+    "output_prefix": "genpose",
+    "frame_prefix": "",           # prepended to every object's TF frame and Detection3D.id
     "publish_hypotheses": False,
     "publish_overlay": True,
+    # identity across frames: minimum mask IoU, or maximum point-centroid distance (m), and
+    # the frames an unseen object keeps its name; the defaults of the tracker's association
+    **{k: getattr(TrackerSettings(), k) for k in ("iou_min", "max_centroid_dist", "max_lost")},
 }
 
 
@@ -94,6 +104,9 @@ class PoseNode(Node):
         params = {**PARAMS, **(extra_params or {})}
         self.p = declare(self, params)
         self.check_mode()
+        if self.p["frame_prefix"].startswith("/"):
+            raise ValueError(f"frame_prefix {self.p['frame_prefix']!r}: TF frame names do not start "
+                             "with '/' (e.g. robot1/)")
         if self.p["threads"] > 0:
             import torch
             torch.set_num_threads(self.p["threads"])
@@ -108,19 +121,23 @@ class PoseNode(Node):
         self.frame_times: deque[float] = deque(maxlen=200)
         self.frames_done = 0
         self._info = None
+        self.identities = IdentityTable(self.p["iou_min"], self.p["max_centroid_dist"],
+                                        self.p["max_lost"])
 
         self.outputs = PoseOutputs(self, self.p["output_prefix"], self.p["publish_hypotheses"],
                                    self.p["publish_overlay"])
-        qos = qos_from_name(self.p["input_qos"], self.p["input_qos_depth"])
         inputs = [(Image, "depth_topic"), (Image, "masks_topic"), (Detection2DArray, "detections_2d_topic")]
         if self.p["publish_overlay"]:
             inputs.append((Image, "color_topic"))
         self.sync = ApproximateSync(len(inputs), self.p["slop"], self._on_set, self.p["queue_size"],
-                                    names=[self.p[k] for _, k in inputs], on_stall=self.warn)
+                                    names=[self.resolve_topic_name(self.p[k]) for _, k in inputs],
+                                    on_stall=self.warn)
         self.order = StampOrder(self.p["stamp_restart"])
         # camera_info first: the executor serves ready subscriptions in creation order
-        self._subs = [self.create_subscription(CameraInfo, self.p["camera_info_topic"], self._on_info, qos)]
-        self._subs += [self.create_subscription(t, self.p[k], lambda m, i=i: self.sync.add(i, m), qos)
+        qos, depth = self.p["input_qos"], self.p["input_qos_depth"]
+        self._subs = [InputSubscription(self, CameraInfo, self.p["camera_info_topic"], self._on_info,
+                                        qos, depth)]
+        self._subs += [InputSubscription(self, t, self.p[k], lambda m, i=i: self.sync.add(i, m), qos, depth)
                        for i, (t, k) in enumerate(inputs)]
         self.worker = Worker(self._process_safe, name=f"{name}_worker")
 
@@ -193,7 +210,11 @@ class PoseNode(Node):
         for w in batch.warnings:
             self.warn(w)
         names, cats, R, t, size, score, hyp = self.estimate(frame, batch)
-        self.outputs.publish(frame.header, names, cats, R, t, size, score, hyp, frame.color,
+        R, hyp = canonical_poses(R, t, cats, hyp)
+        cov = [pose_covariance(R[i], t[i], None if hyp is None else hyp[i]) for i in range(len(cats))]
+        names = [self.p["frame_prefix"] + n for n in names]
+        self.outputs.publish(frame.header, names, cats, R, t, size, score, cov,
+                             hyp if self.p["publish_hypotheses"] else None, frame.color,
                              frame.intrinsics.matrix())
         self.frame_times.append(time.perf_counter() - t0)
         self.frames_done += 1
@@ -201,14 +222,16 @@ class PoseNode(Node):
                                 f"{len(names)} objects in {1e3 * self.frame_times[-1]:.0f} ms")
 
     def estimate(self, frame, batch):
-        """(names, categories, R, t, size, score, hypotheses) for the instances of ``batch``."""
+        """(names, categories, R, t, size, score, hypotheses: B arrays (K, 4, 4)) for the
+        instances of ``batch``; names stable across frames."""
         cats = [inst.category for inst in batch.instances]
         if not cats:
             return [], [], *empty_result(0), None
-        est = self.estimator.estimate(batch.points, cats, mode=self.p["mode"],
-                                      return_hypotheses=self.p["publish_hypotheses"], **self.overrides)
+        est = self.estimator.estimate(batch.points, cats, mode=self.p["mode"], return_hypotheses=True,
+                                      **self.overrides)
         score = est.score * seg_scores(batch)  # mask confidence x agreement of the pose samples
-        return frame_names(cats), cats, est.R, est.t, est.size, score, est.hypotheses
+        names = self.identities.assign(cats, [i.mask for i in batch.instances], centroids(batch))
+        return names, cats, est.R, est.t, est.size, score, list(est.hypotheses)
 
     def final_report(self, text: str):
         """Log a closing summary, also when rclpy is already shut down (Ctrl-C)."""
@@ -224,14 +247,9 @@ class PoseNode(Node):
         super().destroy_node()
 
 
-def frame_names(categories: list[str]) -> list[str]:
-    """``<category>_<n>``, n counting the instances of each category in order."""
-    count: dict[str, int] = {}
-    names = []
-    for c in categories:
-        names.append(f"{c}_{count.get(c, 0)}")
-        count[c] = count.get(c, 0) + 1
-    return names
+def centroids(batch) -> list[np.ndarray]:
+    """(3,) mean of each instance's points."""
+    return [p.mean(axis=0) for p in batch.points]
 
 
 def seg_scores(batch) -> np.ndarray:

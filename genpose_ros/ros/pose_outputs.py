@@ -18,7 +18,7 @@ from genpose_ros.ros.tf import TransformBroadcaster
 class PoseOutputs:
     """Publishers under ``prefix``: detections, markers, hypotheses (optional), overlay (optional)."""
 
-    def __init__(self, node: Node, prefix: str = "/genpose", hypotheses: bool = False,
+    def __init__(self, node: Node, prefix: str = "genpose", hypotheses: bool = False,
                  overlay: bool = True):
         qos = qos_from_name("reliable", 5)
         prefix = prefix.rstrip("/")
@@ -29,10 +29,12 @@ class PoseOutputs:
         self.overlay = node.create_publisher(Image, f"{prefix}/overlay", qos) if overlay else None
         self.tf = TransformBroadcaster(node)
 
-    def publish(self, header, names, categories, R, t, size, score, hypotheses=None,
-                color=None, K=None) -> None:
-        """Publish one frame's results (B instances; B may be 0: empty detections are sent too)."""
-        self.detections.publish(detections_to_msg(header, names, categories, R, t, size, score))
+    def publish(self, header, names, categories, R, t, size, score, covariance=None,
+                hypotheses=None, color=None, K=None) -> None:
+        """Publish one frame's results (B instances; B may be 0: empty detections are sent too).
+        ``covariance``: B (6, 6) arrays or None; ``hypotheses``: B (K, 4, 4) arrays or None."""
+        self.detections.publish(detections_to_msg(header, names, categories, R, t, size, score,
+                                                  covariance))
         self.markers.publish(markers_to_msg(header, names, categories, R, t, size))
         if names:
             self.tf.send_transform(instance_transforms(header, names, R, t))

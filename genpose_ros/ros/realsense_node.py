@@ -3,8 +3,10 @@
     ros2 run genpose_ros realsense_node --ros-args -p source:=sim -p frame_rate:=2.0
 
 Publishes ``<ns>/color/image_raw`` (rgb8), ``<ns>/aligned_depth_to_color/image_raw`` (16UC1 mm,
-aligned to colour, frame ``camera_color_optical_frame``), both ``camera_info``, and the static
-TF ``camera_link`` -> ``camera_{color,depth}_frame`` -> ``camera_{color,depth}_optical_frame``.
+aligned to colour, frame ``camera_color_optical_frame``), both ``camera_info``, and (unless
+``publish_tf: false``, as realsense2_camera) the static TF ``camera_link`` ->
+``camera_{color,depth}_frame`` -> ``camera_{color,depth}_optical_frame``. ``<ns>`` is
+``topic_prefix``, relative by default, so a node namespace moves every topic.
 With ``source: sim`` also the ground truth: ``<ns>/ground_truth`` (Detection3DArray, id =
 instance id) and the true masks pair on ``<ns>/ground_truth/masks`` + ``.../detections_2d``.
 Colour, depth and ground truth of one frame share one header (stamp = capture time).
@@ -42,7 +44,8 @@ PARAMS = {
     "sequence_length": 30,        # sim: frames per scene (camera moving smoothly)
     "sensor_noise": True,         # sim: D435 depth noise model
     "camera_name": "camera",
-    "topic_prefix": "/camera/camera",
+    "topic_prefix": "camera/camera",  # relative: under the node's namespace
+    "publish_tf": True,           # the camera's static TF (false: a URDF publishes it)
     "qos": "reliable",
     "qos_depth": 2,
     "wait_for_subscribers": 0,    # > 0: first frame only once the colour image has this many
@@ -60,7 +63,7 @@ def ground_truth_to_msg(header, instances) -> Detection3DArray:
     msg = detections_to_msg(header, [str(i.instance_id) for i in instances],
                             [i.category for i in instances], [i.R for i in instances],
                             [i.t for i in instances], [i.size for i in instances],
-                            [1.0] * len(instances))
+                            [1.0] * len(instances), [np.zeros((6, 6))] * len(instances))
     for det, inst in zip(msg.detections, instances):
         if not inst.handle_visible:
             hyp = ObjectHypothesisWithPose()
@@ -108,7 +111,8 @@ class RealSenseNode(Node):
             self.pub_gt_masks = pub(Image, f"{ns}/ground_truth/masks", qos)
             self.pub_gt_det2d = pub(Detection2DArray, f"{ns}/ground_truth/detections_2d", qos)
         self.static_tf = StaticTransformBroadcaster(self)
-        self.static_tf.send_transform(self._static_transforms(cam))
+        if p["publish_tf"]:
+            self.static_tf.send_transform(self._static_transforms(cam))
         self.published = 0
         self._subscribed_at = None
         self._last_tick = -1e9

@@ -7,8 +7,10 @@ on ``<output_prefix>/reset`` (std_msgs/Empty).
 
 Association across frames: same class, then greedily by mask IoU with the track's last mask and
 by the distance between point-cloud centroids (``genpose_ros.pose.tracker.Tracker``, the class
-``genpose eval --mode tracking`` evaluates). TF frames are ``<category>_<track id>``; track
-ids are never reused, so a reset shows up as new frame names. Same outputs as pose_node.
+``genpose eval --mode tracking`` evaluates). TF frames are ``<frame_prefix><category>_<track id>``;
+a new track takes the smallest id of its class that no live track holds, so frame names are
+reused once their object is gone. Same outputs as pose_node (stable yaw, covariance of the
+candidates: `genpose_ros.pose.canonical`).
 """
 from __future__ import annotations
 
@@ -51,7 +53,8 @@ class TrackingNode(PoseNode):
             self.get_logger().info(f"reset: dropping {n} tracks, re-estimating from scratch")
         cats = [i.category for i in batch.instances]
         step = self.tracker.step(batch.points, cats, [i.mask for i in batch.instances])
-        return step.names, cats, step.R, step.t, step.size, step.score * seg_scores(batch), None
+        return (step.names, cats, step.R, step.t, step.size, step.score * seg_scores(batch),
+                step.hypotheses)
 
     def destroy_node(self):
         tr = self.tracker

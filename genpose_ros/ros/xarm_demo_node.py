@@ -3,18 +3,22 @@
     ros2 run genpose_ros xarm_demo_node --ros-args --params-file config/xarm6.yaml
 
 1. Publishes the hand-eye calibration as a static TF: ``link_eef -> camera_link`` for a camera
-   on the arm (``mount: eye_in_hand``), or ``link_base -> camera_link`` for a fixed camera
-   (``mount: fixed``). Without a robot (``sim_arm: true``) it also publishes a fixed
-   ``link_base -> link_eef``, so the chain resolves in simulation.
-2. For every object on ``/genpose/detections`` it looks up ``T_link_base_object`` over TF and
+   on the arm (``mount: eye_in_hand``; the default is xarm_ros2's own D435i mount, xyz
+   0.06746 -0.0175 0.0237, rpy pi -pi/2 0), or ``link_base -> camera_link`` for a fixed camera
+   (``mount: fixed``). ``publish_tf: false`` leaves it to whoever else publishes that link
+   (xarm_ros2 with ``add_d435i_links``: then camera_link has exactly one parent). Without a
+   robot (``sim_arm: true``) it also publishes a fixed ``link_base -> link_eef``.
+2. For every object on ``genpose/detections`` it looks up ``T_link_base_object`` over TF and
    publishes example targets in ``link_base`` for one demo task (``task``):
    - ``pour``: grasp the first bottle/can/mug from the side; place = its grasp pose moved
      above the first bowl/mug (another object) and tilted by ``pour_angle_deg``.
    - ``stack``: top-down grasp of the smallest object; place = above the top of the largest.
    - ``handover``: top-down grasp of the first object; place = the fixed ``handover_xyz``.
-   ``/xarm_demo/pre_grasp`` (PoseArray: a pre-grasp per object, ``approach`` m before the
-   grasp along the gripper's z axis) and ``/xarm_demo/place`` (PoseStamped).
-Gripper frame: z = approach direction (out of the flange), x = closing direction.
+   ``xarm_demo/pre_grasp`` (PoseArray: a pre-grasp per object, ``approach`` m before the
+   grasp along the gripper's z axis) and ``xarm_demo/place`` (PoseStamped).
+Every pose is a target for xArm's ``link_tcp`` frame with the xArm gripper: z = approach
+direction (out of the flange), **y = the direction the fingers close along**, x = y cross z.
+Topic names are relative (they follow the node's namespace); TF is /tf and /tf_static.
 """
 from __future__ import annotations
 
@@ -35,12 +39,14 @@ from genpose_ros.ros.tf import (StaticTransformBroadcaster, TransformBuffer, Tra
 PARAMS = {
     "mount": "eye_in_hand",                       # eye_in_hand | fixed
     "base_frame": "link_base", "eef_frame": "link_eef", "camera_frame": "camera_link",
-    "hand_eye_xyz": [0.067, 0.0, 0.032],           # camera_link in link_eef (or link_base), m
-    "hand_eye_quat_xyzw": [0.0, -0.7071068, 0.0, 0.7071068],
+    "hand_eye_xyz": [0.06746, -0.0175, 0.0237],    # camera_link in link_eef (or link_base), m
+    "hand_eye_quat_xyzw": [0.7071068, 0.0, 0.7071068, 0.0],  # = rpy (pi, -pi/2, 0)
+    "publish_tf": True,                            # publish the hand-eye static TF
     "sim_arm": False,                              # publish a fixed link_base -> link_eef
     "sim_eef_xyz": [0.3, 0.0, 0.45],
     "sim_eef_quat_xyzw": [1.0, 0.0, 0.0, 0.0],     # flange pointing down
-    "detections_topic": "/genpose/detections",
+    "detections_topic": "genpose/detections",
+    "output_prefix": "xarm_demo",                  # pre_grasp and place topics
     "task": "stack",                               # pour | stack | handover
     "approach": 0.10,
     "pour_height": 0.12, "pour_angle_deg": 100.0,
@@ -67,25 +73,30 @@ def top_point(T_base_obj: np.ndarray, size: np.ndarray) -> np.ndarray:
     return top
 
 
+def gripper_frame(z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(3, 3) link_tcp orientation: z = approach, y = closing direction, x = y cross z."""
+    return np.column_stack([np.cross(y, z), y, z])
+
+
 def top_down_grasp(T_base_obj: np.ndarray, size: np.ndarray) -> np.ndarray:
-    """Gripper pose at the object's top, z pointing down, x along the object's horizontal x."""
-    x = T_base_obj[:3, 0] - T_base_obj[:3, 0].dot(UP) * UP
-    x = x / np.linalg.norm(x) if np.linalg.norm(x) > 1e-6 else np.array([1.0, 0.0, 0.0])
-    z = -UP
+    """Gripper pose at the object's top, z pointing down, closing (y) along the object's
+    horizontal x axis."""
+    y = T_base_obj[:3, 0] - T_base_obj[:3, 0].dot(UP) * UP
+    y = y / np.linalg.norm(y) if np.linalg.norm(y) > 1e-6 else np.array([0.0, 1.0, 0.0])
     T = np.eye(4)
-    T[:3, :3] = np.column_stack([x, np.cross(z, x), z])
+    T[:3, :3] = gripper_frame(-UP, y)
     T[:3, 3] = top_point(T_base_obj, size) - 0.02 * UP
     return T
 
 
 def side_grasp(T_base_obj: np.ndarray) -> np.ndarray:
-    """Gripper pose at the object's centre, approaching horizontally from the robot base."""
+    """Gripper pose at the object's centre, approaching horizontally from the robot base,
+    closing horizontally (x up)."""
     c = T_base_obj[:3, 3]
     z = np.array([c[0], c[1], 0.0])
     z = z / np.linalg.norm(z) if np.linalg.norm(z) > 1e-6 else np.array([1.0, 0.0, 0.0])
-    x = UP.copy()
     T = np.eye(4)
-    T[:3, :3] = np.column_stack([x, np.cross(z, x), z])
+    T[:3, :3] = gripper_frame(z, np.cross(z, UP))
     T[:3, 3] = c
     return T
 
@@ -137,18 +148,22 @@ class XArmDemoNode(Node):
         self.static_tf = StaticTransformBroadcaster(self)
         parent = p["eef_frame"] if p["mount"] == "eye_in_hand" else p["base_frame"]
         stamp = self.get_clock().now().to_msg()
-        static = [matrix_to_transform(pose_matrix(p["hand_eye_xyz"], p["hand_eye_quat_xyzw"]),
-                                      parent, p["camera_frame"], stamp)]
+        hand_eye = pose_matrix(p["hand_eye_xyz"], p["hand_eye_quat_xyzw"])
+        static = [matrix_to_transform(hand_eye, parent, p["camera_frame"], stamp)] if p["publish_tf"] else []
         if p["sim_arm"] and p["mount"] == "eye_in_hand":
             static.append(matrix_to_transform(pose_matrix(p["sim_eef_xyz"], p["sim_eef_quat_xyzw"]),
                                               p["base_frame"], p["eef_frame"], stamp))
-        self.static_tf.send_transform(static)
+        if static:
+            self.static_tf.send_transform(static)
         self.buffer = TransformBuffer()
         self.listener = TransformListener(self.buffer, self)
-        self.pub_pre = self.create_publisher(PoseArray, "/xarm_demo/pre_grasp", 10)
-        self.pub_place = self.create_publisher(PoseStamped, "/xarm_demo/place", 10)
+        out = p["output_prefix"].rstrip("/")
+        self.pub_pre = self.create_publisher(PoseArray, f"{out}/pre_grasp", 10)
+        self.pub_place = self.create_publisher(PoseStamped, f"{out}/place", 10)
         self.create_subscription(Detection3DArray, p["detections_topic"], self._on_detections, 10)
-        self.get_logger().info(f"camera {p['mount']} ({parent} -> {p['camera_frame']}), task {p['task']}")
+        tf_note = "" if p["publish_tf"] else ", not published here (publish_tf false)"
+        self.get_logger().info(f"camera {p['mount']} ({parent} -> {p['camera_frame']}{tf_note}), "
+                               f"task {p['task']}")
 
     def _on_detections(self, msg: Detection3DArray):
         objects = []
