@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Render, train (pose and segmentation) and benchmark on a GPU machine without network, in one
 # command that fits a 10-minute call. Results land in $OUT (7 files, each < 16 MiB):
-#   genpose_model.pt   pose model (EMA weights; `genpose bench --ckpt` / the nodes load it)
+#   genpose_model.pt   pose model (EMA weights; `genpose bench --checkpoint` / the nodes load it)
 #   maskrcnn_light.pt  segmentation weights (fp16)
 #   bench.json, bench.md  `genpose bench --device $DEVICE` on the rendered test split
 #   pose_log.jsonl     pose training losses and validation curve

@@ -174,3 +174,28 @@ def test_bad_data_arguments_get_one_line(tmp_path, capsys, extra, code, message)
         rc = exc.code
     err = capsys.readouterr().err
     assert rc == code and message in err and "Traceback" not in err
+
+
+def test_convergence_report_at_equal_time(tmp_path, capsys):
+    from genpose_ros.evaluation import convergence
+
+    def write(name, curve):  # (elapsed_s, 5deg2cm) validation points, with a training record between
+        recs = []
+        for i, (t, v) in enumerate(curve):
+            recs += [{"step": 10 * i + 5, "stage": "joint", "loss": 1.0, "elapsed_s": t - 1},
+                     {"step": 10 * i + 10, "stage": "joint", "elapsed_s": t, "val_diffusion_5deg2cm": v,
+                      "val_diffusion_10deg5cm": 2 * v, "val_regression_5deg2cm": v / 2}]
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("\n".join(json.dumps(r) for r in recs))
+        return f"{name}={path}"
+
+    fast = write("fast", [(100, 10.0), (200, 30.0), (300, 40.0), (400, 41.0)])
+    slow = write("slow", [(100, 0.0), (200, 5.0), (300, 20.0), (400, 38.0), (500, 45.0)])
+    assert convergence.main(["--logs", fast, slow, "--json", str(tmp_path / "c.json")]) == 0
+    r = json.loads((tmp_path / "c.json").read_text())
+    assert r["horizon_s"] == 400 and r["checkpoints_s"] == [100, 200, 300, 400]
+    assert r["runs"]["fast"]["diffusion_5deg2cm"] == [10.0, 30.0, 40.0, 41.0]
+    assert r["runs"]["slow"]["diffusion_5deg2cm"][-1] == 38.0  # the 500 s point is past the horizon
+    assert r["runs"]["fast"]["time_to_target_s"] == 300 and r["runs"]["slow"]["time_to_target_s"] == 400  # 0.9 x 41
+    assert "| fast | 40 |" in capsys.readouterr().out
+    assert convergence.main(["--logs", "nolog"]) == 2
