@@ -18,7 +18,7 @@
 #   RENDER_WORKERS      render processes feeding the pose training (default: cores - 5, at least 1)
 #   TRAIN_SCENES=600 VAL_SCENES=25 TEST_SCENES=50 (x4 views), TEST_SEQUENCES=10 x SEQ_FRAMES=30:
 #                       the splits of docs/data.md (same seeds, so the same frames)
-#   POSE_CONFIG=config/train_gpu.yaml; POSE_ARGS, SEG_ARGS, BENCH_ARGS: extra flags
+#   POSE_CONFIG=config/train_gpu.yaml; POSE_ARGS, SEG_ARGS (default --workers 2), BENCH_ARGS: extra flags
 #   WHEELS=.whl         wheels installed into /tmp/site (none there: the installed packages are used)
 #   WORK=/tmp/genpose_gpu  scratch folder (data, runs); PYTHON=python3
 set -uo pipefail
@@ -75,7 +75,7 @@ train() {  # pose (streamed scenes) in the background, segmentation beside it on
     local pose_pid=$! seg_rc=0 pose_rc=0
     # shellcheck disable=SC2086
     genpose train --task segmentation --data "$WORK/data/train" --val "$WORK/data/val" --out "$WORK/seg" \
-        --device "$DEVICE" --time-budget "$SEG_BUDGET" ${SEG_ARGS:-} > "$WORK/seg.log" 2>&1 || seg_rc=$?
+        --device "$DEVICE" --time-budget "$SEG_BUDGET" ${SEG_ARGS---workers 2} > "$WORK/seg.log" 2>&1 || seg_rc=$?
     elapsed "segmentation training exited $seg_rc"
     wait "$pose_pid" || pose_rc=$?
     elapsed "pose training exited $pose_rc"

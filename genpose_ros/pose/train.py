@@ -65,7 +65,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", default=None, help="last.pt of an earlier run")
     p.add_argument("--encoder", choices=["light", "genpose"], default=None, help="encoder size")
     p.add_argument("--eval-every", type=positive_int, default=None, help="validation interval (steps)")
-    p.add_argument("--workers", type=non_negative_int, default=0, help="processes reading --data into the point pool")
+    p.add_argument("--workers", type=non_negative_int, default=0,
+                   help="data-loading processes (pose: reading --data into the point pool once)")
     p.add_argument("--init", default=None,
                    help="segmentation: start from these weights (a Mask R-CNN checkpoint, or coco)")
     add_threads(p)
