@@ -16,8 +16,8 @@
 #   BUDGET=420          pose training seconds (render warm-up included); SEG_BUDGET (default BUDGET)
 #   DEVICE=cuda         training and benchmark device
 #   RENDER_WORKERS      render processes feeding the pose training (default: cores - 5, at least 1)
-#   TRAIN_SCENES=600 VAL_SCENES=25 TEST_SCENES=50 (x4 views), TEST_SEQUENCES=10 x SEQ_FRAMES=30:
-#                       the splits of docs/data.md (same seeds, so the same frames)
+#   TRAIN_SCENES=600 VAL_SCENES=25 TEST_SCENES=50 WIDE_SCENES=50 (x4 views), TEST_SEQUENCES=10 x
+#                       SEQ_FRAMES=30: the splits of docs/data.md (same seeds, so the same frames)
 #   POSE_CONFIG=config/train_gpu.yaml; POSE_ARGS, SEG_ARGS (default --workers 2), BENCH_ARGS: extra flags
 #   WHEELS=.whl         wheels installed into /tmp/site (none there: the installed packages are used)
 #   WORK=/tmp/genpose_gpu  scratch folder (data, runs); PYTHON=python3
@@ -36,6 +36,7 @@ TRAIN_SCENES=${TRAIN_SCENES:-600}
 VAL_SCENES=${VAL_SCENES:-25}
 TEST_SCENES=${TEST_SCENES:-50}
 TEST_SEQUENCES=${TEST_SEQUENCES:-10}
+WIDE_SCENES=${WIDE_SCENES:-50}
 SEQ_FRAMES=${SEQ_FRAMES:-30}
 POSE_CONFIG=${POSE_CONFIG:-config/train_gpu.yaml}
 WHEELS=${WHEELS:-.whl}
@@ -59,12 +60,16 @@ install_wheels() {
 
 render() {  # the splits of docs/data.md, JSON labels only
     local gen=(data generate --seed 0 --workers "$NPROC" --no-pickle)
-    genpose "${gen[@]}" --out "$WORK/data/train" --split train --scenes "$TRAIN_SCENES" --views-per-scene 4 &&
-    genpose "${gen[@]}" --out "$WORK/data/val" --split val --scenes "$VAL_SCENES" --views-per-scene 4 &&
-    genpose "${gen[@]}" --out "$WORK/data/test" --split test --scenes "$TEST_SCENES" --views-per-scene 4 &&
+    genpose "${gen[@]}" --out "$WORK/data/train" --split train --scenes "$TRAIN_SCENES" --views-per-scene 4 || return 1
+    genpose "${gen[@]}" --out "$WORK/data/val" --split val --scenes "$VAL_SCENES" --views-per-scene 4 || return 1
+    genpose "${gen[@]}" --out "$WORK/data/test" --split test --scenes "$TEST_SCENES" --views-per-scene 4 || return 1
     if [ "$TEST_SEQUENCES" -gt 0 ]; then
         genpose "${gen[@]}" --out "$WORK/data/test_seq" --split test --sequences "$TEST_SEQUENCES" \
-            --frames "$SEQ_FRAMES"
+            --frames "$SEQ_FRAMES" || return 1
+    fi
+    if [ "$WIDE_SCENES" -gt 0 ]; then  # the robustness split; bench reads <test>_wide
+        genpose "${gen[@]}" --out "$WORK/data/test_wide" --split test --scenes "$WIDE_SCENES" \
+            --views-per-scene 4 --distribution wide || return 1
     fi
 }
 

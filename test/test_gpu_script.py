@@ -19,7 +19,7 @@ def test_gpu_run_script_end_to_end_on_the_cpu(tmp_path):
     env = {**os.environ, "OUT": str(out), "WORK": str(tmp_path / "work"), "DEVICE": "cpu",
            "WHEELS": str(tmp_path / "no_wheels"),  # this environment's packages
            "BUDGET": "10", "SEG_BUDGET": "4", "RENDER_WORKERS": "1", "TRAIN_SCENES": "1", "VAL_SCENES": "1",
-           "TEST_SCENES": "1", "TEST_SEQUENCES": "1", "SEQ_FRAMES": "2", "POSE_CONFIG": str(config),
+           "TEST_SCENES": "1", "TEST_SEQUENCES": "1", "SEQ_FRAMES": "2", "WIDE_SCENES": "1", "POSE_CONFIG": str(config),
            "POSE_ARGS": "--threads 1", "SEG_ARGS": "--batch-size 1 --threads 1",
            "BENCH_ARGS": "--skip-ablations --max-frames 2 --seq-frames 2 --threads 1"}
     proc = subprocess.run(["bash", str(REPO / "scripts" / "gpu_run.sh")], env=env, capture_output=True,
