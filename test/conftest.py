@@ -73,3 +73,18 @@ def shipped_pose_checkpoint():
     """The newest shipped models/genpose_*.pt, or None."""
     from genpose_ros.paths import find_model
     return find_model("genpose_*.pt")
+
+
+TINY_MODEL = {"n_points": 128, "cat_dim": 8, "hidden": 32, "pose_dim": 16, "time_dim": 16,
+              "encoder": {"levels": [{"npoint": 32, "radii": [0.03, 0.06], "nsample": [8, 8],
+                                      "mlps": [[8, 16], [8, 16]]}], "global_mlp": [32]}}
+
+
+def tiny_train_config(**overrides) -> dict:
+    """config/train.yaml with a tiny model and tiny batches, for training runs of a few seconds."""
+    from genpose_ros.config import CONFIG_DIR, load_config
+
+    cfg = load_config(CONFIG_DIR / "train.yaml")
+    cfg.update(model=TINY_MODEL, batch_size=4, n_noise=2, log_every=1, eval_every=3, save_every=4,
+               val_instances=4, val_steps=2, pool_points=256, warmup=2, **overrides)
+    return cfg

@@ -1,17 +1,18 @@
 """`genpose train` end to end on a tiny rendered dataset: stages, logs, checkpoints, resume."""
 import json
+import math
+import subprocess
+import sys
+import time
 
 import pytest
 import yaml
 
 from genpose_ros.pose import train
 from genpose_ros.pose.checkpoint import load_checkpoint
-from genpose_ros.config import CONFIG_DIR, load_config
+from genpose_ros.config import load_config
 from genpose_ros.pose.estimator import PoseEstimator
-
-TINY_MODEL = {"n_points": 128, "cat_dim": 8, "hidden": 32, "pose_dim": 16, "time_dim": 16,
-              "encoder": {"levels": [{"npoint": 32, "radii": [0.03, 0.06], "nsample": [8, 8],
-                                      "mlps": [[8, 16], [8, 16]]}], "global_mlp": [32]}}
+from conftest import TINY_MODEL, tiny_train_config
 
 
 @pytest.fixture(scope="module")
@@ -22,10 +23,7 @@ def tiny_data(tmp_path_factory):
     generate(GenerateConfig(out=str(root / "train"), split="train", seed=0, scenes=2, views_per_scene=2),
              progress=False)
     generate(GenerateConfig(out=str(root / "val"), split="val", seed=0, scenes=1), progress=False)
-    cfg = load_config(CONFIG_DIR / "train.yaml")
-    cfg.update(model=TINY_MODEL, batch_size=4, n_noise=2, log_every=1, eval_every=3, save_every=4,
-               val_instances=4, val_steps=2, pool_points=256, warmup=2)
-    (root / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    (root / "tiny.yaml").write_text(yaml.safe_dump(tiny_train_config()))
     return root
 
 
@@ -36,7 +34,7 @@ def _records(out):
 def test_joint_schedule_stages_logs_and_checkpoint(tiny_data, tmp_path):
     out = tmp_path / "joint"
     rc = train.main(["--data", str(tiny_data / "train"), "--val", str(tiny_data / "val"), "--out", str(out),
-                     "--config", str(tiny_data / "tiny.yaml"), "--steps", "12", "--device", "cpu",
+                     "--config", str(tiny_data / "tiny.yaml"), "--steps", "12", "--device", "cpu", "--schedule", "joint",
                      "--cache", str(tmp_path / "pool.pt")])
     assert rc == 0
     recs = _records(out)
@@ -60,20 +58,21 @@ def test_resume_continues_and_genpose_schedule(tiny_data, tmp_path):
     out = tmp_path / "gp"
     args = ["--data", str(tiny_data / "train"), "--out", str(out), "--config", str(tiny_data / "tiny.yaml"),
             "--schedule", "genpose", "--device", "cpu"]
-    assert train.main(args + ["--steps", "8"]) == 0
-    assert [r["stage"] for r in _records(out)][0] == "score"
+    assert train.main(args + ["--steps", "20"]) == 0  # score 14, energy 3, regression head 1, size 2
+    stages = list(dict.fromkeys(r["stage"] for r in _records(out) if "loss" in r))
+    assert stages == ["score", "energy", "regression_head", "size"]
     last = load_checkpoint(out / "last.pt")
-    assert last["step"] == 8 and "raw_model" in last
-    # resuming a finished 8-step run with 16 total steps: the plan is recomputed, training continues
-    assert train.main(args + ["--steps", "16", "--resume", str(out / "last.pt")]) == 0
-    assert load_checkpoint(out / "model.pt")["step"] > 8
+    assert last["step"] == 20 and "raw_model" in last
+    # resuming a finished 20-step run with 40 total steps: the plan is recomputed, training continues
+    assert train.main(args + ["--steps", "40", "--resume", str(out / "last.pt")]) == 0
+    assert load_checkpoint(out / "model.pt")["step"] > 20
 
 
 def test_bad_arguments(tiny_data, tmp_path):
     with pytest.raises(ValueError, match="no frames"):
         train.main(["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--config", str(tiny_data / "tiny.yaml")])
     bad = load_config(tiny_data / "tiny.yaml")
-    bad["stages"]["joint"] = [["warmup", 1.0]]
+    bad["stages"][bad["schedule"]] = [["warmup", 1.0]]
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
     with pytest.raises(ValueError, match="unknown training stage 'warmup'"):
         train.main(["--data", str(tiny_data / "train"), "--out", str(tmp_path / "o"), "--config",
@@ -119,3 +118,84 @@ def test_validation_scores_hand_placed_poses():
     # 12 deg: outside both
     out = head_outputs(12.0, [0.035, 0, 0])
     assert out["val_regression_5deg2cm"] == 0.0 and out["val_regression_10deg5cm"] == 0.0
+
+
+def test_time_budget_stops_every_stage_in_time(tiny_data, tmp_path):
+    out = tmp_path / "budget"
+    t0 = time.monotonic()
+    rc = train.main(["--data", str(tiny_data / "train"), "--out", str(out), "--config", str(tiny_data / "tiny.yaml"),
+                     "--steps", "1000000", "--device", "cpu", "--time-budget", "6", "--schedule", "joint"])
+    assert rc == 0 and time.monotonic() - t0 < 30
+    recs = _records(out)
+    assert list(dict.fromkeys(r["stage"] for r in recs if "loss" in r)) == ["regression", "joint", "energy", "size"]
+    ck = load_checkpoint(out / "model.pt")
+    assert 4 <= ck["step"] < 1000000
+    assert load_checkpoint(out / "last.pt")["stage_name"] == "done"
+
+
+def test_render_workers_stream_fresh_instances_into_training(tiny_data, tmp_path):
+    cfg = load_config(tiny_data / "tiny.yaml")
+    cfg.update(pool_size=64, stream_min_instances=8, amp="bf16")  # bf16 autocast runs on the CPU too
+    (tmp_path / "stream.yaml").write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "stream"
+    rc = train.main(["--stream-workers", "1", "--out", str(out), "--config", str(tmp_path / "stream.yaml"),
+                     "--steps", "1000000", "--device", "cpu", "--time-budget", "25"])
+    assert rc == 0
+    recs = [r for r in _records(out) if "loss" in r]
+    assert recs[0]["pool_added"] >= 8 and recs[-1]["pool_added"] > recs[0]["pool_added"]  # fresh scenes arrived
+    assert all(math.isfinite(r["loss"]) for r in recs)
+    PoseEstimator.from_checkpoint(out / "model.pt")
+
+
+def test_ddp_two_cpu_processes(tiny_data, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "genpose_ros.pose.train", "--data", str(tiny_data / "train"), "--out", str(out),
+           "--config", str(tiny_data / "tiny.yaml"), "--steps", "8", "--threads", "1", "--schedule", "joint"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("training joint schedule") == 1  # only rank 0 reports
+    assert "(2 process(es)" in proc.stdout
+    assert load_checkpoint(out / "model.pt")["step"] == 8
+
+
+@pytest.mark.parametrize("extra, code, message", [
+    (["--time-budget", "0"], 2, "argument --time-budget: must be > 0, got 0"),
+    (["--stream-workers", "-1"], 2, "argument --stream-workers: must be >= 0, got -1"),
+    ([], 2, "genpose train: error: give --data (rendered split folders) and/or --stream-workers N"),
+    (["--task", "segmentation", "--data", "x", "--stream-workers", "2"], 2, "--stream-workers serves the pose task"),
+])
+def test_bad_data_arguments_get_one_line(tmp_path, capsys, extra, code, message):
+    from genpose_ros import cli
+
+    try:
+        rc = cli.main(["train", "--out", str(tmp_path / "o")] + extra)
+    except SystemExit as exc:  # argparse
+        rc = exc.code
+    err = capsys.readouterr().err
+    assert rc == code and message in err and "Traceback" not in err
+
+
+def test_convergence_report_at_equal_time(tmp_path, capsys):
+    from genpose_ros.evaluation import convergence
+
+    def write(name, curve):  # (elapsed_s, 5deg2cm) validation points, with a training record between
+        recs = []
+        for i, (t, v) in enumerate(curve):
+            recs += [{"step": 10 * i + 5, "stage": "joint", "loss": 1.0, "elapsed_s": t - 1},
+                     {"step": 10 * i + 10, "stage": "joint", "elapsed_s": t, "val_diffusion_5deg2cm": v,
+                      "val_diffusion_10deg5cm": 2 * v, "val_regression_5deg2cm": v / 2}]
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("\n".join(json.dumps(r) for r in recs))
+        return f"{name}={path}"
+
+    fast = write("fast", [(100, 10.0), (200, 30.0), (300, 40.0), (400, 41.0)])
+    slow = write("slow", [(100, 0.0), (200, 5.0), (300, 20.0), (400, 38.0), (500, 45.0)])
+    assert convergence.main(["--logs", fast, slow, "--json", str(tmp_path / "c.json")]) == 0
+    r = json.loads((tmp_path / "c.json").read_text())
+    assert r["horizon_s"] == 400 and r["checkpoints_s"] == [100, 200, 300, 400]
+    assert r["runs"]["fast"]["diffusion_5deg2cm"] == [10.0, 30.0, 40.0, 41.0]
+    assert r["runs"]["slow"]["diffusion_5deg2cm"][-1] == 38.0  # the 500 s point is past the horizon
+    assert r["runs"]["fast"]["time_to_target_s"] == 300 and r["runs"]["slow"]["time_to_target_s"] == 400  # 0.9 x 41
+    assert "| fast | 40 |" in capsys.readouterr().out
+    assert convergence.main(["--logs", "nolog"]) == 2

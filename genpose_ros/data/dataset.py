@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.spatial.transform import Rotation
 from torch.utils.data import Dataset
 
 from genpose_ros import CATEGORIES
@@ -200,22 +199,64 @@ def augment_instance(points: np.ndarray, R: np.ndarray, t: np.ndarray, size: np.
                      category: str, rng: np.random.Generator, cfg: dict = AUGMENT):
     """GenPose / FS-Net augmentation of one instance; returns new (points, R, t, size).
 
-    points (N, 3) camera frame m; R (3, 3) R_cam_obj; t (3,) m; size (3,) m.
+    points (N, 3) camera frame m; R (3, 3) R_cam_obj; t (3,) m; size (3,) m. The numpy face of
+    ``augment_batch`` (float64, random draws seeded from ``rng``).
     """
-    if rng.random() < cfg["p_box"]:
-        s = rng.uniform(*cfg["box_scale"], size=3)
-        if category in ROUND_CATEGORIES:
-            s[2] = s[0]
-        local = (points - t) @ R  # object frame
-        points = (local * s) @ R.T + t
-        size = size * s
-    if rng.random() < cfg["p_rt"]:
-        dR = Rotation.from_euler("xyz", rng.uniform(-cfg["rot_deg"], cfg["rot_deg"], 3),
-                                 degrees=True).as_matrix()
-        dt = rng.uniform(-cfg["trans_m"], cfg["trans_m"], 3)
-        points = (points - t) @ dR.T + t + dt
-        R = dR @ R
-        t = t + dt
-    if rng.random() < cfg["p_jitter"]:
-        points = points + rng.normal(0.0, cfg["jitter_m"], points.shape)
+    gen = torch.Generator().manual_seed(int(rng.integers(2**63)))
+    batch = [torch.from_numpy(np.asarray(a, dtype=np.float64))[None] for a in (points, R, t, size)]
+    out = augment_batch(*batch, torch.tensor([CATEGORIES.index(category)]), gen, cfg)
+    return tuple(a[0].numpy() for a in out)
+
+
+def augment_batch(points: torch.Tensor, R: torch.Tensor, t: torch.Tensor, size: torch.Tensor,
+                  category: torch.Tensor, generator: torch.Generator | None = None, cfg: dict = AUGMENT):
+    """GenPose / FS-Net augmentation of a batch, on the tensors' device; returns new
+    (points (B, N, 3), R (B, 3, 3), t (B, 3), size (B, 3)).
+
+    Per instance, each with its probability in ``cfg``: box deformation (per-axis scaling in the
+    object frame, x = z for ``ROUND_CATEGORIES``), a rotation about the object centre (extrinsic
+    x-y-z angles up to +-``rot_deg``) with a translation up to +-``trans_m`` per axis, and
+    Gaussian point jitter. ``category`` (B,) long indices into CATEGORIES; ``generator`` lives
+    on the tensors' device.
+    """
+    B, dev, dt = points.shape[0], points.device, points.dtype
+
+    def uniform(lo, hi, *shape):
+        return lo + (hi - lo) * torch.rand(*shape, generator=generator, device=dev, dtype=dt)
+
+    def chosen(p, *shape):  # (B, *shape) bool: this augmentation applies to the instance
+        return (torch.rand(B, generator=generator, device=dev) < p).reshape(B, *shape)
+
+    s = uniform(*cfg["box_scale"], B, 3)
+    round_ids = torch.tensor([CATEGORIES.index(c) for c in ROUND_CATEGORIES], device=dev)
+    s[:, 2] = torch.where(torch.isin(category.to(dev), round_ids), s[:, 0], s[:, 2])
+    s = torch.where(chosen(cfg["p_box"], 1), s, torch.ones_like(s))
+    local = (points - t[:, None]) @ R  # (B, N, 3) object frame
+    points = (local * s[:, None]) @ R.transpose(1, 2) + t[:, None]
+    size = size * s
+
+    dR = _rotmat_xyz(torch.deg2rad(uniform(-cfg["rot_deg"], cfg["rot_deg"], B, 3)))  # (B, 3, 3)
+    dt_ = uniform(-cfg["trans_m"], cfg["trans_m"], B, 3)
+    rt = chosen(cfg["p_rt"], 1)
+    dR = torch.where(rt[:, :, None], dR, torch.eye(3, device=dev, dtype=dt).expand(B, 3, 3))
+    dt_ = torch.where(rt, dt_, torch.zeros_like(dt_))
+    points = (points - t[:, None]) @ dR.transpose(1, 2) + (t + dt_)[:, None]
+    R, t = dR @ R, t + dt_
+
+    noise = torch.randn(points.shape, generator=generator, device=dev, dtype=dt)
+    points = points + chosen(cfg["p_jitter"], 1, 1) * cfg["jitter_m"] * noise
     return points, R, t, size
+
+
+def _rotmat_xyz(angles: torch.Tensor) -> torch.Tensor:
+    """(B, 3) extrinsic x, y, z angles (rad) -> (B, 3, 3) Rz @ Ry @ Rx (scipy's "xyz")."""
+    c, s = angles.cos(), angles.sin()
+    one, zero = torch.ones_like(c[:, 0]), torch.zeros_like(c[:, 0])
+
+    def mat(*rows):
+        return torch.stack([torch.stack(r, -1) for r in rows], -2)
+
+    rx = mat((one, zero, zero), (zero, c[:, 0], -s[:, 0]), (zero, s[:, 0], c[:, 0]))
+    ry = mat((c[:, 1], zero, s[:, 1]), (zero, one, zero), (-s[:, 1], zero, c[:, 1]))
+    rz = mat((c[:, 2], -s[:, 2], zero), (s[:, 2], c[:, 2], zero), (zero, zero, one))
+    return rz @ ry @ rx

@@ -47,6 +47,25 @@ def _renderer(cfg: GenerateConfig):
     return Renderer(sensor=SensorModel() if cfg.noise else None)
 
 
+def scene_frames(renderer, rng: np.random.Generator, views: int, n_objects: int | None = None,
+                 distribution: str = "standard", noise: bool = True):
+    """Frames of one random table scene of ``distribution`` seen from ``views`` random camera
+    poses (a generator; the poses are drawn before any rendering)."""
+    from genpose_ros.data.scenes import sample_camera_pose, sample_scene
+    scene = sample_scene(rng, n_objects, distribution=distribution)
+    poses = [(scene, sample_camera_pose(rng, scene, distribution)) for _ in range(views)]
+    yield from render_views(renderer, rng, poses, distribution, noise)
+
+
+def render_views(renderer, rng: np.random.Generator, views, distribution: str = "standard", noise: bool = True):
+    """Frames of (scene, T_world_cam) views; the wide distribution draws a depth sensor per frame."""
+    from genpose_ros.data.sensor import sample_sensor
+    for scene, T_world_cam in views:
+        if distribution == "wide" and noise:
+            renderer.sensor = sample_sensor(rng)
+        yield renderer.render(scene, T_world_cam, rng)
+
+
 _WORKER_RENDERER = None
 
 
@@ -55,27 +74,21 @@ def render_unit(args: tuple[GenerateConfig, int, int]) -> dict:
     Returns its statistics."""
     global _WORKER_RENDERER
     from genpose_ros.data.nocs_io import write_frame
-    from genpose_ros.data.scenes import sample_camera_pose, sample_scene, sample_sequence
-    from genpose_ros.data.sensor import sample_sensor
+    from genpose_ros.data.scenes import sample_sequence
     cfg, kind, k = args
     if _WORKER_RENDERER is None:
         _WORKER_RENDERER = _renderer(cfg)
     renderer = _WORKER_RENDERER
     rng = unit_rng(cfg, kind, k)
-    wide = cfg.distribution == "wide"
     stats = {"frames": 0, "instances": Counter(), "handle_hidden": 0, "mugs": 0, "empty": 0}
     if kind == 0:
-        scene = sample_scene(rng, cfg.n_objects, distribution=cfg.distribution)
         folder = Path(cfg.out) / f"{k:05d}"
-        views = [(scene, sample_camera_pose(rng, scene, cfg.distribution)) for _ in range(cfg.views_per_scene)]
+        frames = scene_frames(renderer, rng, cfg.views_per_scene, cfg.n_objects, cfg.distribution, cfg.noise)
     else:
         seq = sample_sequence(rng, cfg.frames, cfg.n_objects, cfg.distribution)
         folder = Path(cfg.out) / f"seq_{k:03d}"
-        views = [seq.frame(i) for i in range(len(seq))]
-    for v, (scene, T_world_cam) in enumerate(views):
-        if wide and cfg.noise:
-            renderer.sensor = sample_sensor(rng)
-        frame = renderer.render(scene, T_world_cam, rng)
+        frames = render_views(renderer, rng, [seq.frame(i) for i in range(len(seq))], cfg.distribution, cfg.noise)
+    for v, frame in enumerate(frames):
         write_frame(folder, v, frame, write_pickle=cfg.write_pickle)
         stats["frames"] += 1
         stats["empty"] += int(not frame.instances)

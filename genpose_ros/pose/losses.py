@@ -54,3 +54,45 @@ def regression_loss(pred: torch.Tensor, target: torch.Tensor, t_weight: float = 
 def size_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """pred, target (B, 3) metres -> scalar L1 in centimetres."""
     return 100.0 * (pred - target).abs().mean()
+
+
+STAGES = ("regression", "joint", "score", "energy", "regression_head", "size")
+
+
+class StageLoss(torch.nn.Module):
+    """The loss of one training stage, as a module that DDP can wrap.
+
+    ``forward(pts (B, N, 3) centred, cat (B,), p0 (B, 9) centroid-relative pose, size (B, 3))
+    -> (loss, {term: detached scalar tensor})``. Stages: ``regression`` (regression head),
+    ``joint`` (regression + score DSM), ``score`` (score DSM), ``energy`` (energy DSM),
+    ``regression_head`` (regression on a frozen encoder), ``size`` (size head). With
+    ``train_encoder`` False the encoder runs in eval mode without gradients; with ``amp`` it runs
+    under bf16 autocast (the heads and losses stay float32: the DSM targets span sigma 0.01-50).
+    """
+
+    def __init__(self, model: PoseNet, sde: VESDE, stage: str, n_noise: int = 20, t_max: float = 1.0,
+                 w_reg: float = 1.0, train_encoder: bool = True, amp: bool = False):
+        super().__init__()
+        if stage not in STAGES:
+            raise ValueError(f"unknown training stage {stage!r}; available: {list(STAGES)}")
+        self.model, self.stage, self.w_reg = model, stage, w_reg
+        self.train_encoder, self.amp = train_encoder, amp
+        self.dsm = get_dsm_loss_fn(sde, "energy" if stage == "energy" else "score", n_noise, t_max)
+
+    def forward(self, pts, cat, p0, size):
+        if not self.train_encoder:
+            self.model.encoder.eval()
+        with torch.set_grad_enabled(self.train_encoder and torch.is_grad_enabled()), \
+                torch.autocast(pts.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            cond = self.model.encode(pts, cat).float()  # (B, F)
+        terms = {}
+        if self.stage in ("regression", "joint", "regression_head"):
+            terms["loss_reg"] = regression_loss(self.model.regress(cond), p0)
+        if self.stage in ("joint", "score"):
+            terms["loss_score"] = self.dsm(self.model, cond, p0)
+        if self.stage == "energy":
+            terms["loss_energy"] = self.dsm(self.model, cond, p0)
+        if self.stage == "size":
+            terms["loss_size"] = size_loss(self.model.predict_size(cond, cat), size)
+        loss = sum(self.w_reg * v if k == "loss_reg" else v for k, v in terms.items())
+        return loss, {k: v.detach() for k, v in terms.items()}  # tensors: no device sync here

@@ -4,7 +4,7 @@
         --cache runs/pool_train.pt --steps 3000 --threads 1
     cp runs/size/size_net.pt models/size_net.pt
 
-Items come from the pose trainer's point pool (every instance's points read once). Each step
+Items come from ``genpose_ros.data.pool.PointPool`` (every instance's points read once). Each step
 draws ``n_points`` of an instance's points and augments it on the fly (``augment`` in config/size_net.yaml):
 a per-axis box deformation (x and z tied for the categories round about y) that widens the
 size range, a random pose error (rotation about a random axis, translation) so the net
@@ -140,13 +140,12 @@ def train_main(args) -> int:
     config/size_net.yaml) --steps --batch-size --lr --eval-every --seed; --threads is applied by the
     caller)."""
     from genpose_ros.data.dataset import InstanceDataset
-    from genpose_ros.pose.pool import PointPool
+    from genpose_ros.data.pool import PointPool
 
     cfg = resolve_config(args)
 
-    def pool_of(folders, cache):
-        return PointPool.build(InstanceDataset(folders, n_points=1024, seed=args.seed), cfg["n_points"],
-                               cache=cache).pool
+    def pool_of(folders, cache):  # every instance once: the pool's tensors (CPU)
+        return PointPool.from_dataset(InstanceDataset(folders, n_points=1024, seed=args.seed), cache=cache).data
 
     pool = pool_of(args.data, args.cache)
     val_pool = pool_of(args.val, None) if args.val else None

@@ -1,19 +1,33 @@
 """``genpose train``: train the pose estimator (score, energy, regression and size heads).
 
-Schedules (config/train.yaml, ``stages``), each stage a fraction of ``--steps``:
+Schedules (config/train.yaml, ``stages``), each stage a fraction of ``--steps`` (and, with
+``--time-budget``, the same fraction of the time left once the data is ready):
 
-- ``joint`` (default): regression pre-training (encoder + regression head) -> joint regression +
-  denoising score matching (encoder + both heads) -> energy (frozen encoder) -> size (frozen encoder);
-- ``genpose``: GenPose's end-to-end score training (encoder + ScoreNet) -> energy -> size.
+- ``genpose`` (default): GenPose's end-to-end score training (encoder + ScoreNet) -> energy ->
+  regression head -> size (the last three on the frozen encoder);
+- ``joint``: regression pre-training (encoder + regression head) -> joint regression + denoising
+  score matching (encoder + both heads) -> energy (frozen encoder) -> size (frozen encoder).
+
+At equal compute on a CPU the end-to-end schedule converged faster (docs/bench.md, "Convergence
+at equal compute"), hence the default.
 
 Launch::
 
     genpose train --data data/synth/train --val data/synth/val --out runs/joint            # one GPU / CPU
     genpose train --data data/synth/train --out runs/joint --resume runs/joint/last.pt     # resume
+    genpose train --stream-workers 12 --time-budget 420 --val data/synth/val --out runs/s  # rendered on the fly
     torchrun --standalone --nproc_per_node=4 -m genpose_ros.pose.train \\
         --data data/synth/train --out runs/joint                                           # 4 GPUs (DDP)
     genpose train --task segmentation --data data/synth/train --out runs/seg               # Mask R-CNN
     genpose train --task size --data data/synth/train --val data/synth/val --out runs/size # SizeNet
+
+Data: every instance of ``--data`` is read once into a ``PointPool`` on the training device;
+``--stream-workers N`` adds N render processes (``genpose_ros.data.stream.FrameStream``) whose
+fresh instances replace the oldest ones of the pool (``pool_size``) at every step; without
+``--data`` training starts once ``stream_min_instances`` have been rendered. Batches are drawn
+and augmented on the device. ``--time-budget`` counts from the start, reading and render warm-up
+included; when it is spent the run stops and saves ``model.pt`` and ``last.pt``. ``amp: auto``
+runs the encoder under bf16 autocast on CUDA (heads and losses stay float32).
 
 DDP is detected from RANK / LOCAL_RANK / WORLD_SIZE; only rank 0 logs, evaluates and saves.
 Outputs in ``--out``: ``model.pt`` (EMA weights, what the estimator loads), ``last.pt`` (resume),
@@ -29,13 +43,12 @@ import time
 from pathlib import Path
 
 from genpose_ros.arguments import add_threads, apply_threads, non_negative_int, positive_float, positive_int
-from genpose_ros.pose.pool import PointPool
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", choices=["pose", "segmentation", "size"], default="pose",
                    help="pose model, Mask R-CNN segmenter, or the size network (config/size_net.yaml)")
-    p.add_argument("--data", required=True, nargs="+",
+    p.add_argument("--data", default=None, nargs="+",
                    help="training split folder(s) (NOCS layout written by `genpose data generate`)")
     p.add_argument("--val", default=None, nargs="+", help="validation split (default: no validation curve)")
     p.add_argument("--cache", default=None,
@@ -52,10 +65,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", default=None, help="last.pt of an earlier run")
     p.add_argument("--encoder", choices=["light", "genpose"], default=None, help="encoder size")
     p.add_argument("--eval-every", type=positive_int, default=None, help="validation interval (steps)")
-    p.add_argument("--workers", type=non_negative_int, default=0, help="DataLoader worker processes")
+    p.add_argument("--workers", type=non_negative_int, default=0,
+                   help="data-loading processes (pose: reading --data into the point pool once)")
     p.add_argument("--init", default=None,
                    help="segmentation: start from these weights (a Mask R-CNN checkpoint, or coco)")
     add_threads(p)
+    p.add_argument("--time-budget", type=positive_float, default=None, metavar="SECONDS",
+                   help="stop (and save) after this many seconds, data reading and render warm-up included")
+    p.add_argument("--stream-workers", type=non_negative_int, default=0, metavar="N",
+                   help="render processes streaming fresh scenes into training (pose task)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,11 +81,19 @@ def run(args: argparse.Namespace) -> int:
     if args.task == "segmentation":
         from genpose_ros.segmentation.train import train_main
 
+        if not args.data or args.stream_workers:
+            raise ValueError("--task segmentation trains on --data (a rendered split); "
+                             "--stream-workers serves the pose task")
         return train_main(args)
     if args.task == "size":
         from genpose_ros.pose.size_train import train_main
 
+        if not args.data or args.stream_workers:
+            raise ValueError("--task size trains on --data (a rendered split); "
+                             "--stream-workers serves the pose task")
         return train_main(args)
+    if not args.data and not args.stream_workers:
+        raise ValueError("give --data (rendered split folders) and/or --stream-workers N (render while training)")
     return train_pose(args)
 
 
@@ -76,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
 # keys of config/train.yaml whose values are not checked against its types
 FREE_KEYS = ("model.encoder", "stages")
 POSITIVE_KEYS = ("steps", "batch_size", "lr", "warmup", "lr_final_ratio", "grad_clip", "n_noise", "log_every",
-                 "eval_every", "save_every", "val_instances", "val_steps", "pool_points", "dsm_t_max")
+                 "eval_every", "save_every", "val_instances", "val_steps", "pool_points", "dsm_t_max",
+                 "pool_size", "stream_min_instances")
 
 
 def resolve_config(args) -> dict:
@@ -106,6 +133,8 @@ def resolve_config(args) -> dict:
 
     model.setdefault("categories", list(CATEGORIES))
     cfg["model"] = model
+    if cfg["amp"] not in ("auto", "bf16", "off"):
+        raise ValueError(f"amp must be auto, bf16 or off, got {cfg['amp']!r}")
     if cfg["schedule"] not in cfg["stages"]:
         raise ValueError(f"unknown schedule {cfg['schedule']!r}; config defines {sorted(cfg['stages'])}")
     return cfg
@@ -135,57 +164,15 @@ STAGE_PARAMS = {
     "joint": ("encoder", "cat_embed", "regression", "score"),
     "score": ("encoder", "cat_embed", "score"),
     "energy": ("energy",),
+    "regression_head": ("regression",),
     "size": ("size_head",),
 }
 
 
-# ----------------------------------------------------------------------------- the loss of one step
-
-def make_stage_module(model, sde, stage: str, cfg: dict):
-    """An nn.Module whose forward(batch) returns (loss, logs) for ``stage`` (DDP wraps this)."""
-    import torch
-    import torch.nn as nn
-
-    from genpose_ros.pose import losses
-
-    dsm_score = losses.get_dsm_loss_fn(sde, "score", cfg["n_noise"], cfg.get("dsm_t_max", 1.0))
-    dsm_energy = losses.get_dsm_loss_fn(sde, "energy", cfg["n_noise"], cfg.get("dsm_t_max", 1.0))
-    train_encoder = "encoder" in STAGE_PARAMS[stage]
-
-    class Step(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.model = model
-
-        def forward(self, pts, cat, p0, size):
-            # pts (B, N, 3) centred, cat (B,), p0 (B, 9) centroid-relative pose, size (B, 3)
-            if train_encoder:
-                cond = self.model.encode(pts, cat)
-            else:
-                self.model.encoder.eval()
-                with torch.no_grad():
-                    cond = self.model.encode(pts, cat)
-            logs = {}
-            loss = torch.zeros((), device=pts.device)
-            if stage in ("regression", "joint"):
-                logs["loss_reg"] = losses.regression_loss(self.model.regress(cond), p0)
-                loss = loss + cfg["w_reg"] * logs["loss_reg"]
-            if stage in ("joint", "score"):
-                logs["loss_score"] = dsm_score(self.model, cond, p0)
-                loss = loss + logs["loss_score"]
-            if stage == "energy":
-                logs["loss_energy"] = dsm_energy(self.model, cond, p0)
-                loss = loss + logs["loss_energy"]
-            if stage == "size":
-                logs["loss_size"] = losses.size_loss(self.model.predict_size(cond, cat), size)
-                loss = loss + logs["loss_size"]
-            return loss, {k: float(v.detach()) for k, v in logs.items()}
-
-    return Step()
-
+# ----------------------------------------------------------------------------- batches
 
 def to_batch(batch: dict, device):
-    """Dataset batch -> centred points, categories, 9-D poses (centroid-relative), sizes."""
+    """Pool batch -> centred points, categories, 9-D poses (centroid-relative), sizes."""
     from genpose_ros import geometry
 
     pts = batch["points"].to(device).float()
@@ -206,12 +193,13 @@ def validate(model, sde, val_batches: list, cfg: dict) -> dict:
     from genpose_ros.pose import sampling
 
     model.eval()
+    device = next(model.parameters()).device
     out = {}
     for mode in ("score_scaling", "regression"):
         hits52 = hits105 = n = 0
-        gen = torch.Generator(device="cpu").manual_seed(0)
+        gen = torch.Generator(device=device).manual_seed(0)  # the samplers draw on the model's device
         for batch in val_batches:
-            pts, cat, p0, _ = to_batch(batch, next(model.parameters()).device)
+            pts, cat, p0, _ = to_batch(batch, device)
             with torch.no_grad():
                 cond = model.encode(pts, cat)
                 steps = {"n_steps": cfg["val_steps"]} if mode == "score_scaling" else {}
@@ -235,193 +223,274 @@ def validate(model, sde, val_batches: list, cfg: dict) -> dict:
 # ----------------------------------------------------------------------------- the loop
 
 def train_pose(args) -> int:
-    from genpose_ros.data.dataset import InstanceDataset
-
-    cfg = resolve_config(args)
-    mc = cfg["model"]
-    train_set = PointPool.build(InstanceDataset(args.data, n_points=cfg["pool_points"], augment=False, seed=args.seed),
-                                mc["n_points"], cache=args.cache, seed=args.seed)
-    val_set = InstanceDataset(args.val, n_points=mc["n_points"], augment=False, seed=0) if args.val else None
-    return fit(cfg, train_set, val_set, Path(args.out), device=args.device, seed=args.seed,
-               resume=args.resume, workers=args.workers)
-
-
-def fit(cfg: dict, train_set, val_set, out: Path, device: str = "auto", seed: int = 0,
-        resume: str | None = None, workers: int = 0) -> int:
-    """The training loop: ``cfg`` from ``resolve_config``; datasets yield InstanceDataset items."""
+    """The training loop, top to bottom: device / DDP, data, model and resume, then the stages."""
     import copy
 
     import torch
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
-    from torch.utils.data import DataLoader, DistributedSampler
     from tqdm import tqdm
 
+    from genpose_ros.data.dataset import InstanceDataset
+    from genpose_ros.data.stream import TimeBudget
     from genpose_ros.pose import checkpoint as ckpt_io
+    from genpose_ros.pose.losses import StageLoss
     from genpose_ros.pose.nets import PoseNet
     from genpose_ros.pose.sde import get_sde
 
-    # -- DDP / device
+    budget = TimeBudget(args.time_budget)  # counts from here: reading and render warm-up included
+    cfg = resolve_config(args)
+    mc = cfg["model"]
+    plan = stage_plan(cfg)
+
+    # -- device / DDP (torchrun sets RANK, LOCAL_RANK, WORLD_SIZE)
     ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    if ddp:
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-        rank, local_rank, world = dist.get_rank(), int(os.environ["LOCAL_RANK"]), dist.get_world_size()
-        device = torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-    else:
-        rank, world = 0, 1
-        device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    device, rank, world = setup_device(args.device, ddp)
     master = rank == 0
-    torch.manual_seed(seed + rank)
-    out = Path(out)
+    torch.manual_seed(args.seed + rank)
+    gen = torch.Generator(device=device).manual_seed(args.seed + rank)  # batches and augmentation
+    amp = cfg["amp"] == "bf16" or (cfg["amp"] == "auto" and device.type == "cuda")
+    out = Path(args.out)
     if master:
         out.mkdir(parents=True, exist_ok=True)
 
-    # -- data
-    mc = cfg["model"]
-    if len(train_set) == 0:
-        raise ValueError("no training instances found (empty training set)")
-    sampler = DistributedSampler(train_set, seed=seed) if ddp else None
-    loader = DataLoader(train_set, batch_size=cfg["batch_size"], shuffle=sampler is None, sampler=sampler,
-                        num_workers=workers, drop_last=len(train_set) >= cfg["batch_size"],
-                        persistent_workers=workers > 0)
+    # -- data: the point pool on the device, filled from --data and/or refreshed by render workers
+    pool, stream = build_pool(cfg, args, device, rank, budget)
     val_batches = []
-    if val_set is not None and master:
-        n_val = min(len(val_set), cfg["val_instances"])
-        items = [val_set[i] for i in range(n_val)]
-        bs = 64
-        val_batches = [torch.utils.data.default_collate(items[i:i + bs]) for i in range(0, n_val, bs)]
-
-    def batches():
-        epoch = 0
-        while True:
-            if sampler is not None:
-                sampler.set_epoch(epoch)
-            yield from loader
-            epoch += 1
+    if args.val and master:
+        val_set = InstanceDataset(args.val, n_points=mc["n_points"], augment=False, seed=0)
+        items = [val_set[i] for i in range(min(len(val_set), cfg["val_instances"]))]
+        val_batches = [torch.utils.data.default_collate(items[i:i + 64]) for i in range(0, len(items), 64)]
 
     # -- model, EMA, resume
     sde = get_sde("ve", **cfg["sde"])
     model = PoseNet(mc).to(device)
     ema = copy.deepcopy(model).eval()
-    plan = stage_plan(cfg)
-    start_stage, start_step, step = 0, 0, 0
-    resume_opt = None
-    if resume:  # continue at the global step of the file, in this run's plan (it may be longer)
-        ck = ckpt_io.load_checkpoint(resume, map_location=device)
-        model.load_state_dict(ckpt_io.build_model(ck, resume, "raw_model").state_dict())
+    step, start_stage, start_step, resume_opt = 0, 0, 0, None
+    if args.resume:
+        ck = ckpt_io.load_checkpoint(args.resume, map_location=device)
+        model.load_state_dict(ckpt_io.build_model(ck, args.resume, "raw_model").state_dict())
         ema.load_state_dict(ck["model"])
         step = ck["step"]
-        start_stage, start_step = locate(plan, step)
+        start_stage, start_step = resume_position(ck, plan)
         if start_stage < len(plan) and ck.get("stage_name") == plan[start_stage][0]:
             resume_opt = ck.get("optimizer")
-    tb = log_file = None
-    if master:
-        from torch.utils.tensorboard import SummaryWriter
+    log = RunLog(out if master else None)
+    log.print(f"training {cfg['schedule']} schedule on {device} ({world} process(es)"
+              f"{', bf16 encoder' if amp else ''}): {', '.join(f'{n} {s}' for n, s in plan)} steps; "
+              f"{len(pool)} instances in the pool{f' + {args.stream_workers} render workers' if stream else ''}; "
+              f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters"
+              + (f"; {budget.remaining:.0f} s of the time budget left" if args.time_budget else ""))
 
-        tb = SummaryWriter(str(out / "tb"))
-        log_file = open(out / "log.jsonl", "a")
-        print(f"training {cfg['schedule']} schedule on {device} ({world} process(es)): "
-              f"{', '.join(f'{n} {s}' for n, s in plan)} steps; {len(train_set)} instances; "
-              f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters", flush=True)
-
-    def log(record: dict):
-        if not master:
-            return
-        log_file.write(json.dumps(record) + "\n")
-        log_file.flush()
-        for k, v in record.items():
-            if k not in ("step", "stage") and isinstance(v, (int, float)):
-                tb.add_scalar(k, v, record["step"])
-
-    def save(name: str, stage_idx: int, stage_step: int, optimizer=None):
-        if not master:
-            return
-        extra = {"stage": stage_idx, "stage_step": stage_step, "raw_model": model.state_dict(),
-                 "stage_name": plan[stage_idx][0] if stage_idx < len(plan) else "done"}
-        if optimizer is not None:
-            extra["optimizer"] = optimizer.state_dict()
-        ckpt_io.save_checkpoint(out / name, ema.state_dict(), mc, step, cfg, **extra)
-
+    # -- the stages; with a time budget each gets its fraction of the time left now
+    deadlines = stage_deadlines(cfg, plan, start_stage, budget)
     t_start = time.time()
-    data_iter = batches()
-    for stage_idx, (stage, n_steps) in enumerate(plan):
-        if stage_idx < start_stage:
-            continue
-        trainable = STAGE_PARAMS[stage]
-        for name, p in model.named_parameters():
-            p.requires_grad_(name.split(".")[0] in trainable)
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.Adam(params, lr=cfg["lr"])
-        first = stage_step0 = start_step if stage_idx == start_stage else 0
-        if first and resume_opt is not None:
-            optimizer.load_state_dict(resume_opt)
-        if stage == "size" and first == 0:
-            set_size_prior(model, data_iter, device)
-            ema.size_prior.copy_(model.size_prior)
-        step_module = make_stage_module(model, sde, stage, cfg)
-        runner = DDP(step_module, find_unused_parameters=True) if ddp else step_module
-        warmup, decay = cfg["warmup"], cfg["lr_final_ratio"] ** (1.0 / max(1, n_steps))
-        model.train()
-        bar = tqdm(range(stage_step0, n_steps), desc=f"{stage}", disable=not master, mininterval=5)
-        for stage_step in bar:
-            # lr: linear warm-up, then exponential decay to lr_final_ratio * lr at the end of the stage
-            lr = cfg["lr"] * min(1.0, (stage_step + 1) / warmup) * decay ** stage_step
-            for g in optimizer.param_groups:
-                g["lr"] = lr
-            pts, cat, p0, size = to_batch(next(data_iter), device)  # (B, N, 3) (B,) (B, 9) (B, 3)
-            loss, logs = runner(pts, cat, p0, size)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg["grad_clip"])
-            optimizer.step()
-            # EMA restarted per stage with a warm-up (frozen parts stay identical)
-            d = min(cfg["ema"], (1 + stage_step) / (10 + stage_step))
-            with torch.no_grad():
-                for pe, pm in zip(ema.parameters(), model.parameters()):
-                    if pm.requires_grad:
-                        pe.lerp_(pm, 1 - d)
-                for be, bm in zip(ema.buffers(), model.buffers()):
-                    be.copy_(bm)
-            step += 1
-            if master and (step % cfg["log_every"] == 0 or stage_step == n_steps - 1):
-                bar.set_postfix(loss=f"{float(loss):.4f}")
-                log({"step": step, "stage": stage, "lr": lr, "loss": float(loss), "grad_norm": float(grad_norm),
-                     "elapsed_s": time.time() - t_start, **logs})
-            if master and val_batches and stage in ("regression", "joint", "score") and (
-                    step % cfg["eval_every"] == 0 or stage_step == n_steps - 1):
-                log({"step": step, "stage": stage, "elapsed_s": time.time() - t_start,
-                     **validate(ema, sde, val_batches, cfg)})
-            if step % cfg["save_every"] == 0:
-                save("last.pt", stage_idx, stage_step + 1, optimizer)
-        save("last.pt", stage_idx + 1, 0)
+    try:
+        for stage_idx, (stage, n_steps) in enumerate(plan):
+            if stage_idx < start_stage:
+                continue
+            trainable = STAGE_PARAMS[stage]
+            for name, p in model.named_parameters():
+                p.requires_grad_(name.split(".")[0] in trainable)
+            params = [p for p in model.parameters() if p.requires_grad]
+            ema_params = [pe for pe, pm in zip(ema.parameters(), model.parameters()) if pm.requires_grad]
+            optimizer = torch.optim.Adam(params, lr=cfg["lr"])
+            first = start_step if stage_idx == start_stage else 0
+            if first and resume_opt is not None:
+                optimizer.load_state_dict(resume_opt)
+            if stage == "size" and first == 0:  # the size head predicts a log-ratio to the category mean
+                mean, seen = pool.mean_size(model.size_prior.shape[0])
+                model.size_prior[seen] = mean[seen]
+                ema.size_prior.copy_(model.size_prior)
+            loss_fn = StageLoss(model, sde, stage, cfg["n_noise"], cfg.get("dsm_t_max", 1.0), cfg["w_reg"],
+                                train_encoder="encoder" in trainable, amp=amp)
+            runner = DDP(loss_fn, find_unused_parameters=True) if ddp else loss_fn
+            t_stage, stage_time = budget.elapsed, max(1e-6, deadlines[stage_idx] - budget.elapsed)
+            model.train()
+            bar = tqdm(range(first, n_steps), desc=stage, disable=not master, mininterval=5)
+            for stage_step in bar:
+                if stream is not None:
+                    pool.add(stream.poll())  # fresh instances replace the oldest ones
+                # lr: linear warm-up, then exponential decay to lr_final_ratio * lr at the stage's end
+                progress = max(stage_step / n_steps, (budget.elapsed - t_stage) / stage_time)
+                lr = cfg["lr"] * min(1.0, (stage_step + 1) / cfg["warmup"]) * cfg["lr_final_ratio"] ** progress
+                for g in optimizer.param_groups:
+                    g["lr"] = lr
+                batch = pool.sample(cfg["batch_size"], mc["n_points"], gen)
+                pts, cat, p0, size = to_batch(batch, device)  # (B, N, 3) (B,) (B, 9) (B, 3)
+                loss, terms = runner(pts, cat, p0, size)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg["grad_clip"])
+                optimizer.step()
+                # EMA restarted per stage with a warm-up (frozen parts stay identical)
+                d = min(cfg["ema"], (1 + stage_step) / (10 + stage_step))
+                with torch.no_grad():
+                    torch._foreach_lerp_(ema_params, params, 1 - d)  # one fused update on the GPU
+                    for be, bm in zip(ema.buffers(), model.buffers()):
+                        be.copy_(bm)
+                step += 1
+                if master and (step % cfg["log_every"] == 0 or stage_step == n_steps - 1):
+                    loss_value = float(loss.detach())
+                    bar.set_postfix(loss=f"{loss_value:.4f}")
+                    log.write({"step": step, "stage": stage, "lr": lr, "loss": loss_value,
+                               "grad_norm": float(grad_norm), "elapsed_s": time.time() - t_start,
+                               "pool_added": pool.added, **{k: float(v) for k, v in terms.items()}})
+                if master and val_batches and stage in POSE_STAGES and step % cfg["eval_every"] == 0:
+                    log.write({"step": step, "stage": stage, "elapsed_s": time.time() - t_start,
+                               **validate(ema, sde, val_batches, cfg)})
+                if master and step % cfg["save_every"] == 0:
+                    save_run(out / "last.pt", ema, model, cfg, step, plan, stage_idx, stage_step + 1, optimizer)
+                if budget.seconds and out_of_time(budget.elapsed >= deadlines[stage_idx], ddp, device):
+                    break
+            bar.close()
+            if master and val_batches and stage in POSE_STAGES and step % cfg["eval_every"] != 0:
+                log.write({"step": step, "stage": stage, "elapsed_s": time.time() - t_start,
+                           **validate(ema, sde, val_batches, cfg)})
+            if master:
+                save_run(out / "last.pt", ema, model, cfg, step, plan, stage_idx + 1, 0)
+    finally:
+        if stream is not None:
+            stream.close()
     if master:
         ckpt_io.save_checkpoint(out / "model.pt", ema.state_dict(), mc, step, cfg,
                                 wall_time_s=time.time() - t_start)
-        print(f"done: {step} steps in {time.time() - t_start:.0f} s -> {out / 'model.pt'}", flush=True)
-        tb.close()
-        log_file.close()
+        log.print(f"done: {step} steps in {time.time() - t_start:.0f} s -> {out / 'model.pt'}"
+                  + (f" (time budget {args.time_budget:.0f} s, {budget.elapsed:.0f} s used)"
+                     if args.time_budget else ""))
+    log.close()
     if ddp:
         dist.destroy_process_group()
     return 0
 
 
-def set_size_prior(model, data_iter, device, n_batches: int = 10) -> None:
-    """Per-category mean box size from a few training batches (the size head predicts a log-ratio)."""
-    import torch
+POSE_STAGES = ("regression", "joint", "score", "regression_head")  # stages with a validation curve
 
-    n_cat = model.size_prior.shape[0]
-    total = torch.zeros(n_cat, 3, device=device)
-    count = torch.zeros(n_cat, device=device)
-    for _ in range(n_batches):
-        b = next(data_iter)
-        cat, size = b["category"].to(device).long(), b["size"].to(device).float()
-        total.index_add_(0, cat, size)
-        count.index_add_(0, cat, torch.ones_like(cat, dtype=torch.float))
-    seen = count > 0
-    with torch.no_grad():
-        model.size_prior[seen] = total[seen] / count[seen, None]
+
+def setup_device(device: str, ddp: bool):
+    """-> (torch.device, rank, world size); starts the process group under DDP (NCCL on GPUs,
+    gloo on CPUs)."""
+    import torch
+    import torch.distributed as dist
+
+    if ddp:
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+        rank, world = dist.get_rank(), dist.get_world_size()
+        local_rank = int(os.environ.get("LOCAL_RANK", rank))
+        dev = torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    else:
+        rank, world = 0, 1
+        dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+        torch.set_float32_matmul_precision("high")  # TF32 matrix products (convolutions use it by default)
+    return dev, rank, world
+
+
+def build_pool(cfg: dict, args, device, rank: int, budget):
+    """-> (PointPool on ``device``, FrameStream or None). ``--data`` is read once (``--cache``);
+    ``--stream-workers`` starts the render processes and, without ``--data``, waits for
+    ``stream_min_instances`` (within the time budget)."""
+    import functools
+
+    from genpose_ros.data.dataset import InstanceDataset
+    from genpose_ros.data.pool import PointPool
+    from genpose_ros.data.stream import FrameStream, frame_instances
+
+    capacity = cfg["pool_size"] if args.stream_workers else 0
+    pool = stream = None
+    if args.data:
+        dataset = InstanceDataset(args.data, n_points=cfg["pool_points"], augment=False, seed=args.seed)
+        pool = PointPool.from_dataset(dataset, capacity, args.cache, args.workers, device)
+    if args.stream_workers:
+        stream = FrameStream(args.stream_workers, seed=args.seed * 1024 + rank,
+                             transform=functools.partial(frame_instances, n_points=cfg["pool_points"]))
+        pool = pool or PointPool(capacity, cfg["pool_points"], device)
+        need = min(cfg["stream_min_instances"], capacity)
+        while len(pool) < need and not budget.spent:
+            pool.add([stream.get(timeout=max(1.0, min(600.0, budget.remaining)))])
+        if len(pool) == 0:
+            stream.close()
+            raise RuntimeError("the time budget was spent before any instance was rendered")
+    return pool, stream
+
+
+def stage_deadlines(cfg: dict, plan: list, start_stage: int, budget) -> list[float]:
+    """Budget time (``budget.elapsed`` scale) at which each stage ends: the time left now, shared
+    in proportion to the stages' fractions; all infinite without a budget."""
+    fracs = [frac for _, frac in cfg["stages"][cfg["schedule"]]]
+    if budget.seconds is None:
+        return [float("inf")] * len(plan)
+    now, left = budget.elapsed, budget.remaining
+    total = sum(fracs[start_stage:])
+    deadlines, acc = [], 0.0
+    for i, frac in enumerate(fracs):
+        acc += frac if i >= start_stage else 0.0
+        deadlines.append(now + left * acc / total)
+    return deadlines
+
+
+def out_of_time(local: bool, ddp: bool, device) -> bool:
+    """Whether to end the stage; under DDP every rank stops when any rank is out of time."""
+    if not ddp:
+        return local
+    import torch
+    import torch.distributed as dist
+
+    flag = torch.tensor(float(local), device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
+def resume_position(ck: dict, plan: list) -> tuple[int, int]:
+    """(stage index, step in stage) to continue at: where the file left off when its stage is the
+    same stage of this plan, else its global step placed in this (possibly longer) plan."""
+    idx = ck.get("stage", -1)
+    if 0 <= idx < len(plan) and ck.get("stage_name") == plan[idx][0]:
+        return idx, min(ck.get("stage_step", 0), plan[idx][1])
+    return locate(plan, ck["step"])
+
+
+def save_run(path: Path, ema, model, cfg: dict, step: int, plan: list, stage_idx: int, stage_step: int,
+             optimizer=None) -> None:
+    """The resume file: EMA weights (what the estimator loads), raw weights, position, optimizer."""
+    from genpose_ros.pose import checkpoint as ckpt_io
+
+    extra = {"stage": stage_idx, "stage_step": stage_step, "raw_model": model.state_dict(),
+             "stage_name": plan[stage_idx][0] if stage_idx < len(plan) else "done"}
+    if optimizer is not None:
+        extra["optimizer"] = optimizer.state_dict()
+    ckpt_io.save_checkpoint(path, ema.state_dict(), cfg["model"], step, cfg, **extra)
+
+
+class RunLog:
+    """``log.jsonl`` + TensorBoard scalars in ``out`` (``None``: a rank that does not log)."""
+
+    def __init__(self, out: Path | None):
+        self.file = self.tb = None
+        if out is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(out / "tb"))
+            self.file = open(out / "log.jsonl", "a")
+
+    def write(self, record: dict) -> None:
+        if self.file is None:
+            return
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        for k, v in record.items():
+            if k not in ("step", "stage") and isinstance(v, (int, float)):
+                self.tb.add_scalar(k, v, record["step"])
+
+    def print(self, text: str) -> None:
+        if self.file is not None:
+            print(text, flush=True)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.tb.close()
+            self.file.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Render, train (pose and segmentation) and benchmark on a GPU machine without network, in one
+# command that fits a 10-minute call. Results land in $OUT (7 files, each < 16 MiB):
+#   genpose_model.pt   pose model (EMA weights; `genpose bench --checkpoint` / the nodes load it)
+#   maskrcnn_light.pt  segmentation weights (fp16)
+#   bench.json, bench.md  `genpose bench --device $DEVICE` on the rendered test split
+#   pose_log.jsonl     pose training losses and validation curve
+#   logs.tgz           pose / segmentation / render logs and TensorBoard scalars
+#   run.log            everything this script printed
+#
+# Here (with network), once:   scripts/fetch_gpu_wheels.sh        -> .whl/ (trimesh, embreex, fpsample)
+# There, with .whl carried:    OUT=/path/to/results scripts/gpu_run.sh
+#
+# The pose model trains on scenes rendered while it trains (--stream-workers); the segmentation
+# model on a split rendered first with every core; both share the GPU. Settings (environment):
+#   BUDGET=420          pose training seconds (render warm-up included); SEG_BUDGET (default BUDGET)
+#   DEVICE=cuda         training and benchmark device
+#   RENDER_WORKERS      render processes feeding the pose training (default: cores - 5, at least 1)
+#   TRAIN_SCENES=600 VAL_SCENES=25 TEST_SCENES=50 WIDE_SCENES=50 (x4 views), TEST_SEQUENCES=10 x
+#                       SEQ_FRAMES=30: the splits of docs/data.md (same seeds, so the same frames)
+#   POSE_CONFIG=config/train_gpu.yaml; POSE_ARGS, SEG_ARGS (default --workers 2), BENCH_ARGS: extra flags
+#   WHEELS=.whl         wheels installed into /tmp/site (none there: the installed packages are used)
+#   WORK=/tmp/genpose_gpu  scratch folder (data, runs); PYTHON=python3
+set -uo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+: "${OUT:?set OUT to the results folder}"
+PY=${PYTHON:-python3}
+WORK=${WORK:-/tmp/genpose_gpu}
+DEVICE=${DEVICE:-cuda}
+BUDGET=${BUDGET:-420}
+SEG_BUDGET=${SEG_BUDGET:-$BUDGET}
+NPROC=$(nproc)
+RENDER_WORKERS=${RENDER_WORKERS:-$(( NPROC > 6 ? NPROC - 5 : 1 ))}
+TRAIN_SCENES=${TRAIN_SCENES:-600}
+VAL_SCENES=${VAL_SCENES:-25}
+TEST_SCENES=${TEST_SCENES:-50}
+TEST_SEQUENCES=${TEST_SEQUENCES:-10}
+WIDE_SCENES=${WIDE_SCENES:-50}
+SEQ_FRAMES=${SEQ_FRAMES:-30}
+POSE_CONFIG=${POSE_CONFIG:-config/train_gpu.yaml}
+WHEELS=${WHEELS:-.whl}
+export PYTHONUNBUFFERED=1
+
+genpose() { "$PY" -m genpose_ros.cli "$@"; }
+elapsed() { echo "[gpu_run $(( SECONDS ))s] $*"; }
+
+install_wheels() {
+    if compgen -G "$WHEELS/*.whl" > /dev/null; then
+        "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+            --target /tmp/site "$WHEELS"/*.whl || return 1
+        export PYTHONPATH="$REPO:/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+    else
+        echo "no $WHEELS/*.whl: using the packages already installed"
+        export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+    fi
+    "$PY" -c "import torch, trimesh, embreex, cv2, genpose_ros; print('torch', torch.__version__, \
+'cuda', torch.cuda.is_available(), torch.cuda.get_device_name() if torch.cuda.is_available() else '')"
+}
+
+render() {  # the splits of docs/data.md, JSON labels only
+    local gen=(data generate --seed 0 --workers "$NPROC" --no-pickle)
+    genpose "${gen[@]}" --out "$WORK/data/train" --split train --scenes "$TRAIN_SCENES" --views-per-scene 4 || return 1
+    genpose "${gen[@]}" --out "$WORK/data/val" --split val --scenes "$VAL_SCENES" --views-per-scene 4 || return 1
+    genpose "${gen[@]}" --out "$WORK/data/test" --split test --scenes "$TEST_SCENES" --views-per-scene 4 || return 1
+    if [ "$TEST_SEQUENCES" -gt 0 ]; then
+        genpose "${gen[@]}" --out "$WORK/data/test_seq" --split test --sequences "$TEST_SEQUENCES" \
+            --frames "$SEQ_FRAMES" || return 1
+    fi
+    if [ "$WIDE_SCENES" -gt 0 ]; then  # the robustness split; bench reads <test>_wide
+        genpose "${gen[@]}" --out "$WORK/data/test_wide" --split test --scenes "$WIDE_SCENES" \
+            --views-per-scene 4 --distribution wide || return 1
+    fi
+}
+
+train() {  # pose (streamed scenes) in the background, segmentation beside it on the same GPU
+    # shellcheck disable=SC2086
+    genpose train --out "$WORK/pose" --val "$WORK/data/val" --config "$POSE_CONFIG" --device "$DEVICE" \
+        --stream-workers "$RENDER_WORKERS" --time-budget "$BUDGET" ${POSE_ARGS:-} > "$WORK/pose.log" 2>&1 &
+    local pose_pid=$! seg_rc=0 pose_rc=0
+    # shellcheck disable=SC2086
+    genpose train --task segmentation --data "$WORK/data/train" --val "$WORK/data/val" --out "$WORK/seg" \
+        --device "$DEVICE" --time-budget "$SEG_BUDGET" ${SEG_ARGS---workers 2} > "$WORK/seg.log" 2>&1 || seg_rc=$?
+    elapsed "segmentation training exited $seg_rc"
+    wait "$pose_pid" || pose_rc=$?
+    elapsed "pose training exited $pose_rc"
+    tail -n 3 "$WORK/pose.log" | tr '\r' '\n' | tail -n 3
+    tail -n 12 "$WORK/seg.log" | tr '\r' '\n' | tail -n 12
+    [ "$seg_rc" -eq 0 ] && [ "$pose_rc" -eq 0 ]
+}
+
+bench() {
+    # shellcheck disable=SC2086
+    genpose bench --device "$DEVICE" --data "$WORK/data/test" --checkpoint "$WORK/pose/model.pt" \
+        --json "$OUT/bench.json" --images "$WORK/images" --logs "stream=$WORK/pose/log.jsonl" ${BENCH_ARGS:-}
+}
+
+collect() {  # whatever exists, also after a failure
+    cp "$WORK/pose/model.pt" "$OUT/genpose_model.pt" 2> /dev/null
+    cp "$WORK/seg/maskrcnn_light.pt" "$OUT/maskrcnn_light.pt" 2> /dev/null
+    cp "$WORK/pose/log.jsonl" "$OUT/pose_log.jsonl" 2> /dev/null
+    (cd "$WORK" && tar czf "$OUT/logs.tgz" --ignore-failed-read ./*.log pose/tb images data/*/dataset_card.md 2> /dev/null)
+    for f in "$OUT"/*; do
+        [ "$(stat -c %s "$f")" -le $(( 16 * 1024 * 1024 )) ] || echo "warning: $f is over 16 MiB and will not come back"
+    done
+    ls -l "$OUT"
+}
+
+main() {
+    mkdir -p "$OUT" "$WORK"
+    elapsed "start: $NPROC cores, device $DEVICE, pose budget ${BUDGET}s, segmentation ${SEG_BUDGET}s"
+    local rc=0
+    install_wheels && elapsed "packages ready" &&
+    render && elapsed "rendered" &&
+    train && elapsed "trained" &&
+    bench && elapsed "benchmarked" || rc=1
+    collect
+    elapsed "done (exit $rc)"
+    return $rc
+}
+
+mkdir -p "$OUT"
+main 2>&1 | tee "$OUT/run.log"

@@ -1,0 +1,48 @@
+"""Rehearsal of scripts/gpu_run.sh on the CPU with a tiny budget: render, train pose (streamed
+scenes) and segmentation, benchmark, and collect the results, as on a lent GPU machine."""
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from conftest import tiny_train_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_gpu_run_script_end_to_end_on_the_cpu(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_train_config(stream_min_instances=4, pool_size=64)))
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "WORK": str(tmp_path / "work"), "DEVICE": "cpu",
+           "WHEELS": str(tmp_path / "no_wheels"),  # this environment's packages
+           "BUDGET": "10", "SEG_BUDGET": "4", "RENDER_WORKERS": "1", "TRAIN_SCENES": "1", "VAL_SCENES": "1",
+           "TEST_SCENES": "1", "TEST_SEQUENCES": "1", "SEQ_FRAMES": "2", "WIDE_SCENES": "1", "POSE_CONFIG": str(config),
+           "POSE_ARGS": "--threads 1", "SEG_ARGS": "--batch-size 1 --threads 1",
+           "BENCH_ARGS": "--skip-ablations --max-frames 2 --seq-frames 2 --threads 1"}
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "gpu_run.sh")], env=env, capture_output=True,
+                          text=True, timeout=170)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["bench.json", "bench.md", "genpose_model.pt", "logs.tgz", "maskrcnn_light.pt",
+                     "pose_log.jsonl", "run.log"]
+    assert all(p.stat().st_size < 16 * 2**20 for p in out.iterdir())
+    bench = json.loads((out / "bench.json").read_text())
+    assert {"genpose_energy", "score_scaling", "tracking"} <= set(bench["modes"])
+    assert bench["machine"]["device"] == "cpu" and bench["convergence"]
+    log = [json.loads(line) for line in (out / "pose_log.jsonl").read_text().splitlines()]
+    assert log[-1]["pool_added"] > 0 and any("val_diffusion_5deg2cm" in r for r in log)
+    run_log = (out / "run.log").read_text()
+    assert "segmentation training exited 0" in run_log and "done (exit 0)" in run_log
+
+
+def test_gpu_run_script_reports_a_failure(tmp_path):
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "WORK": str(tmp_path / "work"), "DEVICE": "cpu",
+           "WHEELS": str(tmp_path / "no_wheels"), "TRAIN_SCENES": "0"}
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "gpu_run.sh")], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "nothing to generate" in proc.stdout and "done (exit 1)" in proc.stdout
+    assert (tmp_path / "out" / "run.log").is_file()
