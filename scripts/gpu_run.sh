@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Render, train (pose and segmentation) and benchmark on a GPU machine without network, in one
-# command that fits a 10-minute call. Results land in $OUT (7 files, each < 16 MiB):
+# command that fits a 10-minute call. Results land in $OUT (8 files, each < 16 MiB):
 #   genpose_model.pt   pose model (EMA weights; `genpose bench --checkpoint` / the nodes load it)
 #   maskrcnn_light.pt  segmentation weights (fp16)
 #   bench.json, bench.md  `genpose bench --device $DEVICE` on the rendered test split
+#   seg_eval.json      `genpose eval --task segmentation`: mask AP, confusion, latency
 #   pose_log.jsonl     pose training losses and validation curve
 #   logs.tgz           pose / segmentation / render logs and TensorBoard scalars
 #   run.log            everything this script printed
@@ -12,13 +13,15 @@
 # There, with .whl carried:    OUT=/path/to/results scripts/gpu_run.sh
 #
 # The pose model trains on scenes rendered while it trains (--stream-workers); the segmentation
-# model on a split rendered first with every core; both share the GPU. Settings (environment):
+# model on a split rendered first with every core, fine-tuned from the shipped RGB-D weights;
+# both share the GPU. Settings (environment):
 #   BUDGET=420          pose training seconds (render warm-up included); SEG_BUDGET (default BUDGET)
 #   DEVICE=cuda         training and benchmark device
 #   RENDER_WORKERS      render processes feeding the pose training (default: cores - 5, at least 1)
 #   TRAIN_SCENES=600 VAL_SCENES=25 TEST_SCENES=50 WIDE_SCENES=50 (x4 views), TEST_SEQUENCES=10 x
 #                       SEQ_FRAMES=30: the splits of docs/data.md (same seeds, so the same frames)
-#   POSE_CONFIG=config/train_gpu.yaml; POSE_ARGS, SEG_ARGS (default --workers 2), BENCH_ARGS: extra flags
+#   POSE_CONFIG=config/train_gpu.yaml; POSE_ARGS, SEG_ARGS (default: --workers 2 --batch-size 8
+#                       --init models/maskrcnn_light.pt), BENCH_ARGS, SEG_EVAL_ARGS: extra flags
 #   WHEELS=.whl         wheels installed into /tmp/site (none there: the installed packages are used)
 #   WORK=/tmp/genpose_gpu  scratch folder (data, runs); PYTHON=python3
 set -uo pipefail
@@ -80,7 +83,8 @@ train() {  # pose (streamed scenes) in the background, segmentation beside it on
     local pose_pid=$! seg_rc=0 pose_rc=0
     # shellcheck disable=SC2086
     genpose train --task segmentation --data "$WORK/data/train" --val "$WORK/data/val" --out "$WORK/seg" \
-        --device "$DEVICE" --time-budget "$SEG_BUDGET" ${SEG_ARGS---workers 2} > "$WORK/seg.log" 2>&1 || seg_rc=$?
+        --device "$DEVICE" --time-budget "$SEG_BUDGET" ${SEG_ARGS---workers 2 --batch-size 8 --init models/maskrcnn_light.pt} \
+        > "$WORK/seg.log" 2>&1 || seg_rc=$?
     elapsed "segmentation training exited $seg_rc"
     wait "$pose_pid" || pose_rc=$?
     elapsed "pose training exited $pose_rc"
@@ -92,7 +96,11 @@ train() {  # pose (streamed scenes) in the background, segmentation beside it on
 bench() {
     # shellcheck disable=SC2086
     genpose bench --device "$DEVICE" --data "$WORK/data/test" --checkpoint "$WORK/pose/model.pt" \
-        --json "$OUT/bench.json" --images "$WORK/images" --logs "stream=$WORK/pose/log.jsonl" ${BENCH_ARGS:-}
+        --json "$OUT/bench.json" --images "$WORK/images" --logs "stream=$WORK/pose/log.jsonl" ${BENCH_ARGS:-} || return 1
+    # shellcheck disable=SC2086
+    genpose eval --task segmentation --device "$DEVICE" --data "$WORK/data/test" \
+        --checkpoint "$WORK/seg/maskrcnn_light.pt" --out "$WORK/seg_eval" ${SEG_EVAL_ARGS:-} &&
+    cp "$WORK/seg_eval/seg_eval.json" "$OUT/seg_eval.json"
 }
 
 collect() {  # whatever exists, also after a failure

@@ -20,20 +20,23 @@ def test_gpu_run_script_end_to_end_on_the_cpu(tmp_path):
            "WHEELS": str(tmp_path / "no_wheels"),  # this environment's packages
            "BUDGET": "10", "SEG_BUDGET": "4", "RENDER_WORKERS": "1", "TRAIN_SCENES": "1", "VAL_SCENES": "1",
            "TEST_SCENES": "1", "TEST_SEQUENCES": "1", "SEQ_FRAMES": "2", "WIDE_SCENES": "1", "POSE_CONFIG": str(config),
-           "POSE_ARGS": "--threads 1", "SEG_ARGS": "--batch-size 1 --threads 1",
+           "POSE_ARGS": "--threads 1", "SEG_ARGS": "--batch-size 1 --threads 1 --init models/maskrcnn_light.pt",
+           "SEG_EVAL_ARGS": "--max-frames 1 --threads 1",
            "BENCH_ARGS": "--skip-ablations --max-frames 2 --seq-frames 2 --threads 1"}
     proc = subprocess.run(["bash", str(REPO / "scripts" / "gpu_run.sh")], env=env, capture_output=True,
                           text=True, timeout=170)
     assert proc.returncode == 0, proc.stdout[-4000:]
     names = sorted(p.name for p in out.iterdir())
     assert names == ["bench.json", "bench.md", "genpose_model.pt", "logs.tgz", "maskrcnn_light.pt",
-                     "pose_log.jsonl", "run.log"]
+                     "pose_log.jsonl", "run.log", "seg_eval.json"]
     assert all(p.stat().st_size < 16 * 2**20 for p in out.iterdir())
     bench = json.loads((out / "bench.json").read_text())
     assert {"genpose_energy", "score_scaling", "tracking"} <= set(bench["modes"])
     assert bench["machine"]["device"] == "cpu" and bench["convergence"]
     log = [json.loads(line) for line in (out / "pose_log.jsonl").read_text().splitlines()]
     assert log[-1]["pool_added"] > 0 and any("val_diffusion_5deg2cm" in r for r in log)
+    seg = json.loads((out / "seg_eval.json").read_text())
+    assert seg["n_images"] == 1 and seg["latency"]["device"] == "cpu" and "confusion" in seg
     run_log = (out / "run.log").read_text()
     assert "segmentation training exited 0" in run_log and "done (exit 0)" in run_log
 

@@ -73,7 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--time-budget", type=positive_float, default=None, metavar="SECONDS",
                    help="stop (and save) after this many seconds, data reading and render warm-up included")
     p.add_argument("--stream-workers", type=non_negative_int, default=0, metavar="N",
-                   help="render processes streaming fresh scenes into training (pose task)")
+                   help="render processes streaming fresh scenes into training (pose and segmentation)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,9 +81,9 @@ def run(args: argparse.Namespace) -> int:
     if args.task == "segmentation":
         from genpose_ros.segmentation.train import train_main
 
-        if not args.data or args.stream_workers:
-            raise ValueError("--task segmentation trains on --data (a rendered split); "
-                             "--stream-workers serves the pose task")
+        if not args.data and not args.stream_workers:
+            raise ValueError("--task segmentation trains on --data (rendered split folders) "
+                             "and/or --stream-workers N (render while training)")
         return train_main(args)
     if args.task == "size":
         from genpose_ros.pose.size_train import train_main

@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 from genpose_ros.segmentation.model import resize_input
 from genpose_ros.segmentation.targets import frame_targets
 
+
 class SegmentationDataset(Dataset):
     """(input (C, h, w) float, target dict) pairs for torchvision's Mask R-CNN.
 
@@ -42,25 +43,40 @@ class SegmentationDataset(Dataset):
         return f
 
     def __getitem__(self, i):
-        import cv2
-
-        from genpose_ros.segmentation.augment import randomize
-        from genpose_ros.segmentation.inputs import stack_input
-
-        f = self._frame(i)
-        color, depth, mask = np.asarray(f.color), np.asarray(f.depth), np.asarray(f.mask)
-        h, w = mask.shape
-        s = min(1.0, self.short_side / min(h, w))
-        color, depth = resize_input(color, depth, s)
-        if s < 1.0:
-            mask = cv2.resize(mask, color.shape[1::-1], interpolation=cv2.INTER_NEAREST)
-        if self.augment:
-            color, depth, mask = randomize(color, depth, mask, self.rng)
-        masks, labels, boxes = frame_targets(mask, f.instances)
-        image = stack_input(color, depth, fx=f.intrinsics.fx * s, mode=self.mode)
-        target = {"boxes": torch.from_numpy(boxes), "labels": torch.from_numpy(labels),
-                  "masks": torch.from_numpy(masks.astype(np.uint8))}
-        return image, target
+        return training_sample(self._frame(i), self.short_side, self.mode, self.rng, self.augment)
 
     def worker_init(self, worker_id: int) -> None:
         self.rng = np.random.default_rng([int(self.rng.integers(1 << 31)), worker_id])
+
+
+def training_sample(frame, short_side: int, mode: str, rng: np.random.Generator,
+                    augment: bool = True):
+    """One ``Frame`` -> (network input (C, h, w), Mask R-CNN target dict): resized to the
+    training short side, domain-randomised with ``augment``."""
+    import cv2
+
+    from genpose_ros.segmentation.augment import randomize
+    from genpose_ros.segmentation.inputs import stack_input
+
+    color, depth, mask = np.asarray(frame.color), np.asarray(frame.depth), np.asarray(frame.mask)
+    h, w = mask.shape
+    s = min(1.0, short_side / min(h, w))
+    color, depth = resize_input(color, depth, s)
+    if s < 1.0:
+        mask = cv2.resize(mask, color.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+    if augment:
+        color, depth, mask = randomize(color, depth, mask, rng)
+    masks, labels, boxes = frame_targets(mask, frame.instances)
+    image = stack_input(color, depth, fx=frame.intrinsics.fx * s, mode=mode)
+    target = {"boxes": torch.from_numpy(boxes), "labels": torch.from_numpy(labels),
+              "masks": torch.from_numpy(masks.astype(np.uint8))}
+    return image, target
+
+
+def streamed_samples(frame, short_side: int, mode: str, seed: int = 0) -> list:
+    """``FrameStream`` transform (runs in the render workers): a freshly rendered frame ->
+    [its randomised training sample] (the randomisation seeded by the frame's content)."""
+    import zlib
+
+    rng = np.random.default_rng([seed, zlib.crc32(frame.depth)])
+    return [training_sample(frame, short_side, mode, rng)]

@@ -17,12 +17,14 @@ import shutil
 import sys
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
-from genpose_ros.segmentation.data import SegmentationDataset
+from genpose_ros.data.stream import TimeBudget
+from genpose_ros.segmentation.data import SegmentationDataset, streamed_samples
 from genpose_ros.segmentation.model import (TINY_CONFIG, CheckpointError, SegmenterConfig,
                                             build_model, load_checkpoint, save_checkpoint,
                                             set_test_size, transfer_weights)
@@ -53,8 +55,13 @@ def train(frames, out: str | Path, steps: int, batch_size: int = 4, lr: float = 
           device: str = "cpu", seed: int = 0, resume: str | Path | None = None,
           cfg: SegmenterConfig = SegmenterConfig(), save_every: int = 500,
           log_every: int = 50, progress: bool = True, time_budget_s: float | None = None,
-          init: str | Path | None = None, workers: int = 0, keep_snapshots: bool = False) -> Path:
+          init: str | Path | None = None, workers: int = 0, keep_snapshots: bool = False,
+          stream_workers: int = 0) -> Path:
     """Train (or continue training) on ``frames``; returns the weights file path.
+
+    ``stream_workers``: render processes that stream freshly rendered, randomised frames into
+    training (``genpose_ros.data.stream.FrameStream``, as the pose training uses); with
+    ``frames`` too, each batch takes half of its frames from each.
 
     ``init``: start from another checkpoint's weights where they fit (``transfer_weights``:
     e.g. the RGB model into an RGB-D one), or from torchvision's COCO model (``"coco"``, with
@@ -96,34 +103,22 @@ def train(frames, out: str | Path, steps: int, batch_size: int = 4, lr: float = 
         opt.load_state_dict(ckpt["optimizer"])
         start = int(ckpt.get("step", 0))
     model.to(device).train()
-    dataset = SegmentationDataset(frames, short_side=max(cfg.train_min_sizes), augment=True,
-                                  seed=seed + start, mode=cfg.input)
-    loader = DataLoader(dataset, batch_size=min(batch_size, len(dataset)), shuffle=True,
-                        collate_fn=_collate, drop_last=True, num_workers=workers,
-                        worker_init_fn=dataset.worker_init if workers else None,
-                        persistent_workers=workers > 0,
-                        generator=torch.Generator().manual_seed(seed + start))
+    budget = TimeBudget(time_budget_s)   # counts from here: render warm-up included
+    batches = training_batches(frames, cfg, batch_size, seed + start, workers, stream_workers)
     warmup = min(300, max(1, steps // 10))
-    batches, running, t0 = iter(loader), {}, time.time()
+    running, t0 = {}, time.time()
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="mask r-cnn",
                disable=not progress, dynamic_ncols=True)
     for step in bar:
-        try:
-            images, targets = next(batches)
-        except StopIteration:
-            batches = iter(loader)
-            images, targets = next(batches)
+        images, targets = next(batches)
         images = [im.to(device) for im in images]
         targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
-        elapsed = time.time() - t0
-        frac = step / steps
-        if time_budget_s:
-            frac = max(frac, start / steps + (1 - start / steps) * elapsed / time_budget_s)
-            if elapsed >= time_budget_s:
-                print(f"time budget of {time_budget_s:.0f} s reached at step {step}",
-                      file=sys.stderr, flush=True)
-                _save(model, cfg, opt, step, weights_path, state_path)
-                break
+        frac = max(step / steps, start / steps + (1 - start / steps) * budget.fraction)
+        if budget.spent:
+            print(f"time budget of {time_budget_s:.0f} s reached at step {step}",
+                  file=sys.stderr, flush=True)
+            _save(model, cfg, opt, step, weights_path, state_path)
+            break
         for group in opt.param_groups:
             group["lr"] = lr * _lr_factor(step, warmup, frac)
         losses = model(images, targets)
@@ -148,9 +143,53 @@ def train(frames, out: str | Path, steps: int, batch_size: int = 4, lr: float = 
             if keep_snapshots:
                 shutil.copyfile(weights_path, weights_path.with_name(f"step_{done}.pt"))
     bar.close()
+    batches.close()
     if start >= steps:
         _save(model, cfg, opt, start, weights_path, state_path)
     return weights_path
+
+
+def training_batches(frames, cfg: SegmenterConfig, batch_size: int, seed: int, workers: int = 0,
+                     stream_workers: int = 0):
+    """Endless (inputs, targets) batches: from ``frames`` (shuffled epochs, ``workers`` loader
+    processes), from ``stream_workers`` render processes, or half from each."""
+    short = max(cfg.train_min_sizes)
+    loader = stream = None
+    if frames:
+        dataset = SegmentationDataset(frames, short_side=short, augment=True, seed=seed,
+                                      mode=cfg.input)
+        loader = DataLoader(dataset, batch_size=min(batch_size, len(dataset)), shuffle=True,
+                            collate_fn=_collate, drop_last=True, num_workers=workers,
+                            worker_init_fn=dataset.worker_init if workers else None,
+                            persistent_workers=workers > 0,
+                            generator=torch.Generator().manual_seed(seed))
+    if stream_workers:
+        from genpose_ros.data.stream import FrameStream
+
+        stream = FrameStream(stream_workers, seed=seed, transform=partial(
+            streamed_samples, short_side=short, mode=cfg.input, seed=seed))
+    if loader is None and stream is None:
+        raise ValueError("segmentation training needs frames (--data) and/or render workers "
+                         "(--stream-workers)")
+    try:
+        files = iter(())
+        while True:
+            images, targets = [], []
+            if loader is not None:
+                batch = next(files, None)
+                if batch is None:
+                    files = iter(loader)
+                    batch = next(files)
+                n = batch_size if stream is None else max(1, batch_size // 2)
+                images, targets = list(batch[0][:n]), list(batch[1][:n])
+            while len(images) < batch_size:
+                image, target = stream.get()
+                images.append(image)
+                targets.append(target)
+            yield images, targets
+    finally:
+        if stream is not None:
+            stream.close()
 
 
 def _save(model, cfg, opt, step, weights_path, state_path):
@@ -188,12 +227,13 @@ def train_main(args) -> int:
         cfg = replace(cfg, backbone="resnet50", min_size=480, max_size=640,
                       train_min_sizes=(416, 448, 480))
     resume = getattr(args, "resume", None)
-    path = train(frames_of(args.data), args.out, steps=int(opt["steps"]),
+    path = train(frames_of(args.data) if args.data else [], args.out, steps=int(opt["steps"]),
                  batch_size=int(opt["batch_size"]), lr=float(opt["lr"]), device=device,
                  seed=int(getattr(args, "seed", 0) or 0), resume=resume, cfg=cfg,
                  save_every=int(getattr(args, "save_every", None) or 500),
                  time_budget_s=getattr(args, "time_budget", None),
-                 init=getattr(args, "init", None), workers=int(getattr(args, "workers", 0) or 0))
+                 init=getattr(args, "init", None), workers=int(getattr(args, "workers", 0) or 0),
+                 stream_workers=int(getattr(args, "stream_workers", 0) or 0))
     print(f"Mask R-CNN weights: {path}")
     if getattr(args, "val", None):
         from genpose_ros.segmentation.model import Segmenter
