@@ -146,7 +146,9 @@ def test_genpose_launch_runs_and_forwards_sigint(tmp_path):
         if "task pour" in out:
             break
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=15) == 0, out + proc.stdout.read()
+    # generous: the exit-within-2-s requirement is measured by test_ros_shutdown.py; here only
+    # that the launcher forwards the signal and exits cleanly, also on a loaded CI machine
+    assert proc.wait(timeout=60) == 0, out + proc.stdout.read()
     assert "task pour" in out
 
 

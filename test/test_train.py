@@ -163,7 +163,8 @@ def test_ddp_two_cpu_processes(tiny_data, tmp_path):
     (["--time-budget", "0"], 2, "argument --time-budget: must be > 0, got 0"),
     (["--stream-workers", "-1"], 2, "argument --stream-workers: must be >= 0, got -1"),
     ([], 2, "genpose train: error: give --data (rendered split folders) and/or --stream-workers N"),
-    (["--task", "segmentation", "--data", "x", "--stream-workers", "2"], 2, "--stream-workers serves the pose task"),
+    (["--task", "size", "--data", "x", "--stream-workers", "2"], 2, "--stream-workers serves the pose task"),
+    (["--task", "segmentation"], 2, "--task segmentation trains on --data (rendered split folders) and/or --stream-workers N"),
 ])
 def test_bad_data_arguments_get_one_line(tmp_path, capsys, extra, code, message):
     from genpose_ros import cli
