@@ -1,4 +1,5 @@
 """xArm6 example consumer (TF lookups into link_base) and the YAML launcher."""
+import os
 import signal
 import subprocess
 import sys
@@ -136,8 +137,11 @@ def test_genpose_launch_runs_and_forwards_sigint(tmp_path):
     f.write_text("launch:\n- arg: {name: task, default: stack}\n"
                  "- node: {pkg: genpose_ros, exec: xarm_demo_node, name: xarm_demo_node,\n"
                  "         param: [{name: task, value: $(var task)}]}\n")
+    # a domain of its own: no participant left by earlier tests slows the node's shutdown
+    env = {**os.environ, "ROS_DOMAIN_ID": str((int(os.environ.get("ROS_DOMAIN_ID", "0")) + 101) % 232)}
     proc = subprocess.Popen([sys.executable, "-m", "genpose_ros.cli", "launch", str(f), "task:=pour"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
     line = proc.stdout.readline()
     assert "started xarm_demo_node" in line, line
     out = ""
