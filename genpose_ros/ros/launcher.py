@@ -226,6 +226,16 @@ def run(args) -> int:
         for p in procs:
             print(f"{p.name}: {' '.join(p.cmd)}")
         return 0
+    # Ctrl-C stops the launch even where SIGINT arrives ignored (a background job of a
+    # non-interactive shell); the caller's handler is restored at the end.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return _supervise(procs, args)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _supervise(procs, args) -> int:
     launch = Launch(procs)
     print(f"[launch] started {', '.join(f'{p.name} (pid {p.popen.pid})' for p in procs)}", flush=True)
     start = time.monotonic()
