@@ -68,7 +68,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=non_negative_int, default=0,
                    help="data-loading processes (pose: reading --data into the point pool once)")
     p.add_argument("--init", default=None,
-                   help="segmentation: start from these weights (a Mask R-CNN checkpoint, or coco)")
+                   help="start from these weights with a fresh schedule (fine-tuning): a pose checkpoint "
+                        "(its model config is kept), or for segmentation a Mask R-CNN checkpoint or coco")
     add_threads(p)
     p.add_argument("--time-budget", type=positive_float, default=None, metavar="SECONDS",
                    help="stop (and save) after this many seconds, data reading and render warm-up included")
@@ -240,6 +241,12 @@ def train_pose(args) -> int:
 
     budget = TimeBudget(args.time_budget)  # counts from here: reading and render warm-up included
     cfg = resolve_config(args)
+    init = None
+    if args.init:  # fine-tuning: the checkpoint's architecture and weights, this run's schedule
+        if args.resume:
+            raise ValueError("give --init (fresh schedule from these weights) or --resume, not both")
+        init = ckpt_io.load_checkpoint(args.init)
+        cfg["model"] = init["model_config"]
     mc = cfg["model"]
     plan = stage_plan(cfg)
 
@@ -267,6 +274,10 @@ def train_pose(args) -> int:
     model = PoseNet(mc).to(device)
     ema = copy.deepcopy(model).eval()
     step, start_stage, start_step, resume_opt = 0, 0, 0, None
+    if init is not None:
+        weights = ckpt_io.build_model(init, args.init).state_dict()
+        model.load_state_dict(weights)
+        ema.load_state_dict(weights)
     if args.resume:
         ck = ckpt_io.load_checkpoint(args.resume, map_location=device)
         model.load_state_dict(ckpt_io.build_model(ck, args.resume, "raw_model").state_dict())
