@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from genpose_ros.data.camera import Intrinsics, backproject, look_at, project
-from genpose_ros.data.pointcloud import TooFewPointsError, object_points
+from genpose_ros.data.pointcloud import TooFewPointsError, drop_depth_islands, object_points
 from genpose_ros.data.sensor import SensorModel
 
 TINY = Intrinsics(width=4, height=3, fx=2.0, fy=4.0, cx=1.5, cy=1.0)
@@ -61,6 +61,26 @@ def test_object_points_samples_and_reports_too_few():
     assert (info.value.n_valid, info.value.n_needed) == (1, 2)
     with pytest.raises(ValueError, match="uint16"):
         object_points(depth.astype(np.float32), mask, TINY, 8, rng)
+
+
+def test_drop_depth_islands_removes_background_rims_only():
+    # an object at 0.8 m on a 1.5 m background; the mask spills two pixels over its left
+    # edge onto the background and has a sensor hole in the middle
+    depth = np.full((40, 60), 1500, np.uint16)
+    depth[10:30, 20:40] = 800 + np.arange(20, dtype=np.uint16)[None, :] * 3   # a slanted face
+    depth[18:20, 28:30] = 0
+    mask = np.zeros_like(depth, dtype=bool)
+    mask[10:30, 18:40] = True
+    clean = drop_depth_islands(depth, mask)
+    assert not clean[:, 18:20].any()                 # the background rim is gone
+    assert clean[10:30, 20:40].all()                 # the object stays, its hole included
+    # a second, similar-sized part at another depth is a part of the object, not a rim
+    depth[10:30, 40:48] = 1200
+    mask[10:30, 40:48] = True
+    assert drop_depth_islands(depth, mask)[10:30, 40:48].all()
+    # empty and depth-less masks come back unchanged
+    assert not drop_depth_islands(depth, np.zeros_like(mask)).any()
+    assert (drop_depth_islands(np.zeros_like(depth), mask) == mask).all()
 
 
 def test_sensor_noise_grows_with_distance_squared():

@@ -73,6 +73,32 @@ def test_rgb_weights_into_an_rgbd_model_give_the_same_detections():
     assert [round(x.score, 4) for x in c] != [round(x.score, 4) for x in b]
 
 
+def test_depth_cleanup_drops_the_background_caught_by_a_mask():
+    torch.manual_seed(0)
+    model = build_model(RGB).eval()                    # colour only: depth is used for the clean-up alone
+    model.roi_heads.mask_predictor.mask_fcn_logits.bias.data[:] = 20.0   # masks: whole boxes
+    seg = Segmenter(model, RGB, score_threshold=0.0)
+    plain = Segmenter(model, RGB, score_threshold=0.0, depth_cleanup=False)
+    rgb = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    raw = plain.predict(rgb)
+    assert raw
+    cols = np.nonzero(raw[0].mask.any(axis=0))[0]
+    edge = cols[0] + max(1, len(cols) // 8)            # the first mask spills 1/8 over a wall
+    depth = np.full((96, 128), 700, np.uint16)
+    depth[:, :edge] = 1500
+    cleaned = seg.predict(rgb, depth)
+    assert len(raw) == len(cleaned)
+    for r, c in zip(raw, cleaned):
+        wall, obj = int(r.mask[:, :edge].sum()), int(r.mask[:, edge:].sum())
+        keep_wall, keep_obj = wall >= 0.2 * max(wall, obj), obj >= 0.2 * max(wall, obj)
+        assert (c.mask[:, :edge] == (r.mask[:, :edge] & keep_wall)).all()
+        assert (c.mask[:, edge:] == (r.mask[:, edge:] & keep_obj)).all()
+    assert raw[0].mask[:, :edge].any() and not cleaned[0].mask[:, :edge].any()
+    assert (cleaned[0].mask[:, edge:] == raw[0].mask[:, edge:]).all()
+    # without a depth image the masks are the network's own
+    assert all((a.mask == b.mask).all() for a, b in zip(seg.predict(rgb), raw))
+
+
 def test_segmenter_rejects_depth_of_another_size():
     seg = Segmenter(build_model(RGBD), RGBD)
     with pytest.raises(ValueError, match="align depth to colour"):

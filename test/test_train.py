@@ -68,6 +68,27 @@ def test_resume_continues_and_genpose_schedule(tiny_data, tmp_path):
     assert load_checkpoint(out / "model.pt")["step"] > 20
 
 
+def test_init_fine_tunes_from_a_checkpoint_on_a_fresh_schedule(tiny_data, tmp_path):
+    import torch
+
+    base = ["--data", str(tiny_data / "train"), "--config", str(tiny_data / "tiny.yaml"), "--device", "cpu"]
+    assert train.main(base + ["--out", str(tmp_path / "a"), "--steps", "6"]) == 0
+    start = load_checkpoint(tmp_path / "a" / "model.pt")
+    # a different encoder on the command line does not matter: the checkpoint's architecture is kept
+    assert train.main(base + ["--out", str(tmp_path / "b"), "--steps", "20", "--lr", "1e-9", "--encoder", "genpose",
+                              "--init", str(tmp_path / "a" / "model.pt")]) == 0
+    tuned = load_checkpoint(tmp_path / "b" / "model.pt")
+    assert tuned["step"] == 20 and tuned["model_config"] == start["model_config"]
+    from genpose_ros.pose.checkpoint import build_model
+
+    weights = dict(build_model(start).named_parameters())   # (batch-norm statistics do move)
+    for k, v in weights.items():   # lr 1e-9: the weights are the checkpoint's
+        assert torch.allclose(tuned["model"][k].float(), v.float(), atol=1e-5), k
+    with pytest.raises(ValueError, match="--init .* or --resume, not both"):
+        train.main(base + ["--out", str(tmp_path / "c"), "--init", str(tmp_path / "a" / "model.pt"),
+                           "--resume", str(tmp_path / "a" / "last.pt")])
+
+
 def test_bad_arguments(tiny_data, tmp_path):
     with pytest.raises(ValueError, match="no frames"):
         train.main(["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--config", str(tiny_data / "tiny.yaml")])

@@ -52,6 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="ground_truth, or a segmenter run on the split's colour and depth: "
                         "a Mask R-CNN weights file (e.g. models/maskrcnn_light.pt) or coco; "
                         "missed objects count as failures, extra detections as false positives")
+    p.add_argument("--no-depth-cleanup", action="store_true",
+                   help="with --masks <segmenter>: use its masks untrimmed by depth (ablation of "
+                        "config/maskrcnn.yaml's depth_cleanup)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="sampler overrides, e.g. --set n_steps=10 solver=heun num_candidates=20")
 
@@ -91,13 +94,14 @@ def evaluate_estimator(args: argparse.Namespace, out: Path) -> tuple[dict, str]:
             raise ValueError(f"no frames under {args.data}")
         from genpose_ros.segmentation.load import load_segmenter
 
-        segmenter = None if args.masks == "ground_truth" else load_segmenter(args.masks, args.device)
+        segmenter = None if args.masks == "ground_truth" else load_segmenter(
+            args.masks, args.device, depth_cleanup=not args.no_depth_cleanup)
         res = runner.run_frames(est, prefixes, args.mode, overrides, seed=args.seed,
                                 segmenter=segmenter)
         plots.plot_hypotheses(plots.hypothesis_examples(est, prefixes, seed=args.seed), out / "hypotheses.png")
     s = report.summary(res["records"], res["latency_ms"], args.iou)
     s.update(mode=args.mode, checkpoint=str(ckpt), overrides=overrides, wall_s=time.time() - t0,
-             masks=args.masks)
+             masks=args.masks + (" (no depth clean-up)" if args.no_depth_cleanup else ""))
     if res.get("segment_ms"):
         s["segment_ms_median"] = statistics.median(res["segment_ms"])
     plots.plot_error_cdfs({args.mode: res["records"]}, out / "error_cdf.png")

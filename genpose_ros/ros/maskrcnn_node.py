@@ -9,7 +9,9 @@ Sources:
   processed when the model is slower than the camera. An RGB-D model also reads the aligned
   depth image of the same stamp (within ``depth_slop``; 16UC1 mm or 32FC1 m, checked as
   pose_node checks it) and the colour camera_info (focal length); without a matching, usable,
-  same-size depth image it warns and segments from colour alone.
+  same-size depth image it warns and segments from colour alone. With ``depth_cleanup`` (any
+  model) the depth image also trims every mask: parts cut off from the object by a depth step
+  (background caught at the outline) are dropped.
 - ``ground_truth``: republishes the simulator's true masks pair (realsense_node ``source: sim``)
   on the same output topics, to evaluate the pose stage alone.
 
@@ -49,6 +51,7 @@ PARAMS = {
     "threads": 1,                  # torch CPU threads (0: torch default)
     "score_threshold": 0.5,
     "mask_threshold": 0.5,
+    "depth_cleanup": True,         # drop mask parts cut off by depth steps (background at outlines)
     "expected_width": 0,           # > 0: frames of another size are rejected with a warning
     "expected_height": 0,
     "color_topic": "camera/camera/color/image_raw",     # relative: follow the namespace
@@ -117,7 +120,7 @@ class MaskRCNNNode(Node):
         from genpose_ros.segmentation.model import CheckpointError
 
         thresholds = {"score_threshold": self.p["score_threshold"],
-                      "mask_threshold": self.p["mask_threshold"]}
+                      "mask_threshold": self.p["mask_threshold"], "depth_cleanup": self.p["depth_cleanup"]}
         try:
             seg = load_segmenter(weights, self.p["device"], **thresholds)
         except (CheckpointError, FileNotFoundError, OSError, RuntimeError) as exc:
@@ -165,7 +168,8 @@ class MaskRCNNNode(Node):
             raise ValueError(f"wrong image size {msg.width}x{msg.height}, expected {ew}x{eh}")
         rgb = image_to_rgb(msg, COLOR_ENCODINGS)
         t0 = time.perf_counter()
-        depth = self.matching_depth(msg, rgb.shape[:2]) if self.segmenter.uses_depth else None
+        wants_depth = self.segmenter.uses_depth or self.segmenter.depth_cleanup
+        depth = self.matching_depth(msg, rgb.shape[:2]) if wants_depth else None
         dets = self.segmenter.predict(rgb, depth, fx=self.fx)        # best first
         ids = np.zeros(rgb.shape[:2], np.uint16)
         for k in range(len(dets) - 1, -1, -1):    # the higher score owns overlapping pixels
@@ -183,15 +187,19 @@ class MaskRCNNNode(Node):
 
     def matching_depth(self, color: Image, shape: tuple[int, int]) -> np.ndarray | None:
         """The depth image (uint16 mm) stamped within ``depth_slop`` of ``color``, or None with
-        a warning saying why (the frame is then segmented from colour alone)."""
+        a warning saying why (the frame is then segmented from colour alone, or its masks are
+        not trimmed)."""
+        if self.segmenter.uses_depth:
+            who, fallback = "RGB-D model", "segmenting from colour alone"
+        else:
+            who, fallback = "depth_cleanup", "masks not trimmed by depth"
         t = stamp_ns(color)
         best = min(self.depths, key=lambda d: abs(stamp_ns(d) - t), default=None)
         if best is None or abs(stamp_ns(best) - t) > self.p["depth_slop"] * 1e9:
             gap = "no depth image received" if best is None else (
                 f"nearest depth image {abs(stamp_ns(best) - t) / 1e6:.0f} ms away "
                 f"(depth_slop {self.p['depth_slop'] * 1e3:.0f} ms)")
-            self.warn(f"RGB-D model: {gap} on {self.p['depth_topic']}; segmenting from colour "
-                      f"alone")
+            self.warn(f"{who}: {gap} on {self.p['depth_topic']}; {fallback}")
             return None
         try:
             depth, note = read_depth_mm(best)
@@ -201,7 +209,7 @@ class MaskRCNNNode(Node):
                 raise ValueError(f"depth image is {depth.shape[1]}x{depth.shape[0]} px, colour "
                                  f"{shape[1]}x{shape[0]} px (use depth aligned to colour)")
         except (ImageConversionError, InputProblem, ValueError) as exc:
-            self.warn(f"RGB-D model: depth image unusable ({exc}); segmenting from colour alone")
+            self.warn(f"{who}: depth image unusable ({exc}); {fallback}")
             return None
         return depth
 

@@ -30,6 +30,7 @@ from torch import nn
 from genpose_ros import CATEGORIES
 from genpose_ros.checkpoint import CheckpointError, check_format, load_state, read_file, save_file
 from genpose_ros.config import checked
+from genpose_ros.data.pointcloud import drop_depth_islands
 from genpose_ros.segmentation.inputs import (D435_FX, check_depth, check_mode, check_rgb,
                                              input_normalisation, stack_input)
 
@@ -250,15 +251,18 @@ class Segmenter:
 
     def __init__(self, model: nn.Module, cfg: SegmenterConfig, device: str = "cpu",
                  score_threshold: float = 0.5, mask_threshold: float = 0.5,
-                 label_map: dict[int, str] | None = None):
+                 label_map: dict[int, str] | None = None, depth_cleanup: bool = True):
         """``label_map``: network class id -> NOCS category (default: NOCS ids 1..6); classes
-        not in it are dropped (a COCO model's person, chair, ...)."""
+        not in it are dropped (a COCO model's person, chair, ...). ``depth_cleanup``: where a
+        depth image is given, drop the parts of each mask cut off by depth steps
+        (``data.pointcloud.drop_depth_islands``: background caught at the outline)."""
         self.label_map = label_map or {k + 1: c for k, c in enumerate(CATEGORIES)}
         self.model = model.to(device).eval()
         self.cfg = cfg
         self.device = device
         self.score_threshold = float(score_threshold)
         self.mask_threshold = float(mask_threshold)
+        self.depth_cleanup = bool(depth_cleanup)
         set_test_size(self.model, cfg)
 
     @classmethod
@@ -279,7 +283,7 @@ class Segmenter:
         of another size or type raises ``ValueError``, as does a bad colour image."""
         rgb = check_rgb(rgb)
         h, w = rgb.shape[:2]
-        if depth is not None and self.uses_depth:
+        if depth is not None and (self.uses_depth or self.depth_cleanup):
             check_depth(depth, (h, w))
         # Shrink to the network's input size here, so the depth channels are computed at that
         # size (cheap) and the network's own resize step has nothing left to do.
@@ -298,6 +302,8 @@ class Segmenter:
             soft = torch.nn.functional.interpolate(soft, size=(h, w), mode="bilinear",
                                                    align_corners=False)
         masks = (soft[:, 0] >= self.mask_threshold).cpu().numpy().reshape(-1, h, w)
+        if depth is not None and self.depth_cleanup:
+            masks = np.array([drop_depth_islands(depth, m) for m in masks]).reshape(-1, h, w)
         labels = out["labels"][keep].cpu().numpy()
         scores = out["scores"][keep].cpu().numpy()
         boxes = (out["boxes"][keep].cpu().numpy() / scale).astype(np.float32)
