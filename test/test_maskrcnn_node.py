@@ -83,7 +83,8 @@ class Rig:
 
 
 def test_masks_pair_has_colour_header(ros_context, tiny_weights):
-    rig = Rig(ros_context, {"weights": str(tiny_weights), "score_threshold": 0.0}, "/t1")
+    # colour only: no depth image, so no depth clean-up (an RGB model needs none)
+    rig = Rig(ros_context, {"weights": str(tiny_weights), "score_threshold": 0.0, "depth_cleanup": False}, "/t1")
     try:
         header = _header(7, 123)
         stamp = (7, 123)
@@ -103,6 +104,7 @@ def test_masks_pair_has_colour_header(ros_context, tiny_weights):
         assert scores == sorted(scores, reverse=True) and 0 <= min(scores) <= max(scores) <= 1
         assert all(i.category in CATEGORIES for i in instances)
         assert rig.node.latencies and not rig.node.problems
+        assert rig.node.segmenter.depth_cleanup is False
     finally:
         rig.close()
 
