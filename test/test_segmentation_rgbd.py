@@ -149,6 +149,12 @@ def test_confusion_counts_by_hand():
     assert c[row("bottle"), col("missed")] == 1 and c.sum() == 7
     conf.add([], [], [], [], [])                              # an empty frame
     assert c.sum() == 7
+    # found by distance: only frames with distances count; found = own category
+    conf.add(preds, pred_cats, scores, gt, gt_cats, gt_distances=[0.4, 1.3, 1.7])
+    assert conf.found_by_distance() == [
+        {"range_m": [0.0, 0.5], "objects": 1, "found": 1},            # the bottle
+        {"range_m": [1.2, 1.6], "objects": 1, "found": 0},            # the can labelled bowl
+        {"range_m": [1.6, None], "objects": 1, "found": 0}]   # the mug below threshold
 
 
 def test_coco_class_map_and_nocs_initialisation():

@@ -118,18 +118,25 @@ class MaskAPAccumulator:
         return out
 
 
+DISTANCE_EDGES = (0.5, 0.8, 1.2, 1.6)
+"""Edges (m, camera to object centre) of the distance bins of ``Confusion.found_by_distance``."""
+
+
 class Confusion:
     """Counts ``[true row, predicted column]``: rows = categories + "background" (false
-    positives), columns = categories + "missed"."""
+    positives), columns = categories + "missed"; and, where the objects' distances are given,
+    how many objects of each distance bin were found with their own category."""
 
     def __init__(self, categories=CATEGORIES, score_threshold: float = 0.5, iou: float = 0.5):
         self.categories = list(categories)
         self.rows = self.categories + ["background"]
         self.cols = self.categories + ["missed"]
         self.counts = np.zeros((len(self.rows), len(self.cols)), np.int64)
+        self.distance = np.zeros((len(DISTANCE_EDGES) + 1, 2), np.int64)   # objects, found
         self.score_threshold, self.iou = score_threshold, iou
 
-    def add(self, pred_masks, pred_categories, pred_scores, gt_masks, gt_categories) -> None:
+    def add(self, pred_masks, pred_categories, pred_scores, gt_masks, gt_categories,
+            gt_distances=None) -> None:
         keep = [i for i, s in enumerate(pred_scores) if s >= self.score_threshold]
         shapes = [np.shape(m) for m in list(gt_masks) + list(pred_masks)]
         if not shapes:
@@ -147,13 +154,24 @@ class Confusion:
             else:
                 col = len(self.cols) - 1
             self.counts[self.rows.index(cat), col] += 1
+            if gt_distances is not None:
+                b = int(np.searchsorted(DISTANCE_EDGES, gt_distances[g], side="right"))
+                self.distance[b] += (1, self.cols[col] == cat)
         for p in np.flatnonzero(~covered):
             if len(gt_categories) == 0 or ious[p].max() < self.iou:
                 self.counts[-1, self.cols.index(pred_categories[keep[p]])] += 1
 
+    def found_by_distance(self) -> list[dict]:
+        """Objects and found objects (own category) per distance bin that has objects; the
+        last bin's upper end is None (open)."""
+        edges = (0.0,) + DISTANCE_EDGES + (None,)
+        return [{"range_m": [edges[b], edges[b + 1]], "objects": int(n), "found": int(k)}
+                for b, (n, k) in enumerate(self.distance) if n]
+
     def as_dict(self) -> dict:
         return {"rows": self.rows, "columns": self.cols, "counts": self.counts.tolist(),
-                "score_threshold": self.score_threshold, "mask_iou": self.iou}
+                "score_threshold": self.score_threshold, "mask_iou": self.iou,
+                "found_by_distance": self.found_by_distance()}
 
     def plot(self, path, title: str = "") -> None:
         """A row-normalised heat map with the counts written in the cells (PNG)."""
@@ -200,8 +218,9 @@ def evaluate(segmenter, frames, limit: int | None = None, progress: bool = True,
         pred = ([d.mask for d in dets], [d.category for d in dets], [d.score for d in dets],
                 gt_masks, [CATEGORIES[k - 1] for k in gt_labels])
         acc.add(*pred)
-        if confusion is not None:
-            confusion.add(*pred)
+        if confusion is not None:   # distances of the instances frame_targets kept
+            dist = [float(np.linalg.norm(i.t)) for i in f.instances if (f.mask == i.instance_id).any()]
+            confusion.add(*pred, gt_distances=dist)
     table = acc.table()
     table["n_images"] = acc.n_images
     table["predict_s_mean"] = float(np.mean(times)) if times else float("nan")
@@ -238,6 +257,16 @@ def format_table(table: dict) -> str:
     return "\n".join(rows)
 
 
+def format_found(rows: list[dict]) -> str:
+    """Markdown table of ``Confusion.found_by_distance``."""
+    out = ["| distance (m) | objects | found | % |", "|---|---|---|---|"]
+    for r in rows:
+        lo, hi = r["range_m"]
+        span = f"{lo:g}-{hi:g}" if hi is not None else f">= {lo:g}"
+        out.append(f"| {span} | {r['objects']} | {r['found']} | {100 * r['found'] / r['objects']:.1f} |")
+    return "\n".join(out)
+
+
 def report(weights, data, limit: int | None = None, device: str = "cpu", latency_runs: int = 20,
            json_path=None, confusion_path=None, threads: int | None = None) -> dict:
     """Mask AP, confusion and latency of a weights file (or ``coco``) on a NOCS-layout folder;
@@ -259,6 +288,9 @@ def report(weights, data, limit: int | None = None, device: str = "cpu", latency
                             image=f"{first.color.shape[1]}x{first.color.shape[0]}")
     table["weights"] = str(weights)
     print(format_table(table))
+    print(f"\nobjects found (own category, score >= {confusion.score_threshold:g}, mask IoU >= "
+          f"{confusion.iou:g}) by distance from the camera:")
+    print(format_found(confusion.found_by_distance()))
     lat = table["latency"]
     print(f"\n{table['n_images']} images; predict latency {lat['image']}: median "
           f"{1000 * lat['median_s']:.0f} ms, p90 {1000 * lat['p90_s']:.0f} ms "
