@@ -145,6 +145,17 @@ def test_sde_comes_from_the_checkpoint(tmp_path):
         PoseEstimator.from_checkpoint(path)
 
 
+def test_start_time_beyond_the_trained_times_is_refused(tmp_path, clouds):
+    path = tmp_path / "short.pt"
+    save_checkpoint(path, PoseNet(TINY).state_dict(), TINY, 0,
+                    {"sde": {"sigma_min": 0.01, "sigma_max": 50.0, "eps": 1e-5}, "dsm_t_max": 0.6})
+    est = PoseEstimator.from_checkpoint(path)
+    assert est.t_max == 0.6
+    assert est.estimate(clouds[0], CATS, mode="score_scaling", t0=0.55).R.shape == (3, 3, 3)
+    with pytest.raises(ValueError, match=r"t0 0.8 is beyond the diffusion times this model was trained on \(<= 0.6\)"):
+        est.estimate(clouds[0], CATS, mode="genpose", t0=0.8)
+
+
 @pytest.fixture(scope="module")
 def tiny_split(tmp_path_factory):
     from genpose_ros.data.generate import GenerateConfig, generate

@@ -53,8 +53,11 @@ class Estimate:
 
 class PoseEstimator:
     def __init__(self, model, sde: VESDE, device: str | torch.device = "cpu", config: dict | None = None,
-                 seed: int = 0):
+                 seed: int = 0, t_max: float = 1.0):
+        """``t_max``: the largest diffusion time the model was trained on (``dsm_t_max`` of its
+        training config); samplers starting later (``t0``) are refused."""
         self.device = torch.device(device)
+        self.t_max = float(t_max)
         self.model = model.to(self.device).eval()
         self.config = checked(config or {}, estimator_config(), "estimator config", free=("modes.*.schedule_kwargs",))
         self.sde = sde
@@ -92,7 +95,8 @@ class PoseEstimator:
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"checkpoint {path}: invalid or missing train_config.sde (the noise "
                                   f"schedule the model was trained with): {exc}") from None
-        return cls(model, sde, device=device, config=config, seed=seed)
+        t_max = float(ckpt.get("train_config", {}).get("dsm_t_max", 1.0))
+        return cls(model, sde, device=device, config=config, seed=seed, t_max=t_max)
 
     @property
     def categories(self) -> list[str]:
@@ -128,6 +132,9 @@ class PoseEstimator:
         """
         mode = check_mode(mode or self.config["default_mode"])
         kwargs = sampler_settings(mode, overrides, self.config)
+        if float(kwargs.get("t0", 0.0)) > self.t_max + 1e-9:
+            raise ValueError(f"t0 {kwargs['t0']:g} is beyond the diffusion times this model was trained "
+                             f"on (<= {self.t_max:g}): its samples would be noise")
         points = np.asarray(points, dtype=np.float32)
         if points.ndim != 3 or points.shape[-1] != 3:
             raise ValueError(f"points: expected (B, N, 3), got {points.shape}")
