@@ -203,6 +203,10 @@ def test_eval_command_on_nocs_folder(overfit_checkpoint, tmp_path):
     assert again["bowl"]["AP"] == table["bowl"]["AP"]
     counts = np.array(again["confusion"]["counts"])
     assert counts[CATEGORIES.index("bowl"), CATEGORIES.index("bowl")] == 2
+    # every object is 0.5 m away: one distance bin, its found objects the confusion's diagonal
+    found = again["confusion"]["found_by_distance"]
+    assert [r["range_m"] for r in found] == [[0.5, 0.8]] and found[0]["objects"] == 4
+    assert found[0]["found"] == sum(counts[k, k] for k in range(len(CATEGORIES)))
     assert (tmp_path / "cli" / "seg_confusion.png").stat().st_size > 1000
 
 
