@@ -218,8 +218,9 @@ def evaluate(segmenter, frames, limit: int | None = None, progress: bool = True,
         pred = ([d.mask for d in dets], [d.category for d in dets], [d.score for d in dets],
                 gt_masks, [CATEGORIES[k - 1] for k in gt_labels])
         acc.add(*pred)
-        if confusion is not None:   # distances of the instances frame_targets kept
-            dist = [float(np.linalg.norm(i.t)) for i in f.instances if (f.mask == i.instance_id).any()]
+        if confusion is not None:   # distances of the instances frame_targets kept (>= 1 pixel)
+            present = set(np.unique(f.mask).tolist())
+            dist = [float(np.linalg.norm(i.t)) for i in f.instances if i.instance_id in present]
             confusion.add(*pred, gt_distances=dist)
     table = acc.table()
     table["n_images"] = acc.n_images
