@@ -117,3 +117,23 @@ def test_batched_augmentation_keeps_points_in_their_boxes():
     off = {**cfg, "p_box": 0.0, "p_rt": 0.0}
     same = augment_batch(local + t[:, None], R, t, size, cat, g, off)
     assert torch.equal(same[0], local + t[:, None]) and torch.equal(same[3], size)
+
+
+def test_spill_augmentation_pushes_a_share_of_points_back_along_their_rays():
+    g = torch.Generator().manual_seed(0)
+    B, N = 32, 400
+    pts = torch.tensor([0.05, -0.02, 0.7]) + 0.03 * torch.randn(B, N, 3, generator=g)
+    R, t = torch.eye(3).expand(B, 3, 3).clone(), torch.tensor([0.05, -0.02, 0.7]).expand(B, 3).clone()
+    size, cat = torch.full((B, 3), 0.1), torch.zeros(B, dtype=torch.long)
+    cfg = {"p_box": 0.0, "box_scale": (1.0, 1.0), "p_rt": 0.0, "rot_deg": 0.0, "trans_m": 0.0,
+           "p_jitter": 0.0, "jitter_m": 0.0, "p_spill": 1.0, "spill_share": (0.04, 0.06), "spill_m": (0.1, 0.2)}
+    out, R2, t2, s2 = augment_batch(pts, R, t, size, cat, g, cfg)
+    moved = (out - pts).norm(dim=-1) > 1e-9  # (B, N)
+    assert 0.03 < moved.float().mean() < 0.07 and moved.any(1).all()
+    ray = torch.nn.functional.normalize(pts, dim=-1)
+    assert torch.allclose(torch.nn.functional.normalize(out, dim=-1), ray, atol=1e-6)  # same rays
+    behind = out.norm(dim=-1) - pts.norm(dim=-1)
+    assert (behind[moved] >= 0.1 - 1e-6).all() and (behind[moved] <= 0.2 + 1e-6).all()
+    assert torch.equal(R2, R) and torch.equal(t2, t) and torch.equal(s2, size)  # the labels stay
+    none = augment_batch(pts, R, t, size, cat, g, {**cfg, "p_spill": 0.0})[0]
+    assert torch.equal(none, pts)

@@ -216,7 +216,9 @@ def augment_batch(points: torch.Tensor, R: torch.Tensor, t: torch.Tensor, size: 
     Per instance, each with its probability in ``cfg``: box deformation (per-axis scaling in the
     object frame, x = z for ``ROUND_CATEGORIES``), a rotation about the object centre (extrinsic
     x-y-z angles up to +-``rot_deg``) with a translation up to +-``trans_m`` per axis, and
-    Gaussian point jitter. ``category`` (B,) long indices into CATEGORIES; ``generator`` lives
+    Gaussian point jitter; with ``p_spill`` (optional key, training config ``augment``) a share
+    ``spill_share`` of the points moved ``spill_m`` back along their viewing rays, as background
+    pixels caught by a predicted mask's outline. ``category`` (B,) long indices into CATEGORIES; ``generator`` lives
     on the tensors' device.
     """
     B, dev, dt = points.shape[0], points.device, points.dtype
@@ -245,6 +247,12 @@ def augment_batch(points: torch.Tensor, R: torch.Tensor, t: torch.Tensor, size: 
 
     noise = torch.randn(points.shape, generator=generator, device=dev, dtype=dt)
     points = points + chosen(cfg["p_jitter"], 1, 1) * cfg["jitter_m"] * noise
+    if cfg.get("p_spill", 0.0) > 0:  # background caught at a predicted mask's outline
+        share = uniform(*cfg["spill_share"], B, 1) * chosen(cfg["p_spill"], 1)
+        spilled = torch.rand(points.shape[:2], generator=generator, device=dev) < share  # (B, N)
+        behind = uniform(*cfg["spill_m"], *points.shape[:2])  # along each point's viewing ray
+        scale = 1 + behind / points.norm(dim=-1).clamp_min(1e-6)
+        points = torch.where(spilled[..., None], points * scale[..., None], points)
     return points, R, t, size
 
 

@@ -83,11 +83,12 @@ class PointPool:
         return pool
 
     def sample(self, batch_size: int, n_points: int, generator: torch.Generator | None = None,
-               augment: bool = True) -> dict:
+               augment: bool = True, augment_cfg: dict | None = None) -> dict:
         """A batch on the pool's device: ``points`` (B, n_points, 3) without repeats (with repeats
         when the pools are smaller), ``R`` (B, 3, 3), ``t`` (B, 3), ``size`` (B, 3), ``category``
-        (B,), ``handle_visible`` (B,); augmented unless ``augment`` is False."""
-        from genpose_ros.data.dataset import augment_batch
+        (B,), ``handle_visible`` (B,); augmented unless ``augment`` is False, with ``AUGMENT`` updated
+        by ``augment_cfg``."""
+        from genpose_ros.data.dataset import AUGMENT, augment_batch
 
         if self.count == 0:
             raise ValueError("cannot sample from an empty point pool")
@@ -101,7 +102,8 @@ class PointPool:
         batch["points"] = torch.gather(batch["points"], 1, pick[..., None].expand(-1, -1, 3))
         if augment:
             batch["points"], batch["R"], batch["t"], batch["size"] = augment_batch(
-                batch["points"], batch["R"], batch["t"], batch["size"], batch["category"], generator)
+                batch["points"], batch["R"], batch["t"], batch["size"], batch["category"], generator,
+                {**AUGMENT, **(augment_cfg or {})})
         return batch
 
     def mean_size(self, n_categories: int) -> tuple[torch.Tensor, torch.Tensor]:

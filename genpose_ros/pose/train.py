@@ -327,7 +327,7 @@ def train_pose(args) -> int:
                 lr = cfg["lr"] * min(1.0, (stage_step + 1) / cfg["warmup"]) * cfg["lr_final_ratio"] ** progress
                 for g in optimizer.param_groups:
                     g["lr"] = lr
-                batch = pool.sample(cfg["batch_size"], mc["n_points"], gen)
+                batch = pool.sample(cfg["batch_size"], mc["n_points"], gen, augment_cfg=cfg.get("augment"))
                 pts, cat, p0, size = to_batch(batch, device)  # (B, N, 3) (B,) (B, 9) (B, 3)
                 loss, terms = runner(pts, cat, p0, size)
                 optimizer.zero_grad(set_to_none=True)
