@@ -161,6 +161,8 @@ class PoseNode(Node):
 
     # -- inputs ---------------------------------------------------------------------------------
     def _on_info(self, msg: CameraInfo):
+        if self._info is None:
+            self.get_logger().info(f"camera_info received: {msg.width}x{msg.height}, frame {msg.header.frame_id!r}")
         self._info = msg
 
     def _on_set(self, depth, masks, det2d, color=None):
