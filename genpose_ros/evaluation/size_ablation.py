@@ -3,8 +3,10 @@
     python -m genpose_ros.evaluation.size_ablation --data data/synth/test \\
         --checkpoint models/genpose_light.pt --json docs/size_ablation.json --threads 1
 
-For each pose mode the estimator runs twice with the same seed (identical points and poses),
-once per size method (``size.method`` of config/estimator.yaml), and the NOCS IoU metrics plus
+For each pose mode the estimator runs once per size method (``size.method`` of
+config/estimator.yaml) with the same seed (identical points and poses), and once more as
+``net+centre``, the SizeNet also placing the box centre (``size.centre``: the translation
+changes, hence the 5deg2cm / 10deg5cm columns), and the NOCS IoU metrics plus
 the size errors (``size_errors``) are tabulated, averaged over categories, with IoU75 per
 category. Prints Markdown tables and writes JSON.
 """
@@ -67,14 +69,15 @@ def run_ablation(data: str, ckpt: str, modes: list[str], methods: list[str], max
         raise ValueError(f"no frames under {data}")
     rows = []
     for mode in modes:
-        for method in methods:
-            size_cfg = {"method": method, **({"checkpoint": size_ckpt} if size_ckpt else {})}
+        variants = [(m, False) for m in methods] + [("net", True)] * ("net" in methods)
+        for method, centre in variants:
+            size_cfg = {"method": method, "centre": centre, **({"checkpoint": size_ckpt} if size_ckpt else {})}
             est = PoseEstimator.from_checkpoint(ckpt, device=device, config={"size": size_cfg}, seed=seed)
             res = run_frames(est, prefixes, mode, seed=seed)
             tables = nocs_tables(res["records"])
             acc = tables["accuracy"]
-            means = {k: acc[k]["mean"] for k in ("IoU25", "IoU50", "IoU75", "5deg2cm")}
-            rows.append({"mode": mode, "size": method, **means,
+            means = {k: acc[k]["mean"] for k in ("IoU25", "IoU50", "IoU75", "5deg2cm", "10deg5cm")}
+            rows.append({"mode": mode, "size": method + "+centre" * centre, **means,
                          "IoU75_per_category": {c: acc["IoU75"][c] for c in tables["counts"]},
                          **size_errors(res["records"]), "n_instances": len(res["records"])})
     return rows
@@ -82,11 +85,11 @@ def run_ablation(data: str, ckpt: str, modes: list[str], methods: list[str], max
 
 def markdown(rows: list[dict]) -> str:
     lines = ["| mode | size | IoU25 | IoU50 | IoU75 | size error (%) | size error (mm) "
-             "| size error at 10deg5cm poses (%) | height slope | 5deg2cm |", "|---" * 10 + "|"]
+             "| size error at 10deg5cm poses (%) | height slope | 5deg2cm | 10deg5cm |", "|---" * 11 + "|"]
     for r in rows:
         lines.append(f"| {r['mode']} | {r['size']} | {r['IoU25']:.1f} | {r['IoU50']:.1f} | {r['IoU75']:.1f} | "
                      f"{r['rel_pct']:.1f} | {r['abs_mm']:.1f} | {r['rel_pct_good_pose']:.1f} | "
-                     f"{r['height_slope']:.2f} | {r['5deg2cm']:.1f} |")
+                     f"{r['height_slope']:.2f} | {r['5deg2cm']:.1f} | {r['10deg5cm']:.1f} |")
     lines += ["", "IoU75 per category:", "", "| mode | size | " + " | ".join(CATEGORIES) + " |", "|---|---|" + "---|" * len(CATEGORIES)]
     for r in rows:
         lines.append(f"| {r['mode']} | {r['size']} | "

@@ -163,8 +163,10 @@ class PoseEstimator:
         if self.size_net is None:
             size = self.model.predict_size(cond, cat)
         else:
-            size = self.size_net.predict(pts + centroid[:, None], R, t,
-                                         self.size_net.category_index(list(categories), self.device))
+            size, t_box = self.size_net.predict(pts + centroid[:, None], R, t,
+                                                self.size_net.category_index(list(categories), self.device))
+            if self.config["size"]["centre"]:
+                t = t_box
         hyp = None
         if return_hypotheses:
             Rh, th = geometry.denormalize_pose(sample.hypotheses, centroid[:, None])

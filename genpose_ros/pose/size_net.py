@@ -6,10 +6,12 @@ extent fit gives a first box: the frame is centred on the box centre, so twice t
 PointNet on the canonical points, scaled by that fit, predicts a per-axis log correction
 (the unseen side, sensor edges, pose error): ``size = fit * exp(correction)``. The size thus
 follows the points instead of a category mean, which is what lets it generalise to object
-sizes outside the training range.
+sizes outside the training range. With ``centre`` the same features also place the box centre
+in the estimated frame, which corrects the pose's translation (a laptop's box centre is far
+from its visible points).
 
     net = load_size_net("models/size_net.pt")
-    size = net.predict(points, R, t, category_idx)   # camera-frame (B, N, 3), pose, (B,) -> (B, 3) m
+    size, t_box = net.predict(points, R, t, category_idx)   # camera frame (B, N, 3), pose, (B,) -> (B, 3) m each
 
 Checkpoints are ``genpose_ros.pose.checkpoint`` dicts of format ``SIZE_FORMAT`` (read with
 ``weights_only=True``); ``model_config`` holds ``categories`` and the layer sizes.
@@ -37,13 +39,16 @@ def extent_fit(local: torch.Tensor, quantile: float) -> torch.Tensor:
 
 class SizeNet(nn.Module):
     """Extent fit + learned log correction. Config: ``{"categories": [...], "n_points": 256,
-    "widths": [32, 64, 128], "hidden": 128, "cat_dim": 16, "quantile": 0.97}`` (config/size_net.yaml)."""
+    "widths": [32, 64, 128], "hidden": 128, "cat_dim": 16, "quantile": 0.97, "centre": true}``
+    (config/size_net.yaml); with ``centre`` it also estimates where the box centre lies in the
+    given frame (the pose's translation error), relative to the fitted extents."""
 
     def __init__(self, config: dict):
         super().__init__()
         self.config = dict(config)
         self.categories = list(config["categories"])
         self.quantile = float(config.get("quantile", 0.97))
+        self.centre = bool(config.get("centre", False))
         widths = [3] + list(config.get("widths", [64, 128, 256]))
         layers: list[nn.Module] = []
         for a, b in zip(widths[:-1], widths[1:]):
@@ -52,12 +57,17 @@ class SizeNet(nn.Module):
         cat_dim, hidden = config.get("cat_dim", 16), config.get("hidden", 128)
         self.cat_embed = nn.Embedding(len(self.categories), cat_dim)
         self.head = nn.Sequential(nn.Linear(2 * widths[-1] + 6 + cat_dim, hidden), nn.ReLU(),
-                                  nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 3))
-        nn.init.zeros_(self.head[-1].weight)  # starts as the plain extent fit
+                                  nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 6 if self.centre else 3))
+        nn.init.zeros_(self.head[-1].weight)  # starts as the plain extent fit about the given centre
         nn.init.zeros_(self.head[-1].bias)
 
     def forward(self, local: torch.Tensor, category: torch.Tensor) -> torch.Tensor:
         """Object-frame points (B, N, 3), category indices (B,) -> box edges (B, 3), metres."""
+        return self.box(local, category)[0]
+
+    def box(self, local: torch.Tensor, category: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Object-frame points (B, N, 3), category indices (B,) -> box edges (B, 3) and the box
+        centre in that frame (B, 3), metres (zeros without the centre output)."""
         fit = extent_fit(local, self.quantile)  # (B, 3)
         scale = fit.amax(dim=-1)  # (B,)
         x = self.point_mlp(local / scale[:, None, None])  # (B, N, C) scale-free shape
@@ -65,14 +75,19 @@ class SizeNet(nn.Module):
         span = (q[1] - q[0]).clamp_min(MIN_EXTENT_M)  # (B, 3) seen extent, not mirrored
         feat = torch.cat([x.amax(dim=1), x.mean(dim=1), torch.log(fit), torch.log(span / fit),
                           self.cat_embed(category)], dim=-1)
-        return fit * torch.exp(self.head(feat))
+        out = self.head(feat)
+        centre = out[:, 3:] * fit if self.centre else torch.zeros_like(fit)
+        return fit * torch.exp(out[:, :3]), centre
 
     @torch.no_grad()
-    def predict(self, points: torch.Tensor, R: torch.Tensor, t: torch.Tensor, category: torch.Tensor) -> torch.Tensor:
+    def predict(self, points: torch.Tensor, R: torch.Tensor, t: torch.Tensor,
+                category: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Camera-frame points (B, N, 3) (a random sample), pose R (B, 3, 3), t (B, 3), category (B,)
-        -> (B, 3) box edges. Uses the first ``n_points`` of the points, as many as in training."""
+        -> box edges (B, 3) and the box centre in the camera frame (B, 3; ``t`` itself without the
+        centre output). Uses the first ``n_points`` of the points, as many as in training."""
         n = int(self.config.get("n_points", points.shape[1]))
-        return self(canonicalize(points[:, :n], R, t), category)
+        size, centre = self.box(canonicalize(points[:, :n], R, t), category)
+        return size, t + torch.einsum("bij,bj->bi", R, centre)
 
     def category_index(self, categories: list[str], device=None) -> torch.Tensor:
         missing = [c for c in categories if c not in self.categories]

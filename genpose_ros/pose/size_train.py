@@ -9,7 +9,8 @@ draws ``n_points`` of an instance's points and augments it on the fly (``augment
 a per-axis box deformation (x and z tied for the categories round about y) that widens the
 size range, a random pose error (rotation about a random axis, translation) so the net
 tolerates the pose estimator's mistakes, a free spin about y where the pose cannot tell it
-(symmetric categories, mugs with a hidden handle), and point jitter. Loss: L1 of log sizes.
+(symmetric categories, mugs with a hidden handle), and point jitter. Loss: L1 of log sizes, plus
+with ``model.centre`` the L1 error of the box centre in the noisy frame relative to the box.
 Writes ``size_net.pt`` (best validation loss; validation on a fixed noisy draw of ``--val``)
 and ``log.jsonl`` into ``--out``.
 """
@@ -56,14 +57,26 @@ def make_batch(pool: dict, idx: torch.Tensor, n_points: int, g: torch.Generator,
     yaw = torch.rand(B, generator=g) * 2 * math.pi * spin
     dR = torch.bmm(dR, random_rotation(torch.stack([torch.zeros(B), yaw, torch.zeros(B)], -1)))
     dt = torch.randn(B, 3, generator=g) * aug["trans_sigma_m"]
-    local = torch.bmm(local - torch.bmm(dt[:, None], R), dR)  # points seen in the noisy frame
+    shift = torch.bmm(dt[:, None], R)  # (B, 1, 3) the translation error in the object frame
+    local = torch.bmm(local - shift, dR)  # points seen in the noisy frame
+    centre = torch.bmm(-shift, dR)[:, 0]  # where the true box centre lies in it
     local = local + torch.randn(local.shape, generator=g) * aug["jitter_m"]
-    return local, cat, size
+    return local, cat, size, centre
 
 
 def size_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """(B, 3) metres -> mean |log(pred / target)| (relative error, symmetric in over / under)."""
     return (torch.log(pred) - torch.log(target)).abs().mean()
+
+
+def box_loss(net, local, cat, size, centre) -> torch.Tensor:
+    """``size_loss`` plus, for a net with the centre output, the centre's L1 error relative to
+    the true box edges."""
+    pred_size, pred_centre = net.box(local, cat)
+    loss = size_loss(pred_size, size)
+    if net.centre:
+        loss = loss + ((pred_centre - centre).abs() / size).mean()
+    return loss
 
 
 def train_size(pool: dict, val_pool: dict | None, out: Path, cfg: dict, seed: int = 0,
@@ -90,9 +103,9 @@ def train_size(pool: dict, val_pool: dict | None, out: Path, cfg: dict, seed: in
     n, best, t0 = len(pool["points"]), math.inf, time.time()
     log = open(out / "log.jsonl", "w")
     for step in tqdm(range(1, cfg["steps"] + 1), desc="size net", disable=not progress, mininterval=5):
-        local, cat, size = make_batch(pool, torch.randint(n, (cfg["batch_size"],), generator=g), cfg["n_points"], g,
-                                      cfg["augment"])
-        loss = size_loss(net(local, cat), size)
+        batch = make_batch(pool, torch.randint(n, (cfg["batch_size"],), generator=g), cfg["n_points"], g,
+                           cfg["augment"])
+        loss = box_loss(net, *batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -101,7 +114,7 @@ def train_size(pool: dict, val_pool: dict | None, out: Path, cfg: dict, seed: in
             rec = {"step": step, "loss": float(loss.detach()), "seconds": round(time.time() - t0, 1)}
             if val is not None:
                 with torch.no_grad():
-                    rec["val_loss"] = float(size_loss(net(val[0], val[1]), val[2]))
+                    rec["val_loss"] = float(box_loss(net, *val))
             log.write(json.dumps(rec) + "\n")
             log.flush()
             score = rec.get("val_loss", rec["loss"])
