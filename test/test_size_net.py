@@ -178,12 +178,26 @@ def test_estimator_size_methods(tmp_path, tiny_pose_checkpoint):
                                     torch.tensor([5]))
         np.testing.assert_allclose(a.size, expect.numpy(), rtol=1e-5)
         np.testing.assert_allclose(t_box.numpy(), a.t)  # no centre output: the pose's translation
+    centred = SizeNet(dict(SMALL, n_points=512, centre=True))
+    with torch.no_grad():
+        centred.head[-1].bias[3:] = 0.1  # the box centre 10 % of the fitted extents off the pose's
+    path_c = save_checkpoint(tmp_path / "size_c.pt", centred.state_dict(), centred.config, 0, fmt=SIZE_FORMAT)
+    on, off = ({"size": {"checkpoint": str(path_c), "centre": c}} for c in (["mug"], ["laptop"]))
+    a_on = PoseEstimator.from_checkpoint(tiny_pose_checkpoint, config=on).estimate(pts, ["mug"], mode="regression")
+    a_off = PoseEstimator.from_checkpoint(tiny_pose_checkpoint, config=off).estimate(pts, ["mug"], mode="regression")
+    np.testing.assert_allclose(a_on.R, a_off.R)
+    shift = np.linalg.inv(a_off.R[0]) @ (a_on.t[0] - a_off.t[0])  # in the object frame
+    np.testing.assert_allclose(shift, 0.1 * extent_fit(canonicalize(torch.from_numpy(pts), torch.from_numpy(a_off.R),
+                                                                    torch.from_numpy(a_off.t)), 0.97)[0].numpy(),
+                               rtol=1e-3, atol=1e-5)
     b = head.estimate(pts, ["mug"], mode="regression")
     assert not np.allclose(b.size, est.estimate(pts, ["mug"], mode="regression").size)
     with pytest.raises(ConfigError, match="size.method 'mean' unknown; expected one of net, head"):
         PoseEstimator.from_checkpoint(tiny_pose_checkpoint, config={"size": {"method": "mean"}})
     with pytest.raises(ConfigError, match="unknown key 'size.methd'; did you mean 'method'"):
         PoseEstimator.from_checkpoint(tiny_pose_checkpoint, config={"size": {"methd": "head"}})
+    with pytest.raises(ConfigError, match=r"size.centre names categories the model does not know: \['cup'\]"):
+        PoseEstimator.from_checkpoint(tiny_pose_checkpoint, config={"size": {"centre": ["laptop", "cup"]}})
     with pytest.raises(ConfigError, match="size.checkpoint must be a string"):
         PoseEstimator.from_checkpoint(tiny_pose_checkpoint, config={"size": {"checkpoint": 3}})
     few = dict(SMALL, categories=["mug"])

@@ -73,6 +73,10 @@ class PoseEstimator:
         if method not in SIZE_METHODS:
             raise ConfigError(f"estimator config: size.method {method!r} unknown{did_you_mean(method, SIZE_METHODS)}; "
                               f"expected one of {', '.join(SIZE_METHODS)}")
+        unknown = [c for c in cfg["centre"] if c not in self.categories]
+        if unknown:
+            raise ConfigError(f"estimator config: size.centre names categories the model does not know: {unknown}; "
+                              f"it knows {', '.join(self.categories)}")
         if method == "head":
             return None
         from genpose_ros.paths import resolve
@@ -165,8 +169,8 @@ class PoseEstimator:
         else:
             size, t_box = self.size_net.predict(pts + centroid[:, None], R, t,
                                                 self.size_net.category_index(list(categories), self.device))
-            if self.config["size"]["centre"]:
-                t = t_box
+            moved = torch.tensor([c in self.config["size"]["centre"] for c in categories], device=self.device)
+            t = torch.where(moved[:, None], t_box, t)
         hyp = None
         if return_hypotheses:
             Rh, th = geometry.denormalize_pose(sample.hypotheses, centroid[:, None])
