@@ -342,6 +342,8 @@ def markdown(report: dict, base: Path) -> str:
         from genpose_ros.evaluation.size_ablation import markdown as size_markdown
 
         lines += ["", "## Size: SizeNet (net) against the pose model's size head (head), same poses", "",
+                  "`net+centre`: the SizeNet also places the box centre of the categories in "
+                  "config/estimator.yaml `size.centre` (the default; other rows keep the sampled translation).", "",
                   size_markdown(abl["size"])]
     if report.get("wide"):
         lines += wide_markdown(report, fmt)

@@ -5,8 +5,8 @@
 
 For each pose mode the estimator runs once per size method (``size.method`` of
 config/estimator.yaml) with the same seed (identical points and poses), and once more as
-``net+centre``, the SizeNet also placing the box centre of every category (``size.centre``:
-the translation changes, hence the 5deg2cm / 10deg5cm columns), and the NOCS IoU metrics plus
+``net+centre``, the SizeNet also placing the box centre of the categories in ``size.centre``
+(the estimator's default; the translation changes, hence the 5deg2cm / 10deg5cm columns), and the NOCS IoU metrics plus
 the size errors (``size_errors``) are tabulated, averaged over categories, with IoU75 per
 category. Prints Markdown tables and writes JSON.
 """
@@ -71,7 +71,7 @@ def run_ablation(data: str, ckpt: str, modes: list[str], methods: list[str], max
     for mode in modes:
         variants = [(m, False) for m in methods] + [("net", True)] * ("net" in methods)
         for method, centre in variants:
-            size_cfg = {"method": method, "centre": list(CATEGORIES) if centre else [],
+            size_cfg = {"method": method, **({} if centre else {"centre": []}),
                         **({"checkpoint": size_ckpt} if size_ckpt else {})}
             est = PoseEstimator.from_checkpoint(ckpt, device=device, config={"size": size_cfg}, seed=seed)
             res = run_frames(est, prefixes, mode, seed=seed)
