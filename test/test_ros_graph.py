@@ -94,9 +94,12 @@ def test_demo_graph_publishes_tf_and_detections(demo_run):
             p = d.bbox.center.position
             np.testing.assert_allclose(T[:3, 3], [p.z, -p.x, -p.y], atol=1e-5)  # REP 103
             found.add(d.id)
-    # every object's frame arrived; at most one /tf message lost on a loaded machine
+    # every object's frame arrived and matched its detection. /tf is reliable, but a sample lost
+    # on a loaded machine is repaired only at the writer's next heartbeat (Fast DDS: 3 s), which
+    # the demo's last frames do not live to see: those may be missing, never wrong
     names = {d.id for msg in r["dets"].values() for d in msg.detections}
-    assert found == names and len(missing) <= 1, (missing, r["log"][-3000:])
+    assert found == names, (missing, r["log"][-3000:])
+    assert all("no data at t=" in m for m in missing), missing
     for line in ("per-object errors", "latency per stage", "names and frames over the sequence"):
         assert line in r["log"]
     c = s["consistency"]  # one name per object over the sequence
