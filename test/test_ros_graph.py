@@ -100,6 +100,7 @@ def test_demo_graph_publishes_tf_and_detections(demo_run):
     names = {d.id for msg in r["dets"].values() for d in msg.detections}
     assert found == names, (missing, r["log"][-3000:])
     assert all("no data at t=" in m for m in missing), missing
+    assert 1 <= s["tf"]["received"] <= s["tf"]["expected"] and "object frames received" in r["log"]
     for line in ("per-object errors", "latency per stage", "names and frames over the sequence"):
         assert line in r["log"]
     c = s["consistency"]  # one name per object over the sequence
