@@ -218,8 +218,8 @@ def augment_batch(points: torch.Tensor, R: torch.Tensor, t: torch.Tensor, size: 
     x-y-z angles up to +-``rot_deg``) with a translation up to +-``trans_m`` per axis, and
     Gaussian point jitter; with ``p_spill`` (optional key, training config ``augment``) a share
     ``spill_share`` of the points moved ``spill_m`` back along their viewing rays, as background
-    pixels caught by a predicted mask's outline. ``category`` (B,) long indices into CATEGORIES; ``generator`` lives
-    on the tensors' device.
+    pixels caught by a predicted mask's outline. ``category`` (B,) long indices into CATEGORIES;
+    ``generator`` lives on the tensors' device.
     """
     B, dev, dt = points.shape[0], points.device, points.dtype
 

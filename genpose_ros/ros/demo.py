@@ -360,7 +360,8 @@ def run(args) -> int:
         "machine": {"cpus": os.cpu_count()}, "wall_s": t_end - t_start,
         "frames": {"published": len(rec.arrival["color"]), "segmented": len(rec.arrival["masks"]),
                    "with_poses": len(rec.detections)},
-        "tf": {"received": tf_found, "expected": tf_total}, "timing": timing, "errors": agg, "nocs": nocs, "consistency": consistency, "overlays": pngs,
+        "tf": {"received": tf_found, "expected": tf_total},
+        "timing": timing, "errors": agg, "nocs": nocs, "consistency": consistency, "overlays": pngs,
         "objects": [{k: v for k, v in r.items() if k not in ("R_gt", "R_pred")} for r in records],
     }
     (out / "summary.json").write_text(json.dumps(_jsonable(summary), indent=1))
