@@ -61,6 +61,10 @@ def test_bad_numbers_are_argument_errors(capsys, argv, message):
     ({"lr": "fast"}, "lr must be a number (default 0.001), got 'fast'"),
     ({"steps": 0}, "steps must be > 0, got 0"),
     ({"sde": {"sigma_max": [50]}}, "sde.sigma_max must be a number (default 50.0), got [50]"),
+    ({"category_weights": {"camra": 2.0}}, "unknown key 'category_weights.camra'; did you mean 'camera'?"),
+    ({"category_weights": {"camera": -1}},
+     "category_weights must be >= 0 and not all 0, got {'bottle': 1.0, 'bowl': 1.0, 'camera': -1.0, 'can': 1.0, "
+     "'laptop': 1.0, 'mug': 1.0}"),
 ])
 def test_train_config_mistakes_are_rejected_before_data_loads(capsys, tmp_path, change, message):
     path = tmp_path / "my.yaml"

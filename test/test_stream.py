@@ -89,6 +89,10 @@ def test_point_pool_ring_buffer_and_sampling():
     mean, seen = pool.mean_size(6)
     assert seen.tolist() == [True, False, True, True, True, True]  # items 2-6 left in the pool
     assert mean[2, 0] == pytest.approx(0.03) and mean[0, 0] == pytest.approx(0.07)
+    drawn = pool.sample(600, n_points=4, generator=torch.Generator().manual_seed(1), augment=False,
+                        category_weights=torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0, 3.0]))["category"]
+    counts = torch.bincount(drawn, minlength=6)  # categories 2 and 5 only, about 1 : 3
+    assert counts[[0, 1, 3, 4]].sum() == 0 and 100 < counts[2] < 200 and counts[2] + counts[5] == 600
     with pytest.raises(ValueError, match=r"points \(16, 3\)"):
         pool.add(_items(1, pool_points=8))
     with pytest.raises(ValueError, match="empty point pool"):

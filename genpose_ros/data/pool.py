@@ -83,16 +83,22 @@ class PointPool:
         return pool
 
     def sample(self, batch_size: int, n_points: int, generator: torch.Generator | None = None,
-               augment: bool = True, augment_cfg: dict | None = None) -> dict:
+               augment: bool = True, augment_cfg: dict | None = None,
+               category_weights: torch.Tensor | None = None) -> dict:
         """A batch on the pool's device: ``points`` (B, n_points, 3) without repeats (with repeats
         when the pools are smaller), ``R`` (B, 3, 3), ``t`` (B, 3), ``size`` (B, 3), ``category``
         (B,), ``handle_visible`` (B,); augmented unless ``augment`` is False, with ``AUGMENT`` updated
-        by ``augment_cfg``."""
+        by ``augment_cfg``; ``category_weights`` (n_categories,): how often each category's instances
+        are drawn, relative (default: every instance alike)."""
         from genpose_ros.data.dataset import AUGMENT, augment_batch
 
         if self.count == 0:
             raise ValueError("cannot sample from an empty point pool")
-        idx = torch.randint(self.count, (batch_size,), generator=generator, device=self.device)
+        if category_weights is None:
+            idx = torch.randint(self.count, (batch_size,), generator=generator, device=self.device)
+        else:
+            per_instance = category_weights.to(self.device)[self.data["category"][:self.count]]
+            idx = torch.multinomial(per_instance, batch_size, replacement=True, generator=generator)
         batch = {k: self.data[k][idx] for k in KEYS}
         P = self.pool_points
         if n_points <= P:  # a random subset per instance

@@ -110,7 +110,7 @@ POSITIVE_KEYS = ("steps", "batch_size", "lr", "warmup", "lr_final_ratio", "grad_
 def resolve_config(args) -> dict:
     """config/train.yaml, with ``--config`` checked against it (unknown keys and wrong types are
     rejected before any data or model loads) and merged over it, then the command-line flags."""
-    from genpose_ros.config import checked, find_config, load_config, require_positive
+    from genpose_ros.config import ConfigError, checked, find_config, load_config, require_positive
     from genpose_ros.pose.pointnet2 import GENPOSE_ENCODER, LIGHT_ENCODER
 
     defaults = load_config(find_config("train.yaml"))
@@ -136,6 +136,10 @@ def resolve_config(args) -> dict:
     cfg["model"] = model
     if cfg["amp"] not in ("auto", "bf16", "off"):
         raise ValueError(f"amp must be auto, bf16 or off, got {cfg['amp']!r}")
+    weights = cfg["category_weights"]
+    if any(w < 0 for w in weights.values()) or not any(w > 0 for w in weights.values()):
+        raise ConfigError(f"{args.config or 'config/train.yaml'}: category_weights must be >= 0 and not all 0, "
+                          f"got {weights}")
     if cfg["schedule"] not in cfg["stages"]:
         raise ValueError(f"unknown schedule {cfg['schedule']!r}; config defines {sorted(cfg['stages'])}")
     return cfg
@@ -232,6 +236,7 @@ def train_pose(args) -> int:
     from torch.nn.parallel import DistributedDataParallel as DDP
     from tqdm import tqdm
 
+    from genpose_ros import CATEGORIES
     from genpose_ros.data.dataset import InstanceDataset
     from genpose_ros.data.stream import TimeBudget
     from genpose_ros.pose import checkpoint as ckpt_io
@@ -263,6 +268,7 @@ def train_pose(args) -> int:
 
     # -- data: the point pool on the device, filled from --data and/or refreshed by render workers
     pool, stream = build_pool(cfg, args, device, rank, budget)
+    draw_weights = torch.tensor([cfg["category_weights"][c] for c in CATEGORIES], device=device)
     val_batches = []
     if args.val and master:
         val_set = InstanceDataset(args.val, n_points=mc["n_points"], augment=False, seed=0)
@@ -327,7 +333,8 @@ def train_pose(args) -> int:
                 lr = cfg["lr"] * min(1.0, (stage_step + 1) / cfg["warmup"]) * cfg["lr_final_ratio"] ** progress
                 for g in optimizer.param_groups:
                     g["lr"] = lr
-                batch = pool.sample(cfg["batch_size"], mc["n_points"], gen, augment_cfg=cfg.get("augment"))
+                batch = pool.sample(cfg["batch_size"], mc["n_points"], gen, augment_cfg=cfg.get("augment"),
+                                    category_weights=draw_weights)
                 pts, cat, p0, size = to_batch(batch, device)  # (B, N, 3) (B,) (B, 9) (B, 3)
                 loss, terms = runner(pts, cat, p0, size)
                 optimizer.zero_grad(set_to_none=True)
