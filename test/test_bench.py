@@ -16,12 +16,13 @@ def test_bench_reports_size_ablation_and_wide_split(tmp_path, tiny_pose_checkpoi
                        "--images", str(tmp_path / "img"), "--solver-frames", "1", "--threads", "1"]) == 0
     report = json.loads(out.read_text())
     assert report["wide"]["data"] == str(tmp_path / "test_wide") and report["wide"]["n_frames"] == 1
-    assert set(report["wide"]["modes"]) == {"genpose_energy", "score_scaling"}
+    assert set(report["wide"]["modes"]) == {"genpose_energy", "score_scaling", "genpose_verifier",
+                                            "score_scaling_verifier"}
     rows = report["ablations"]["size"]
     assert [(r["mode"], r["size"]) for r in rows] == [(m, s) for m in ("genpose", "score_scaling")
                                                       for s in ("head", "net", "net+centre")]
     assert rows[0]["5deg2cm"] == rows[1]["5deg2cm"]  # same poses for both size methods
-    assert abs(rows[2]["IoU50"] - report["modes"]["genpose_energy"]["iou50"]) < 0.01  # the default: SizeNet + centre
+    assert abs(rows[2]["IoU50"] - report["modes"]["genpose_verifier"]["iou50"]) < 0.01  # the defaults: verifier, SizeNet + centre
     md = (tmp_path / "bench.md").read_text()
     assert "## Size: SizeNet (net) against the pose model's size head" in md
     assert f"## Wide split (`{tmp_path / 'test_wide'}`, 1 frames)" in md and "| wide | score_scaling |" in md

@@ -267,7 +267,10 @@ def test_bench_runs_end_to_end(tiny_split, tiny_pose_checkpoint, tmp_path):
                      "--skip-ablations", "--threads", "1"]) == 0
     report = json.loads(out.read_text())
     assert list(report["modes"]) == ["regression", "genpose_energy", "genpose_random", "genpose_oracle",
-                                     "score_scaling", "tracking"]
+                                     "genpose_verifier", "score_scaling", "score_scaling_verifier", "tracking"]
     assert report["modes"]["score_scaling"]["settings"]["schedule_kwargs"] == {"k": 8.0, "s": 0.05}
     assert report["modes"]["genpose_random"]["settings"]["ranking"] == "random"
+    assert report["modes"]["genpose_verifier"]["settings"]["ranking"] == "verifier"
+    assert report["modes"]["score_scaling"]["settings"]["verify_turns"] == 0  # the successor paper's sampler
+    assert report["modes"]["score_scaling_verifier"]["settings"]["verify_turns"] == 36
     assert (tmp_path / "bench_error_cdf.png").is_file() and out.with_suffix(".md").is_file()

@@ -113,6 +113,17 @@ def time_six(est, batch, mode: str, reps: int = 7, **kw) -> float:
     return float(np.median(times[1:]))
 
 
+def verifier_rows(est) -> list[tuple[str, str, dict]]:
+    """(row, mode, settings) of the modes with the pose verifier, when the estimator has one:
+    GenPose with the verifier's rotation ranking, score scaling with its turn check (the turns
+    of config/estimator.yaml, 12 where it has none)."""
+    if est.verifier is None:
+        return []
+    turns = int(est.config["modes"]["score_scaling"]["verify_turns"]) or 12
+    return [("genpose_verifier", "genpose", {"ranking": "verifier"}),
+            ("score_scaling_verifier", "score_scaling", {"verify_turns": turns})]
+
+
 def oracle_records(records: list[dict], hypotheses: list) -> list[dict]:
     """Best of the K candidates per instance against the GT (min of rot/5deg + trans/2cm)."""
     from genpose_ros.evaluation import metrics
@@ -228,7 +239,11 @@ def run(args: argparse.Namespace) -> int:
     row["settings"] = {"mode": "genpose", "aggregation": "best of K against the ground truth (upper bound)"}
     report["modes"]["genpose_oracle"] = row
     runs["genpose_oracle"] = oracle
-    runs["score_scaling"] = mode_run("score_scaling", "score_scaling")["records"]
+    for name, mode, kw in verifier_rows(est)[:1]:
+        runs[name] = mode_run(name, mode, **kw)["records"]
+    runs["score_scaling"] = mode_run("score_scaling", "score_scaling", verify_turns=0)["records"]
+    for name, mode, kw in verifier_rows(est)[1:]:
+        runs[name] = mode_run(name, mode, **kw)["records"]
     if Path(seq).is_dir():
         reseed()
         tr = runner.run_tracking(est, seq, {}, "score_scaling", seed=args.seed, max_frames=args.seq_frames)
@@ -243,8 +258,8 @@ def run(args: argparse.Namespace) -> int:
     if Path(wide).is_dir():
         wide_prefixes = list_frames(wide)[:args.max_frames]
         report["wide"] = {"data": wide, "n_frames": len(wide_prefixes), "modes": {}}
-        for name, mode, kw in (("genpose_energy", "genpose", {"ranking": "energy"}),
-                               ("score_scaling", "score_scaling", {})):
+        for name, mode, kw in [("genpose_energy", "genpose", {"ranking": "energy"}),
+                               ("score_scaling", "score_scaling", {"verify_turns": 0})] + verifier_rows(est):
             reseed()
             res = runner.run_frames(est, wide_prefixes, mode, kw, seed=args.seed)
             report["wide"]["modes"][name] = _row(summary(res["records"], res["latency_ms"]))

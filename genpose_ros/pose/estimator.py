@@ -31,6 +31,7 @@ from genpose_ros.pose.sde import VESDE, get_sde
 MODES = tuple(sampling.SAMPLERS)
 SINGLE_FRAME_MODES = tuple(m for m in MODES if m != "tracking")
 SIZE_METHODS = ("net", "head")
+VERIFIED_MODES = ("genpose", "score_scaling")  # samplers that take the pose verifier (``verify``)
 
 
 def check_mode(mode: str, allowed=MODES) -> str:
@@ -66,6 +67,7 @@ class PoseEstimator:
         self.rng = np.random.default_rng(seed)
         self.last_timing: dict = {}
         self.size_net = self._load_size_net(self.config["size"])
+        self.verifier = self._load_verifier(self.config["verifier"]["checkpoint"])
 
     def _load_size_net(self, cfg: dict):
         """The SizeNet of ``cfg`` (config/estimator.yaml ``size``), or None for the size head."""
@@ -83,6 +85,25 @@ class PoseEstimator:
         from genpose_ros.pose.size_net import load_size_net
 
         net = load_size_net(resolve(cfg["checkpoint"]))
+        net.category_index(self.categories)  # every category of the pose model must be known
+        return net.to(self.device)
+
+    def _load_verifier(self, checkpoint: str):
+        """The pose verifier of config/estimator.yaml ``verifier.checkpoint`` ("" = none, then no
+        mode may be set up to need it)."""
+        if not checkpoint:
+            modes = self.config["modes"]
+            needs = ["modes.genpose.ranking is 'verifier'"] if modes["genpose"]["ranking"] == "verifier" else []
+            if modes["score_scaling"]["verify_turns"] > 1:
+                needs.append(f"modes.score_scaling.verify_turns is {modes['score_scaling']['verify_turns']}")
+            if needs:
+                raise ConfigError(f"estimator config: {' and '.join(needs)} but verifier.checkpoint is empty; "
+                                  "give a verifier checkpoint or set ranking: energy and verify_turns: 0")
+            return None
+        from genpose_ros.paths import resolve
+        from genpose_ros.pose.verifier import load_verifier
+
+        net = load_verifier(resolve(checkpoint))
         net.category_index(self.categories)  # every category of the pose model must be known
         return net.to(self.device)
 
@@ -160,6 +181,13 @@ class PoseEstimator:
             kwargs["prev"] = geometry.normalize_pose(prev[:, :3, :3], prev[:, :3, 3], centroid)
         elif prev_poses is not None:
             raise ValueError(f"prev_poses is only used by the tracking mode, not {mode!r}")
+        if mode in VERIFIED_MODES and self.verifier is not None:
+            vcat = self.verifier.category_index(list(categories), self.device)
+
+            def verify(hyp: torch.Tensor) -> torch.Tensor:  # (B, K, 9) -> (B, K) predicted rotation errors
+                return self.verifier.rotation_error(pts, geometry.rot6d_to_rotmat(hyp[..., :6]), hyp[..., 6:], vcat)
+
+            kwargs["verify"] = verify
         cond = self.model.encode(pts, cat)  # (B, F) once per object
         t_enc = time.perf_counter()
         sample = sampling.get_sampler(mode)(self.model, self.sde, cond, generator=self.generator, **kwargs)

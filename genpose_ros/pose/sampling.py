@@ -206,14 +206,32 @@ def get_sampler(name: str) -> Callable:
     return SAMPLERS.lookup(name)
 
 
-RANKINGS = ("energy", "random", "none")
+RANKINGS = ("energy", "verifier", "random", "none")
+
+
+def _verified_rotations(hyp: torch.Tensor, verify: Callable, near_deg: float, keep_ratio: float) -> torch.Tensor:
+    """(B, K) mask of the rotations to average by the pose verifier: the candidates within
+    ``near_deg`` of the one it rates best (one mode of the candidates), of those the
+    ``keep_ratio`` it rates best."""
+    err = verify(hyp)  # (B, K) predicted rotation errors, degrees
+    R = geometry.rot6d_to_rotmat(hyp[..., :6])  # (B, K, 3, 3)
+    best = R[torch.arange(len(R)), err.argmin(dim=1)]  # (B, 3, 3)
+    cos = ((torch.einsum("bkij,bij->bk", R, best) - 1.0) / 2.0).clamp(-1.0, 1.0)
+    near = torch.rad2deg(torch.arccos(cos)) <= near_deg  # always holds the best one
+    n_keep = (keep_ratio * near.sum(1)).round().clamp_min(1)  # (B,)
+    order = torch.where(near, err, torch.inf).argsort(dim=1).argsort(dim=1)  # rank of each candidate
+    return (order < n_keep[:, None]).to(hyp.dtype)
 
 
 @register_sampler("genpose")
 def sample_genpose(model: PoseNet, sde: VESDE, cond: torch.Tensor, generator: torch.Generator | None = None,
-                   **settings) -> Sample:
+                   verify: Callable | None = None, **settings) -> Sample:
     """GenPose: K candidates from the prior at T0, ODE, energy ranking, keep the top
-    ``keep_ratio``, average. ``settings`` override config/estimator.yaml's ``modes.genpose``."""
+    ``keep_ratio``, average. ``ranking="verifier"`` keeps the rotations by ``verify``
+    (hypotheses (B, K, 9) -> predicted rotation errors (B, K), the estimator's pose verifier):
+    those within ``verify_deg`` of the candidate it rates best, of those the top ``keep_ratio``;
+    the translations still by the energy. ``settings`` override config/estimator.yaml's
+    ``modes.genpose``."""
     s = sampler_settings("genpose", settings)
     if s["ranking"] not in RANKINGS:
         raise ValueError(f"unknown ranking {s['ranking']!r}; expected one of {RANKINGS}")
@@ -221,10 +239,15 @@ def sample_genpose(model: PoseNet, sde: VESDE, cond: torch.Tensor, generator: to
     x0 = sde.prior_sampling((B, K, 9), s["t0"], generator, cond.device)
     hyp, nfe = ode_sample(model, sde, cond, x0, **_ode(s))
     n_keep = max(1, int(round(s["keep_ratio"] * K)))
-    if s["ranking"] == "energy":
+    if s["ranking"] == "verifier" and verify is None:
+        raise ValueError("ranking 'verifier' needs a pose verifier (config/estimator.yaml verifier.checkpoint); "
+                         "ranking 'energy' works without one")
+    if s["ranking"] in ("energy", "verifier"):
         tt = torch.full((B, K), sde.eps, device=cond.device)
         e = model.energy.energy(hyp, tt, sde.sigma(tt), model.energy.condition(cond))  # (B, K, 2)
         keep_rot, keep_t = _topk_mask(e[..., 0], n_keep), _topk_mask(e[..., 1], n_keep)
+        if s["ranking"] == "verifier":
+            keep_rot = _verified_rotations(hyp, verify, s["verify_deg"], s["keep_ratio"])
     elif s["ranking"] == "random":
         r = torch.rand(B, K, generator=generator, device=cond.device)
         keep_rot = keep_t = _topk_mask(r, n_keep)
@@ -234,16 +257,42 @@ def sample_genpose(model: PoseNet, sde: VESDE, cond: torch.Tensor, generator: to
     return Sample(pose, hyp, score, nfe)
 
 
+def best_turn(pose: torch.Tensor, verify: Callable, turns: int) -> torch.Tensor:
+    """Poses (B, 9) turned about their own y axis by each of ``turns`` equal steps of 360 deg
+    (the first is no turn): the turn the verifier rates best, per object."""
+    R, t = geometry.vec_to_pose(pose)
+    angles = torch.arange(turns, device=pose.device, dtype=pose.dtype) * (2 * torch.pi / turns)
+    c, s = torch.cos(angles), torch.sin(angles)
+    Ry = torch.zeros(turns, 3, 3, device=pose.device, dtype=pose.dtype)
+    Ry[:, 0, 0], Ry[:, 0, 2], Ry[:, 1, 1], Ry[:, 2, 0], Ry[:, 2, 2] = c, s, 1.0, -s, c
+    Rk = torch.einsum("bij,kjl->bkil", R, Ry)  # (B, turns, 3, 3)
+    cand = geometry.pose_to_vec(Rk, t[:, None].expand(-1, turns, 3))  # (B, turns, 9)
+    pick = verify(cand).argmin(dim=1)
+    return cand[torch.arange(len(pose)), pick]
+
+
 @register_sampler("score_scaling")
 def sample_score_scaling(model: PoseNet, sde: VESDE, cond: torch.Tensor, generator: torch.Generator | None = None,
-                         **settings) -> Sample:
+                         verify: Callable | None = None, **settings) -> Sample:
     """Score-scaled ODE, 1..K candidates from the prior at T0, plain average (no energy
-    network). ``settings`` override config/estimator.yaml's ``modes.score_scaling``."""
+    network). With ``verify`` (the estimator's pose verifier) and ``verify_turns`` > 1, the
+    average is turned about its y axis to the best of ``verify_turns`` turns the verifier rates
+    (``best_turn``) and, with ``polish``, sampled once more from there with the tracking mode's
+    warm start (one candidate). ``settings`` override config/estimator.yaml's
+    ``modes.score_scaling``."""
     s = sampler_settings("score_scaling", settings)
+    if s["verify_turns"] > 1 and verify is None:
+        raise ValueError(f"verify_turns {s['verify_turns']} needs a pose verifier (config/estimator.yaml "
+                         "verifier.checkpoint); 0 switches the turn check off")
     B, K = cond.shape[0], int(s["num_candidates"])
     x0 = sde.prior_sampling((B, K, 9), s["t0"], generator, cond.device)
     hyp, nfe = ode_sample(model, sde, cond, x0, **_ode(s))
     pose, score = aggregate(hyp)
+    if verify is not None and s["verify_turns"] > 1:
+        pose = best_turn(pose, verify, int(s["verify_turns"]))
+        if s["polish"]:  # one warm-started sample from the turned pose, as the tracking mode runs it
+            polished = sample_tracking(model, sde, cond, prev=pose, generator=generator, num_candidates=1)
+            pose, nfe = polished.pose, nfe + polished.nfe
     return Sample(pose, hyp, score, nfe)
 
 

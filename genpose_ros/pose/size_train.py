@@ -37,29 +37,49 @@ def random_rotation(axis_angle: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(Rotation.from_rotvec(axis_angle.double().numpy()).as_matrix()).float()
 
 
-def make_batch(pool: dict, idx: torch.Tensor, n_points: int, g: torch.Generator, aug: dict):
-    """Augmented batch -> (object-frame points under a noisy pose (B, N, 3), category (B,), size (B, 3))."""
+def deformed_instances(pool: dict, idx: torch.Tensor, n_points: int, g: torch.Generator, box_scale):
+    """``n_points`` random points of the instances ``idx`` in their ground-truth object frame, the
+    box stretched per axis by a log-uniform factor in ``box_scale`` (x and z tied for round
+    categories) -> (points (B, N, 3), R (B, 3, 3), size (B, 3), category (B,), spin (B,): True
+    where the turn about y cannot be observed)."""
     B = len(idx)
     pts = pool["points"][idx]  # (B, P, 3) camera frame
     pick = torch.rand(B, pts.shape[1], generator=g).argsort(dim=1)[:, :n_points]
     pts = torch.gather(pts, 1, pick[..., None].expand(-1, -1, 3))
     R, t, size, cat = pool["R"][idx], pool["t"][idx], pool["size"][idx], pool["category"][idx]
-    lo, hi = aug["box_scale"]
+    lo, hi = box_scale
     s = lo * (hi / lo) ** torch.rand(B, 3, generator=g)  # log-uniform per-axis scale
     s[:, 2] = torch.where(ROUND[cat], s[:, 0], s[:, 2])
-    local = torch.bmm(pts - t[:, None], R) * s[:, None]  # GT object frame, deformed
-    size = size * s
+    local = torch.bmm(pts - t[:, None], R) * s[:, None]
+    spin = SPIN[cat] | ((cat == CATEGORIES.index("mug")) & ~pool["handle_visible"][idx].bool())
+    return local, R, size * s, cat, spin
+
+
+def noisy_frame(local: torch.Tensor, R: torch.Tensor, dR: torch.Tensor, dt: torch.Tensor):
+    """Object-frame points (B, N, 3) as seen in the estimate R_est = R dR, t_est = t + dt (dt in
+    the camera frame) -> (points in the estimated frame, where the true box centre lies in it (B, 3))."""
+    shift = torch.bmm(dt[:, None], R)  # (B, 1, 3) the translation error in the object frame
+    return torch.bmm(local - shift, dR), torch.bmm(-shift, dR)[:, 0]
+
+
+def yaw_rotation(yaw: torch.Tensor) -> torch.Tensor:
+    """(B,) angles -> (B, 3, 3) turns about the object's y axis."""
+    zeros = torch.zeros_like(yaw)
+    return random_rotation(torch.stack([zeros, yaw, zeros], -1))
+
+
+def make_batch(pool: dict, idx: torch.Tensor, n_points: int, g: torch.Generator, aug: dict):
+    """Augmented batch -> (object-frame points under a noisy pose (B, N, 3), category (B,), size
+    (B, 3), box centre in the noisy frame (B, 3))."""
+    B = len(idx)
+    local, R, size, cat, spin = deformed_instances(pool, idx, n_points, g, aug["box_scale"])
     # the pose the estimator might return: R_est = R dR, t_est = t + dt
     axis = torch.nn.functional.normalize(torch.randn(B, 3, generator=g), dim=-1)
     angle = torch.randn(B, 1, generator=g).abs() * math.radians(aug["rot_sigma_deg"])
-    dR = random_rotation(axis * angle)
-    spin = SPIN[cat] | ((cat == CATEGORIES.index("mug")) & ~pool["handle_visible"][idx].bool())
     yaw = torch.rand(B, generator=g) * 2 * math.pi * spin
-    dR = torch.bmm(dR, random_rotation(torch.stack([torch.zeros(B), yaw, torch.zeros(B)], -1)))
+    dR = torch.bmm(random_rotation(axis * angle), yaw_rotation(yaw))
     dt = torch.randn(B, 3, generator=g) * aug["trans_sigma_m"]
-    shift = torch.bmm(dt[:, None], R)  # (B, 1, 3) the translation error in the object frame
-    local = torch.bmm(local - shift, dR)  # points seen in the noisy frame
-    centre = torch.bmm(-shift, dR)[:, 0]  # where the true box centre lies in it
+    local, centre = noisy_frame(local, R, dR, dt)
     local = local + torch.randn(local.shape, generator=g) * aug["jitter_m"]
     return local, cat, size, centre
 
@@ -83,29 +103,38 @@ def train_size(pool: dict, val_pool: dict | None, out: Path, cfg: dict, seed: in
                progress: bool = True) -> dict:
     """Fit a SizeNet on a point pool (``cfg``: config/size_net.yaml).
     Returns {"best_val": .., "steps": .., "seconds": ..}."""
+    from genpose_ros.pose.size_net import SIZE_FORMAT, SizeNet
+
+    torch.manual_seed(seed)
+    model_cfg = {"categories": list(CATEGORIES), "n_points": cfg["n_points"], **cfg["model"]}
+    return fit_points_net(SizeNet(model_cfg), pool, val_pool, make_batch, box_loss, out / "size_net.pt",
+                          cfg, SIZE_FORMAT, "size net", seed, progress)
+
+
+def fit_points_net(net, pool: dict, val_pool: dict | None, batch_fn, loss_fn, path: Path, cfg: dict,
+                   fmt: str, desc: str, seed: int = 0, progress: bool = True) -> dict:
+    """The training loop of the small point networks (SizeNet, verifier): Adam with exponential
+    decay, ``batch_fn(pool, idx, n_points, generator, cfg["augment"])`` batches, ``loss_fn(net,
+    *batch)``, validation on one fixed draw of ``val_pool``; the best checkpoint (format ``fmt``)
+    goes to ``path``, ``log.jsonl`` beside it. Returns {"best_val", "steps", "seconds"}."""
     from tqdm import tqdm
 
     from genpose_ros.pose.checkpoint import save_checkpoint
-    from genpose_ros.pose.size_net import SIZE_FORMAT, SizeNet
 
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
     g = torch.Generator().manual_seed(seed)
-    model_cfg = {"categories": list(CATEGORIES), "n_points": cfg["n_points"], **cfg["model"]}
-    net = SizeNet(model_cfg)
     opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: cfg["lr_final_ratio"] ** (k / cfg["steps"]))
     val = None
     if val_pool is not None:
         vg = torch.Generator().manual_seed(12345)
-        val = make_batch(val_pool, torch.arange(len(val_pool["points"])), cfg["n_points"], vg,
-                         cfg["augment"])
+        val = batch_fn(val_pool, torch.arange(len(val_pool["points"])), cfg["n_points"], vg, cfg["augment"])
     n, best, t0 = len(pool["points"]), math.inf, time.time()
-    log = open(out / "log.jsonl", "w")
-    for step in tqdm(range(1, cfg["steps"] + 1), desc="size net", disable=not progress, mininterval=5):
-        batch = make_batch(pool, torch.randint(n, (cfg["batch_size"],), generator=g), cfg["n_points"], g,
-                           cfg["augment"])
-        loss = box_loss(net, *batch)
+    log = open(path.parent / "log.jsonl", "w")
+    for step in tqdm(range(1, cfg["steps"] + 1), desc=desc, disable=not progress, mininterval=5):
+        batch = batch_fn(pool, torch.randint(n, (cfg["batch_size"],), generator=g), cfg["n_points"], g,
+                         cfg["augment"])
+        loss = loss_fn(net, *batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -114,13 +143,13 @@ def train_size(pool: dict, val_pool: dict | None, out: Path, cfg: dict, seed: in
             rec = {"step": step, "loss": float(loss.detach()), "seconds": round(time.time() - t0, 1)}
             if val is not None:
                 with torch.no_grad():
-                    rec["val_loss"] = float(box_loss(net, *val))
+                    rec["val_loss"] = float(loss_fn(net, *val))
             log.write(json.dumps(rec) + "\n")
             log.flush()
             score = rec.get("val_loss", rec["loss"])
             if score < best:
                 best = score
-                save_checkpoint(out / "size_net.pt", net.state_dict(), model_cfg, step, cfg, fmt=SIZE_FORMAT)
+                save_checkpoint(path, net.state_dict(), net.config, step, cfg, fmt=fmt)
     log.close()
     return {"best_val": best, "steps": cfg["steps"], "seconds": time.time() - t0}
 
@@ -128,13 +157,14 @@ def train_size(pool: dict, val_pool: dict | None, out: Path, cfg: dict, seed: in
 POSITIVE_KEYS = ("steps", "batch_size", "lr", "lr_final_ratio", "n_points", "eval_every")
 
 
-def resolve_config(args) -> dict:
-    """config/size_net.yaml, with ``--config`` checked against it (unknown keys and wrong types
-    are rejected before any data loads) and merged over it, then the command-line flags."""
+def resolve_config(args, name: str = "size_net.yaml") -> dict:
+    """config/``name`` (config/size_net.yaml, or config/verifier.yaml for the verifier), with
+    ``--config`` checked against it (unknown keys and wrong types are rejected before any data
+    loads) and merged over it, then the command-line flags."""
     from genpose_ros.config import ConfigError, checked, find_config, load_config, require_positive
 
-    defaults = load_config(find_config("size_net.yaml"))
-    where = args.config or "config/size_net.yaml"
+    defaults = load_config(find_config(name))
+    where = args.config or f"config/{name}"
     cfg = checked(load_config(args.config), defaults, where) if args.config else defaults
     require_positive(cfg, POSITIVE_KEYS, where)
     lo_hi = cfg["augment"]["box_scale"]
@@ -149,20 +179,26 @@ def resolve_config(args) -> dict:
 
 
 def train_main(args) -> int:
-    """Entry of ``genpose train --task size`` (flags --data --val --cache --out --config (default
-    config/size_net.yaml) --steps --batch-size --lr --eval-every --seed; --threads is applied by the
-    caller)."""
+    """Entry of ``genpose train --task size`` and ``--task verifier`` (flags --data --val --cache
+    --out --config (default config/size_net.yaml, config/verifier.yaml) --steps --batch-size --lr
+    --eval-every --seed; --threads is applied by the caller)."""
     from genpose_ros.data.dataset import InstanceDataset
     from genpose_ros.data.pool import PointPool
 
-    cfg = resolve_config(args)
+    if args.task == "verifier":
+        from genpose_ros.pose.verifier_train import train_verifier as train
+        cfg, label, name, what = (resolve_config(args, "verifier.yaml"), "verifier", "verifier.pt",
+                                  "mean |log(1 + rotation error / 5 deg)| error")
+    else:
+        train, cfg, label, name, what = train_size, resolve_config(args), "size net", "size_net.pt", \
+            "mean |log size error|"
 
     def pool_of(folders, cache):  # every instance once: the pool's tensors (CPU)
         return PointPool.from_dataset(InstanceDataset(folders, n_points=1024, seed=args.seed), cache=cache).data
 
     pool = pool_of(args.data, args.cache)
     val_pool = pool_of(args.val, None) if args.val else None
-    res = train_size(pool, val_pool, Path(args.out), cfg, seed=args.seed)
-    print(f"size net: {res['steps']} steps in {res['seconds']:.0f} s, best mean |log size error| "
-          f"{res['best_val']:.4f}; wrote {Path(args.out) / 'size_net.pt'}")
+    res = train(pool, val_pool, Path(args.out), cfg, seed=args.seed)
+    print(f"{label}: {res['steps']} steps in {res['seconds']:.0f} s, best {what} "
+          f"{res['best_val']:.4f}; wrote {Path(args.out) / name}")
     return 0

@@ -20,6 +20,7 @@ Launch::
         --data data/synth/train --out runs/joint                                           # 4 GPUs (DDP)
     genpose train --task segmentation --data data/synth/train --out runs/seg               # Mask R-CNN
     genpose train --task size --data data/synth/train --val data/synth/val --out runs/size # SizeNet
+    genpose train --task verifier --data data/synth/train --val data/synth/val --out runs/v # verifier
 
 Data: every instance of ``--data`` is read once into a ``PointPool`` on the training device;
 ``--stream-workers N`` adds N render processes (``genpose_ros.data.stream.FrameStream``) whose
@@ -46,8 +47,9 @@ from genpose_ros.arguments import add_threads, apply_threads, non_negative_int, 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", choices=["pose", "segmentation", "size"], default="pose",
-                   help="pose model, Mask R-CNN segmenter, or the size network (config/size_net.yaml)")
+    p.add_argument("--task", choices=["pose", "segmentation", "size", "verifier"], default="pose",
+                   help="pose model, Mask R-CNN segmenter, the size network (config/size_net.yaml) or "
+                        "the pose verifier (config/verifier.yaml)")
     p.add_argument("--data", default=None, nargs="+",
                    help="training split folder(s) (NOCS layout written by `genpose data generate`)")
     p.add_argument("--val", default=None, nargs="+", help="validation split (default: no validation curve)")
@@ -55,7 +57,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="point-pool cache file (.pt): depth/mask images are read once, then reused")
     p.add_argument("--out", required=True, help="output folder (checkpoints, logs)")
     p.add_argument("--config", default=None,
-                   help="training config YAML (default: config/train.yaml; --task size: config/size_net.yaml)")
+                   help="training config YAML (default: config/train.yaml; --task size: config/size_net.yaml; "
+                        "--task verifier: config/verifier.yaml)")
     p.add_argument("--schedule", choices=["joint", "genpose"], default=None, help="stage schedule")
     p.add_argument("--steps", type=positive_int, default=None, help="total optimisation steps over all stages")
     p.add_argument("--batch-size", type=positive_int, default=None)
@@ -86,11 +89,11 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--task segmentation trains on --data (rendered split folders) "
                              "and/or --stream-workers N (render while training)")
         return train_main(args)
-    if args.task == "size":
+    if args.task in ("size", "verifier"):
         from genpose_ros.pose.size_train import train_main
 
         if not args.data or args.stream_workers:
-            raise ValueError("--task size trains on --data (a rendered split); "
+            raise ValueError(f"--task {args.task} trains on --data (a rendered split); "
                              "--stream-workers serves the pose task")
         return train_main(args)
     if not args.data and not args.stream_workers:
@@ -207,7 +210,7 @@ def validate(model, sde, val_batches: list, cfg: dict) -> dict:
             pts, cat, p0, _ = to_batch(batch, device)
             with torch.no_grad():
                 cond = model.encode(pts, cat)
-                steps = {"n_steps": cfg["val_steps"]} if mode == "score_scaling" else {}
+                steps = {"n_steps": cfg["val_steps"], "verify_turns": 0} if mode == "score_scaling" else {}
                 s = sampling.get_sampler(mode)(model, sde, cond, generator=gen, **steps)
             R_pred, t_pred = geometry.vec_to_pose(s.pose.cpu())
             R_gt, t_gt = geometry.vec_to_pose(p0.cpu())

@@ -1,0 +1,91 @@
+"""Pose verifier: how far off is a candidate rotation, judged from the points it canonicalises.
+
+GenPose's EnergyNet ranks candidates from the encoder's feature of the camera-frame cloud; for
+objects whose turn about their up axis is told by a small part (a camera's lens, a laptop's
+lid, a mug's handle) it keeps many candidates that are turned the wrong way, although the best
+of the K candidates is often right. The verifier looks at the cloud the other way round: the
+points are moved into each candidate's object frame (``size_net.canonicalize``), where a right
+pose puts the lens at +z, the hinge at -z and the handle at +x, and a small PointNet on those
+canonical points, with the extents they span, predicts the candidate's rotation error (degrees;
+for symmetric objects the error of the up axis, as the metrics count it). It is trained on
+ground-truth poses turned by random errors (``verifier_train``), so it does not depend on the
+pose model whose candidates it ranks.
+
+    net = load_verifier("models/verifier.pt")
+    err_deg = net.rotation_error(points, R, t, category_idx)   # (B, N, 3), (B, K, 3, 3), (B, K, 3), (B,) -> (B, K)
+
+Checkpoints are ``genpose_ros.pose.checkpoint`` dicts of format ``VERIFIER_FORMAT`` (read with
+``weights_only=True``).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from genpose_ros.pose.size_net import MIN_EXTENT_M, extent_fit
+
+VERIFIER_FORMAT = "genpose_ros.verifier/1"
+VERIFIER_WHAT = "verifier checkpoint"
+MAX_ERROR_DEG = 180.0
+
+
+class PoseVerifier(nn.Module):
+    """Canonical points -> rotation error. Config: ``{"categories": [...], "n_points": 128,
+    "widths": [64, 128, 256], "hidden": 128, "cat_dim": 16, "quantile": 0.97}``
+    (config/verifier.yaml ``model``)."""
+
+    def __init__(self, config: dict):
+        super().__init__()
+        self.config = dict(config)
+        self.categories = list(config["categories"])
+        self.quantile = float(config.get("quantile", 0.97))
+        widths = [3] + list(config.get("widths", [64, 128, 256]))
+        layers: list[nn.Module] = []
+        for a, b in zip(widths[:-1], widths[1:]):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        self.point_mlp = nn.Sequential(*layers)
+        cat_dim, hidden = config.get("cat_dim", 16), config.get("hidden", 128)
+        self.cat_embed = nn.Embedding(len(self.categories), cat_dim)
+        self.head = nn.Sequential(nn.Linear(2 * widths[-1] + 9 + cat_dim, hidden), nn.ReLU(),
+                                  nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+    def forward(self, local: torch.Tensor, category: torch.Tensor) -> torch.Tensor:
+        """Object-frame points (M, N, 3) under candidate poses, category indices (M,) -> predicted
+        rotation error (M,) in degrees, in [0, 180]."""
+        fit = extent_fit(local, self.quantile)  # (M, 3) mirrored extents
+        scale = fit.amax(dim=-1)
+        x = self.point_mlp(local / scale[:, None, None])
+        lo_hi = torch.quantile(local, torch.tensor([1.0 - self.quantile, self.quantile], device=local.device), dim=1)
+        span = (lo_hi[1] - lo_hi[0]).clamp_min(MIN_EXTENT_M)  # seen extent per axis
+        mid = 0.5 * (lo_hi[1] + lo_hi[0]) / scale[:, None]  # where the seen points lie in the frame
+        feat = torch.cat([x.amax(dim=1), x.mean(dim=1), torch.log(fit), torch.log(span / fit), mid,
+                          self.cat_embed(category)], dim=-1)
+        return MAX_ERROR_DEG * torch.sigmoid(self.head(feat)[:, 0])
+
+    @torch.no_grad()
+    def rotation_error(self, points: torch.Tensor, R: torch.Tensor, t: torch.Tensor,
+                       category: torch.Tensor) -> torch.Tensor:
+        """Camera-frame points (B, N, 3) (a random sample; the first ``n_points`` are used), K
+        candidate poses per object R (B, K, 3, 3), t (B, K, 3), category (B,) -> predicted rotation
+        error (B, K) in degrees."""
+        B, K = R.shape[:2]
+        n = int(self.config.get("n_points", points.shape[1]))
+        pts = points[:, None, :n].expand(B, K, -1, 3)
+        local = torch.matmul(pts - t[:, :, None, :], R)  # (B, K, n, 3): R^T (p - t) per candidate
+        err = self(local.reshape(B * K, -1, 3), category.repeat_interleave(K))
+        return err.reshape(B, K)
+
+    def category_index(self, categories: list[str], device=None) -> torch.Tensor:
+        missing = [c for c in categories if c not in self.categories]
+        if missing:
+            raise ValueError(f"the verifier does not know the categories {missing}; it knows {self.categories}")
+        return torch.tensor([self.categories.index(c) for c in categories], dtype=torch.long, device=device)
+
+
+def load_verifier(path, map_location: str | torch.device = "cpu") -> PoseVerifier:
+    """PoseVerifier from a safe checkpoint; missing, corrupt, non-finite or mismatched files raise
+    CheckpointError."""
+    from genpose_ros.pose.checkpoint import build, load_checkpoint
+
+    ckpt = load_checkpoint(path, map_location=map_location, fmt=VERIFIER_FORMAT, what=VERIFIER_WHAT)
+    return build(PoseVerifier, ckpt, str(path), what=VERIFIER_WHAT).eval()

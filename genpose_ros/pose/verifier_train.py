@@ -1,0 +1,78 @@
+"""``genpose train --task verifier``: train the pose verifier (``genpose_ros.pose.verifier``).
+
+    genpose train --task verifier --data data/synth/train --val data/synth/val --out runs/verifier \\
+        --cache runs/pool_train.pt --threads 1
+    cp runs/verifier/verifier.pt models/verifier.pt
+
+Items come from ``genpose_ros.data.pool.PointPool`` like the SizeNet's (``size_train``: the same
+box deformation and loop). Each instance is seen under its ground-truth pose turned by a random
+rotation error drawn from a mixture (``augment`` in config/verifier.yaml), shaped like the
+candidates a sampler returns: small errors about a random axis, a turn of any angle about the
+object's up axis on top of a small error (the mistake camera, laptop and mug candidates make),
+and uniformly random rotations; plus a translation error. The target is the rotation error as
+the metrics count it (the up axis' error alone where the turn about it is not observable).
+Loss: L1 of log(1 + error / 5 deg), which weighs the errors that decide 5deg / 10deg most.
+Writes ``verifier.pt`` (best validation loss) and ``log.jsonl`` into ``--out``.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from genpose_ros import CATEGORIES
+from genpose_ros.pose.size_train import deformed_instances, fit_points_net, noisy_frame, random_rotation, yaw_rotation
+
+LOSS_SCALE_DEG = 5.0
+
+
+def error_deg(dR: torch.Tensor, spin: torch.Tensor) -> torch.Tensor:
+    """Rotation errors (B, 3, 3) -> degrees (B,): the full angle, or the up (y) axis' angle where
+    ``spin``."""
+    cos_full = (dR.diagonal(dim1=-2, dim2=-1).sum(-1) - 1.0) / 2.0
+    cos = torch.where(spin, dR[:, 1, 1], cos_full)
+    return torch.rad2deg(torch.arccos(cos.clamp(-1.0, 1.0)))
+
+
+def rotation_errors(B: int, g: torch.Generator, aug: dict) -> torch.Tensor:
+    """(B, 3, 3) errors R_est = R dR from the mixture of ``aug``: ``p_yaw`` a turn of any angle
+    about y times a small error, ``p_uniform`` a uniformly random rotation, the rest a small error
+    (angle |N(0, small_deg)| about a random axis)."""
+    axis = torch.nn.functional.normalize(torch.randn(B, 3, generator=g), dim=-1)
+    small = random_rotation(axis * torch.randn(B, 1, generator=g).abs() * math.radians(aug["small_deg"]))
+    yaw = yaw_rotation((2 * torch.rand(B, generator=g) - 1) * math.pi)
+    q = torch.nn.functional.normalize(torch.randn(B, 4, generator=g), dim=-1)  # uniform on SO(3)
+    from scipy.spatial.transform import Rotation
+    uniform = torch.from_numpy(Rotation.from_quat(q.double().numpy()).as_matrix()).float()
+    u = torch.rand(B, generator=g)
+    dR = torch.where((u < aug["p_yaw"])[:, None, None], torch.bmm(yaw, small), small)
+    return torch.where((u > 1 - aug["p_uniform"])[:, None, None], uniform, dR)
+
+
+def make_batch(pool: dict, idx: torch.Tensor, n_points: int, g: torch.Generator, aug: dict):
+    """Augmented batch -> (points in a wrong frame (B, N, 3), category (B,), its rotation error (B,) deg)."""
+    B = len(idx)
+    local, R, _, cat, spin = deformed_instances(pool, idx, n_points, g, aug["box_scale"])
+    dR = rotation_errors(B, g, aug)
+    dt = torch.randn(B, 3, generator=g) * aug["trans_sigma_m"]
+    local, _ = noisy_frame(local, R, dR, dt)
+    local = local + torch.randn(local.shape, generator=g) * aug["jitter_m"]
+    return local, cat, error_deg(dR, spin)
+
+
+def verifier_loss(net, local, cat, err) -> torch.Tensor:
+    """Mean |log(1 + pred / 5) - log(1 + err / 5)| (degrees)."""
+    pred = net(local, cat)
+    return (torch.log1p(pred / LOSS_SCALE_DEG) - torch.log1p(err / LOSS_SCALE_DEG)).abs().mean()
+
+
+def train_verifier(pool: dict, val_pool: dict | None, out: Path, cfg: dict, seed: int = 0,
+                   progress: bool = True) -> dict:
+    """Fit a PoseVerifier on a point pool (``cfg``: config/verifier.yaml)."""
+    from genpose_ros.pose.verifier import VERIFIER_FORMAT, PoseVerifier
+
+    torch.manual_seed(seed)
+    model_cfg = {"categories": list(CATEGORIES), "n_points": cfg["n_points"], **cfg["model"]}
+    return fit_points_net(PoseVerifier(model_cfg), pool, val_pool, make_batch, verifier_loss,
+                          out / "verifier.pt", cfg, VERIFIER_FORMAT, "verifier", seed, progress)

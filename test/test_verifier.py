@@ -1,0 +1,177 @@
+"""Pose verifier: its error targets, training batches, safe checkpoints, that it learns to tell a
+turned frame from the right one, the shipped network on rendered objects, and the genpose
+sampler's rotation check."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+from genpose_ros import CATEGORIES
+from genpose_ros.paths import package_share
+from genpose_ros.pose.checkpoint import CheckpointError, save_checkpoint
+from genpose_ros.pose.verifier import VERIFIER_FORMAT, PoseVerifier, load_verifier
+from genpose_ros.pose.verifier_train import error_deg, make_batch, rotation_errors, verifier_loss
+
+SHIPPED = package_share() / "models" / "verifier.pt"
+SMALL = {"categories": list(CATEGORIES), "n_points": 64, "widths": [16, 32], "hidden": 32, "cat_dim": 4,
+         "quantile": 0.97}
+AUG = {"box_scale": [1.0, 1.0], "small_deg": 10.0, "p_yaw": 0.45, "p_uniform": 0.15, "trans_sigma_m": 0.0,
+       "jitter_m": 0.0}
+
+
+def _rot(rotvec) -> torch.Tensor:
+    return torch.from_numpy(Rotation.from_rotvec(rotvec).as_matrix()).float()
+
+
+def test_error_targets_count_the_up_axis_alone_where_the_turn_is_unobservable():
+    yaw90 = _rot([[0, math.pi / 2, 0]])
+    tilt30 = _rot([[math.radians(30), 0, 0]])
+    both = torch.bmm(yaw90, tilt30)
+    full = error_deg(torch.cat([yaw90, tilt30]), torch.tensor([False, False]))
+    np.testing.assert_allclose(full.numpy(), [90.0, 30.0], atol=1e-3)
+    up = error_deg(torch.cat([yaw90, both]), torch.tensor([True, True]))
+    np.testing.assert_allclose(up.numpy(), [0.0, 30.0], atol=1e-2)
+
+
+def test_error_mixture_has_its_shares():
+    g = torch.Generator().manual_seed(0)
+    dR = rotation_errors(4000, g, AUG)
+    torch.testing.assert_close(torch.bmm(dR, dR.transpose(1, 2)), torch.eye(3).expand(4000, 3, 3), atol=1e-5, rtol=0)
+    err = error_deg(dR, torch.zeros(4000, dtype=torch.bool))
+    tilt = error_deg(dR, torch.ones(4000, dtype=torch.bool))  # the up axis alone
+    small = err < 40
+    assert 0.45 < small.float().mean() < 0.56  # the small-error share (0.4) and the small turns about y
+    # turns about y keep the up axis nearly in place while the full error is large
+    assert 0.26 < ((err > 60) & (tilt < 40)).float().mean() < 0.37  # 0.45 x 120 / 180 of the turns, a few uniform
+    assert float(err.max()) > 170
+
+
+def _box_with_nose(n, rng):
+    """Points of a 12 x 8 x 6 cm box with a lens-like bump on its +z face (a camera's cue)."""
+    size = np.array([0.12, 0.08, 0.06])
+    pts = rng.uniform(-0.5, 0.5, (n, 3)) * size
+    axis = rng.integers(3, size=n)
+    pts[np.arange(n), axis] = np.sign(rng.uniform(-1, 1, n)) * size[axis] / 2
+    nose = rng.uniform(0, 1, n) < 0.25
+    ang, r = rng.uniform(0, 2 * np.pi, nose.sum()), 0.02 * np.sqrt(rng.uniform(0, 1, nose.sum()))
+    pts[nose] = np.stack([0.03 + r * np.cos(ang), r * np.sin(ang), 0.03 + rng.uniform(0, 0.03, nose.sum())], -1)
+    return pts
+
+
+def _pool(n_inst, rng, n=64):
+    R = _rot(Rotation.random(n_inst, random_state=1).as_rotvec())
+    t = torch.tensor([[0.05, -0.02, 0.7]]).expand(n_inst, 3)
+    local = torch.from_numpy(np.stack([_box_with_nose(n, rng) for _ in range(n_inst)])).float()
+    return {"points": torch.bmm(local, R.transpose(1, 2)) + t[:, None], "R": R, "t": t,
+            "size": torch.tensor([0.12, 0.11, 0.09]).expand(n_inst, 3),
+            "category": torch.full((n_inst,), CATEGORIES.index("camera")), "handle_visible": torch.ones(n_inst)}
+
+
+def test_verifier_learns_to_tell_a_turned_frame_from_the_right_one():
+    rng = np.random.default_rng(0)
+    torch.manual_seed(0)
+    net = PoseVerifier(SMALL)
+    pool = _pool(16, rng)
+    g = torch.Generator().manual_seed(0)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(300):
+        loss = verifier_loss(net, *make_batch(pool, torch.randint(16, (32,), generator=g), 64, g, AUG))
+        losses.append(float(loss.detach()))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert np.mean(losses[-30:]) < 0.6 * np.mean(losses[:5])
+    # the right frame and frames turned about the up axis, as candidates: the right one rates best
+    turns = [0.0, 60.0, 120.0, 180.0]
+    Rk = torch.stack([torch.bmm(pool["R"][:4], _rot([[0, math.radians(a), 0]]).expand(4, 3, 3)) for a in turns], 1)
+    tk = pool["t"][:4, None].expand(4, len(turns), 3)
+    pred = net.rotation_error(pool["points"][:4], Rk, tk, torch.full((4,), CATEGORIES.index("camera")))
+    assert pred.shape == (4, 4) and (pred.argmin(dim=1) == 0).all(), pred
+
+
+def test_verifier_checkpoints_load_safely_with_clear_errors(tmp_path, tiny_pose_checkpoint):
+    net = PoseVerifier(SMALL)
+    path = save_checkpoint(tmp_path / "v.pt", net.state_dict(), SMALL, 3, fmt=VERIFIER_FORMAT)
+    again = load_verifier(path)
+    local = torch.rand(2, 64, 3) - 0.5
+    torch.testing.assert_close(again(local, torch.tensor([0, 5])), net(local, torch.tensor([0, 5])))
+    with pytest.raises(CheckpointError, match="is not a genpose_ros verifier checkpoint"):
+        load_verifier(tiny_pose_checkpoint)
+    (tmp_path / "broken.pt").write_bytes(path.read_bytes()[:200])
+    with pytest.raises(CheckpointError, match="cannot read verifier checkpoint"):
+        load_verifier(tmp_path / "broken.pt")
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    state["head.0.weight"][0, 0] = float("inf")
+    save_checkpoint(tmp_path / "inf.pt", state, SMALL, 3, fmt=VERIFIER_FORMAT)
+    with pytest.raises(CheckpointError, match="unusable: NaN or Inf weights"):
+        load_verifier(tmp_path / "inf.pt")
+    with pytest.raises(ValueError, match=r"verifier does not know the categories \['cup'\]"):
+        net.category_index(["cup"])
+
+
+def _angle_to(R_target):
+    """A verify callable rating candidates by their true angle to ``R_target`` (B, 3, 3)."""
+    from genpose_ros import geometry
+
+    def verify(hyp):
+        R = geometry.rot6d_to_rotmat(hyp[..., :6])
+        cos = ((torch.einsum("bkij,bij->bk", R, R_target) - 1) / 2).clamp(-1, 1)
+        return torch.rad2deg(torch.arccos(cos))
+    return verify
+
+
+def test_verified_rotations_keep_one_mode_and_best_turn_finds_the_right_turn():
+    from genpose_ros import geometry
+    from genpose_ros.pose.sampling import _verified_rotations, best_turn
+
+    truth = _rot([[0.3, -0.2, 0.1]])
+    turns = [0, 3, 8, 12, 90, 95, 180, 185]  # degrees about the object's y axis
+    R = torch.stack([truth[0] @ _rot([[0, math.radians(a), 0]])[0] for a in turns])[None]
+    hyp = geometry.pose_to_vec(R, torch.zeros(1, len(turns), 3))
+    mask = _verified_rotations(hyp, _angle_to(truth), near_deg=20.0, keep_ratio=0.5)
+    assert mask.tolist() == [[1, 1, 0, 0, 0, 0, 0, 0]]  # 4 within 20 deg of the best, its best half
+    wrong = geometry.pose_to_vec(truth @ _rot([[0, math.radians(150), 0]]), torch.tensor([[0.0, 0.0, 0.5]]))
+    fixed = best_turn(wrong, _angle_to(truth), 12)
+    Rf, tf = geometry.vec_to_pose(fixed)
+    assert float(_angle_to(truth)(fixed[:, None])[0, 0]) < 1.0 + 30.0 / 2  # 150 deg is 5 turns of 30 deg
+    torch.testing.assert_close(tf, torch.tensor([[0.0, 0.0, 0.5]]))
+    torch.testing.assert_close(best_turn(wrong, _angle_to(truth), 1), wrong)
+
+
+def test_estimator_verifier_modes_and_errors(tmp_path, tiny_pose_checkpoint):
+    from genpose_ros.config import ConfigError
+    from genpose_ros.pose.estimator import PoseEstimator
+
+    torch.manual_seed(0)
+    net = PoseVerifier(dict(SMALL, n_points=64))
+    path = save_checkpoint(tmp_path / "v.pt", net.state_dict(), net.config, 0, fmt=VERIFIER_FORMAT)
+    rng = np.random.default_rng(0)
+    pts = (rng.normal(size=(2, 256, 3)) * 0.03 + [0.0, 0.0, 0.6]).astype(np.float32)
+    est = PoseEstimator.from_checkpoint(tiny_pose_checkpoint, config={"verifier": {"checkpoint": str(path)}})
+    assert est.verifier is not None
+    a = est.estimate(pts, ["camera", "mug"], mode="genpose", ranking="verifier", num_candidates=8, n_steps=3)
+    assert a.R.shape == (2, 3, 3) and np.isfinite(a.R).all()
+    b = est.estimate(pts, ["camera", "mug"], mode="score_scaling", verify_turns=12, n_steps=3)
+    assert np.allclose(np.linalg.det(b.R), 1.0, atol=1e-4)
+    with pytest.raises(ConfigError, match="modes.genpose.ranking is 'verifier' and modes.score_scaling.verify_turns "
+                                          "is 36 but verifier.checkpoint is empty"):
+        PoseEstimator.from_checkpoint(tiny_pose_checkpoint, config={"verifier": {"checkpoint": ""}})
+    plain = {"verifier": {"checkpoint": ""}, "modes": {"genpose": {"ranking": "energy"},
+                                                       "score_scaling": {"verify_turns": 0}}}
+    none = PoseEstimator.from_checkpoint(tiny_pose_checkpoint, config=plain)
+    assert none.verifier is None
+    none.estimate(pts, ["camera", "mug"], mode="genpose", num_candidates=4, n_steps=2)
+    with pytest.raises(ValueError, match="ranking 'verifier' needs a pose verifier"):
+        none.estimate(pts, ["camera", "mug"], mode="genpose", ranking="verifier", num_candidates=4, n_steps=2)
+    with pytest.raises(ValueError, match="verify_turns 12 needs a pose verifier"):
+        none.estimate(pts, ["camera", "mug"], mode="score_scaling", verify_turns=12, n_steps=2)
+    with pytest.raises(ValueError, match="unknown ranking 'verfier'"):
+        est.estimate(pts, ["camera", "mug"], mode="genpose", ranking="verfier", num_candidates=4, n_steps=2)
+    with pytest.raises(ConfigError, match="unknown key 'verifier.checkpont'"):
+        PoseEstimator.from_checkpoint(tiny_pose_checkpoint, config={"verifier": {"checkpont": ""}})
+    with pytest.raises(CheckpointError, match="verifier checkpoint not found"):
+        PoseEstimator.from_checkpoint(tiny_pose_checkpoint, config={"verifier": {"checkpoint": str(tmp_path / "x.pt")}})
