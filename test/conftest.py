@@ -88,3 +88,15 @@ def tiny_train_config(**overrides) -> dict:
     cfg.update(model=TINY_MODEL, batch_size=4, n_noise=2, log_every=1, eval_every=3, save_every=4,
                val_instances=4, val_steps=2, pool_points=256, warmup=2, **overrides)
     return cfg
+
+
+@pytest.fixture(scope="session")
+def tiny_train_val(tmp_path_factory):
+    """A rendered train split (2 scenes x 2 views) and val split (1 scene), for the small nets' training tests."""
+    from genpose_ros.data.generate import GenerateConfig, generate
+
+    root = tmp_path_factory.mktemp("train_val")
+    generate(GenerateConfig(out=str(root / "train"), split="train", seed=0, scenes=2, views_per_scene=2),
+             progress=False)
+    generate(GenerateConfig(out=str(root / "val"), split="val", seed=0, scenes=1), progress=False)
+    return root

@@ -208,30 +208,30 @@ def test_estimator_size_methods(tmp_path, tiny_pose_checkpoint):
         PoseEstimator.from_checkpoint(tiny_pose_checkpoint, config={"size": {"checkpoint": str(tmp_path / "x.pt")}})
 
 
-def test_train_task_size_end_to_end(tmp_path, capsys):
+@pytest.mark.parametrize("task,config,file", [("size", "size_net.yaml", "size_net.pt"),
+                                               ("verifier", "verifier.yaml", "verifier.pt")])
+def test_train_task_small_nets_end_to_end(tmp_path, capsys, tiny_train_val, task, config, file):
+    """`genpose train --task size|verifier`: the loop, its log, validation and checkpoint."""
     import yaml
 
     from genpose_ros.config import CONFIG_DIR, load_config
-    from genpose_ros.data.generate import GenerateConfig, generate
     from genpose_ros.pose import train
+    from genpose_ros.pose.verifier import load_verifier
 
-    generate(GenerateConfig(out=str(tmp_path / "train"), split="train", seed=0, scenes=2, views_per_scene=2),
-             progress=False)
-    generate(GenerateConfig(out=str(tmp_path / "val"), split="val", seed=0, scenes=1), progress=False)
-    cfg = load_config(CONFIG_DIR / "size_net.yaml")
+    cfg = load_config(CONFIG_DIR / config)
     cfg.update(n_points=64, eval_every=10, model=dict(cfg["model"], widths=[8, 16], hidden=16))
-    (tmp_path / "size.yaml").write_text(yaml.safe_dump(cfg))
+    (tmp_path / "small.yaml").write_text(yaml.safe_dump(cfg))
     out = tmp_path / "run"
-    rc = train.main(["--task", "size", "--data", str(tmp_path / "train"), "--val", str(tmp_path / "val"),
-                     "--out", str(out), "--config", str(tmp_path / "size.yaml"), "--steps", "30",
+    rc = train.main(["--task", task, "--data", str(tiny_train_val / "train"), "--val", str(tiny_train_val / "val"),
+                     "--out", str(out), "--config", str(tmp_path / "small.yaml"), "--steps", "30",
                      "--batch-size", "8", "--cache", str(tmp_path / "pool.pt"), "--threads", "1"])
-    assert rc == 0 and "size net: 30 steps" in capsys.readouterr().out
+    assert rc == 0 and f"{'size net' if task == 'size' else task}: 30 steps" in capsys.readouterr().out
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [10, 20, 30] and all(np.isfinite(r["val_loss"]) for r in log)
-    net = load_size_net(out / "size_net.pt")
+    net = (load_size_net if task == "size" else load_verifier)(out / file)
     assert net.config["n_points"] == 64 and (tmp_path / "pool.pt").is_file()
     with pytest.raises(SystemExit):
-        train.main(["--task", "size", "--data", str(tmp_path / "train"), "--out", str(out), "--steps", "0"])
+        train.main(["--task", task, "--data", str(tiny_train_val / "train"), "--out", str(out), "--steps", "0"])
     assert "argument --steps: must be >= 1, got 0" in capsys.readouterr().err
 
 

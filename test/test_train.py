@@ -16,15 +16,9 @@ from conftest import TINY_MODEL, tiny_train_config
 
 
 @pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    from genpose_ros.data.generate import GenerateConfig, generate
-
-    root = tmp_path_factory.mktemp("synth")
-    generate(GenerateConfig(out=str(root / "train"), split="train", seed=0, scenes=2, views_per_scene=2),
-             progress=False)
-    generate(GenerateConfig(out=str(root / "val"), split="val", seed=0, scenes=1), progress=False)
-    (root / "tiny.yaml").write_text(yaml.safe_dump(tiny_train_config()))
-    return root
+def tiny_data(tiny_train_val):
+    (tiny_train_val / "tiny.yaml").write_text(yaml.safe_dump(tiny_train_config()))
+    return tiny_train_val
 
 
 def _records(out):

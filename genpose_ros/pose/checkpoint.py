@@ -24,7 +24,7 @@ FORMAT = "genpose_ros.pose/1"
 REQUIRED = ("format", "model", "model_config", "step")
 WHAT = "pose checkpoint"
 
-__all__ = ["CheckpointError", "FORMAT", "build", "build_model", "load_checkpoint", "save_checkpoint"]
+__all__ = ["CheckpointError", "FORMAT", "build", "build_model", "load_checkpoint", "load_net", "save_checkpoint"]
 
 
 def save_checkpoint(path: str | os.PathLike, model_state: dict, model_config: dict, step: int,
@@ -66,3 +66,10 @@ def build(model_cls, ckpt: dict, path: str = "<checkpoint>", state_key: str = "m
         raise CheckpointError(f"checkpoint {path}: invalid model_config: {exc}") from exc
     load_state(model, ckpt[state_key], path, what)
     return model
+
+
+def load_net(model_cls, path: str | os.PathLike, fmt: str, what: str, map_location: str | torch.device = "cpu"):
+    """A model of another kind than the pose model (the SizeNet, the verifier) from its safe
+    checkpoint of format ``fmt``, in eval mode; every failure raises CheckpointError naming ``what``."""
+    ckpt = load_checkpoint(path, map_location=map_location, fmt=fmt, what=what)
+    return build(model_cls, ckpt, str(path), what=what).eval()

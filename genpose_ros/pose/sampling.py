@@ -271,6 +271,23 @@ def best_turn(pose: torch.Tensor, verify: Callable, turns: int) -> torch.Tensor:
     return cand[torch.arange(len(pose)), pick]
 
 
+def turn_check(model: PoseNet, sde: VESDE, cond: torch.Tensor, pose: torch.Tensor, nfe: int,
+               verify: Callable | None, s: dict, generator: torch.Generator | None) -> tuple[torch.Tensor, int]:
+    """With ``verify_turns`` > 1 (settings ``s``): ``best_turn`` of the poses (B, 9) and, with
+    ``polish``, one warm-started sample from there as the tracking mode runs it (one candidate).
+    Returns the poses and the network evaluations per candidate."""
+    if s["verify_turns"] <= 1:
+        return pose, nfe
+    if verify is None:
+        raise ValueError(f"verify_turns {s['verify_turns']} needs a pose verifier (config/estimator.yaml "
+                         "verifier.checkpoint); 0 switches the turn check off")
+    pose = best_turn(pose, verify, int(s["verify_turns"]))
+    if s["polish"]:
+        polished = sample_tracking(model, sde, cond, prev=pose, generator=generator, num_candidates=1)
+        pose, nfe = polished.pose, nfe + polished.nfe
+    return pose, nfe
+
+
 @register_sampler("score_scaling")
 def sample_score_scaling(model: PoseNet, sde: VESDE, cond: torch.Tensor, generator: torch.Generator | None = None,
                          verify: Callable | None = None, **settings) -> Sample:
@@ -281,18 +298,11 @@ def sample_score_scaling(model: PoseNet, sde: VESDE, cond: torch.Tensor, generat
     warm start (one candidate). ``settings`` override config/estimator.yaml's
     ``modes.score_scaling``."""
     s = sampler_settings("score_scaling", settings)
-    if s["verify_turns"] > 1 and verify is None:
-        raise ValueError(f"verify_turns {s['verify_turns']} needs a pose verifier (config/estimator.yaml "
-                         "verifier.checkpoint); 0 switches the turn check off")
     B, K = cond.shape[0], int(s["num_candidates"])
     x0 = sde.prior_sampling((B, K, 9), s["t0"], generator, cond.device)
     hyp, nfe = ode_sample(model, sde, cond, x0, **_ode(s))
     pose, score = aggregate(hyp)
-    if verify is not None and s["verify_turns"] > 1:
-        pose = best_turn(pose, verify, int(s["verify_turns"]))
-        if s["polish"]:  # one warm-started sample from the turned pose, as the tracking mode runs it
-            polished = sample_tracking(model, sde, cond, prev=pose, generator=generator, num_candidates=1)
-            pose, nfe = polished.pose, nfe + polished.nfe
+    pose, nfe = turn_check(model, sde, cond, pose, nfe, verify, s, generator)
     return Sample(pose, hyp, score, nfe)
 
 

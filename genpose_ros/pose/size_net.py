@@ -37,6 +37,14 @@ def extent_fit(local: torch.Tensor, quantile: float) -> torch.Tensor:
     return (2.0 * q).clamp_min(MIN_EXTENT_M)
 
 
+def point_mlp(widths: list[int]) -> nn.Sequential:
+    """The shared per-point MLP of the small point networks: Linear + ReLU per step of ``widths``."""
+    layers: list[nn.Module] = []
+    for a, b in zip(widths[:-1], widths[1:]):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
 class SizeNet(nn.Module):
     """Extent fit + learned log correction. Config: ``{"categories": [...], "n_points": 256,
     "widths": [32, 64, 128], "hidden": 128, "cat_dim": 16, "quantile": 0.97, "centre": true}``
@@ -50,10 +58,7 @@ class SizeNet(nn.Module):
         self.quantile = float(config.get("quantile", 0.97))
         self.centre = bool(config.get("centre", False))
         widths = [3] + list(config.get("widths", [64, 128, 256]))
-        layers: list[nn.Module] = []
-        for a, b in zip(widths[:-1], widths[1:]):
-            layers += [nn.Linear(a, b), nn.ReLU()]
-        self.point_mlp = nn.Sequential(*layers)
+        self.point_mlp = point_mlp(widths)
         cat_dim, hidden = config.get("cat_dim", 16), config.get("hidden", 128)
         self.cat_embed = nn.Embedding(len(self.categories), cat_dim)
         self.head = nn.Sequential(nn.Linear(2 * widths[-1] + 6 + cat_dim, hidden), nn.ReLU(),
@@ -90,16 +95,20 @@ class SizeNet(nn.Module):
         return size, t + torch.einsum("bij,bj->bi", R, centre)
 
     def category_index(self, categories: list[str], device=None) -> torch.Tensor:
-        missing = [c for c in categories if c not in self.categories]
-        if missing:
-            raise ValueError(f"the size network does not know the categories {missing}; it knows {self.categories}")
-        return torch.tensor([self.categories.index(c) for c in categories], dtype=torch.long, device=device)
+        return category_index(self.categories, categories, "size network", device)
+
+
+def category_index(known: list[str], categories: list[str], what: str, device=None) -> torch.Tensor:
+    """Indices of ``categories`` in ``known`` (B,); unknown names raise ValueError naming ``what``."""
+    missing = [c for c in categories if c not in known]
+    if missing:
+        raise ValueError(f"the {what} does not know the categories {missing}; it knows {known}")
+    return torch.tensor([known.index(c) for c in categories], dtype=torch.long, device=device)
 
 
 def load_size_net(path, map_location: str | torch.device = "cpu") -> SizeNet:
     """SizeNet from a safe checkpoint; missing, corrupt, non-finite or mismatched files raise
     CheckpointError."""
-    from genpose_ros.pose.checkpoint import build, load_checkpoint
+    from genpose_ros.pose.checkpoint import load_net
 
-    ckpt = load_checkpoint(path, map_location=map_location, fmt=SIZE_FORMAT, what=SIZE_WHAT)
-    return build(SizeNet, ckpt, str(path), what=SIZE_WHAT).eval()
+    return load_net(SizeNet, path, SIZE_FORMAT, SIZE_WHAT, map_location)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from genpose_ros.pose.size_net import MIN_EXTENT_M, extent_fit
+from genpose_ros.pose.size_net import MIN_EXTENT_M, category_index, extent_fit, point_mlp
 
 VERIFIER_FORMAT = "genpose_ros.verifier/1"
 VERIFIER_WHAT = "verifier checkpoint"
@@ -40,10 +40,7 @@ class PoseVerifier(nn.Module):
         self.categories = list(config["categories"])
         self.quantile = float(config.get("quantile", 0.97))
         widths = [3] + list(config.get("widths", [64, 128, 256]))
-        layers: list[nn.Module] = []
-        for a, b in zip(widths[:-1], widths[1:]):
-            layers += [nn.Linear(a, b), nn.ReLU()]
-        self.point_mlp = nn.Sequential(*layers)
+        self.point_mlp = point_mlp(widths)
         cat_dim, hidden = config.get("cat_dim", 16), config.get("hidden", 128)
         self.cat_embed = nn.Embedding(len(self.categories), cat_dim)
         self.head = nn.Sequential(nn.Linear(2 * widths[-1] + 9 + cat_dim, hidden), nn.ReLU(),
@@ -76,16 +73,12 @@ class PoseVerifier(nn.Module):
         return err.reshape(B, K)
 
     def category_index(self, categories: list[str], device=None) -> torch.Tensor:
-        missing = [c for c in categories if c not in self.categories]
-        if missing:
-            raise ValueError(f"the verifier does not know the categories {missing}; it knows {self.categories}")
-        return torch.tensor([self.categories.index(c) for c in categories], dtype=torch.long, device=device)
+        return category_index(self.categories, categories, "verifier", device)
 
 
 def load_verifier(path, map_location: str | torch.device = "cpu") -> PoseVerifier:
     """PoseVerifier from a safe checkpoint; missing, corrupt, non-finite or mismatched files raise
     CheckpointError."""
-    from genpose_ros.pose.checkpoint import build, load_checkpoint
+    from genpose_ros.pose.checkpoint import load_net
 
-    ckpt = load_checkpoint(path, map_location=map_location, fmt=VERIFIER_FORMAT, what=VERIFIER_WHAT)
-    return build(PoseVerifier, ckpt, str(path), what=VERIFIER_WHAT).eval()
+    return load_net(PoseVerifier, path, VERIFIER_FORMAT, VERIFIER_WHAT, map_location)
