@@ -156,6 +156,10 @@ def test_estimator_verifier_modes_and_errors(tmp_path, tiny_pose_checkpoint):
     assert a.R.shape == (2, 3, 3) and np.isfinite(a.R).all()
     b = est.estimate(pts, ["camera", "mug"], mode="score_scaling", verify_turns=12, n_steps=3)
     assert np.allclose(np.linalg.det(b.R), 1.0, atol=1e-4)
+    prev = np.tile(np.eye(4, dtype=np.float32), (2, 1, 1))
+    prev[:, :3, 3] = pts.mean(axis=1)
+    c = est.estimate(pts, ["camera", "mug"], mode="tracking", prev_poses=prev, verify_turns=12, n_steps=2)
+    assert np.allclose(np.linalg.det(c.R), 1.0, atol=1e-4)
     with pytest.raises(ConfigError, match="modes.genpose.ranking is 'verifier' and modes.score_scaling.verify_turns "
                                           "is 36 but verifier.checkpoint is empty"):
         PoseEstimator.from_checkpoint(tiny_pose_checkpoint, config={"verifier": {"checkpoint": ""}})
@@ -168,6 +172,8 @@ def test_estimator_verifier_modes_and_errors(tmp_path, tiny_pose_checkpoint):
         none.estimate(pts, ["camera", "mug"], mode="genpose", ranking="verifier", num_candidates=4, n_steps=2)
     with pytest.raises(ValueError, match="verify_turns 12 needs a pose verifier"):
         none.estimate(pts, ["camera", "mug"], mode="score_scaling", verify_turns=12, n_steps=2)
+    with pytest.raises(ValueError, match="verify_turns 4 needs a pose verifier"):
+        none.estimate(pts, ["camera", "mug"], mode="tracking", prev_poses=prev, verify_turns=4, n_steps=2)
     with pytest.raises(ValueError, match="unknown ranking 'verfier'"):
         est.estimate(pts, ["camera", "mug"], mode="genpose", ranking="verfier", num_candidates=4, n_steps=2)
     with pytest.raises(ConfigError, match="unknown key 'verifier.checkpont'"):

@@ -31,7 +31,7 @@ from genpose_ros.pose.sde import VESDE, get_sde
 MODES = tuple(sampling.SAMPLERS)
 SINGLE_FRAME_MODES = tuple(m for m in MODES if m != "tracking")
 SIZE_METHODS = ("net", "head")
-VERIFIED_MODES = ("genpose", "score_scaling")  # samplers that take the pose verifier (``verify``)
+VERIFIED_MODES = ("genpose", "score_scaling", "tracking")  # samplers that take the pose verifier (``verify``)
 
 
 def check_mode(mode: str, allowed=MODES) -> str:

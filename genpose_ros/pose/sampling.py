@@ -283,7 +283,8 @@ def turn_check(model: PoseNet, sde: VESDE, cond: torch.Tensor, pose: torch.Tenso
                          "verifier.checkpoint); 0 switches the turn check off")
     pose = best_turn(pose, verify, int(s["verify_turns"]))
     if s["polish"]:
-        polished = sample_tracking(model, sde, cond, prev=pose, generator=generator, num_candidates=1)
+        polished = sample_tracking(model, sde, cond, prev=pose, generator=generator, num_candidates=1,
+                                   verify_turns=0)
         pose, nfe = polished.pose, nfe + polished.nfe
     return pose, nfe
 
@@ -319,7 +320,8 @@ def sample_regression(model: PoseNet, sde: VESDE, cond: torch.Tensor, generator:
 
 @register_sampler("tracking")
 def sample_tracking(model: PoseNet, sde: VESDE, cond: torch.Tensor, prev: torch.Tensor | None = None,
-                    generator: torch.Generator | None = None, **settings) -> Sample:
+                    generator: torch.Generator | None = None, verify: Callable | None = None,
+                    **settings) -> Sample:
     """Warm start: K candidates drawn from the SDE's marginal at T0 around the previous pose
     (B, 9, centroid-relative), score-scaled ODE, plain average. ``settings`` override
     config/estimator.yaml's ``modes.tracking``."""
@@ -328,6 +330,11 @@ def sample_tracking(model: PoseNet, sde: VESDE, cond: torch.Tensor, prev: torch.
     if prev.shape != (cond.shape[0], 9):
         raise ValueError(f"tracking: previous poses must be ({cond.shape[0]}, 9), got {tuple(prev.shape)}")
     s = sampler_settings("tracking", settings)
+    if s["verify_turns"] > 1:  # the previous pose turned about its y axis as the verifier rates best
+        if verify is None:
+            raise ValueError(f"verify_turns {s['verify_turns']} needs a pose verifier (config/estimator.yaml "
+                             "verifier.checkpoint); 0 switches the turn check off")
+        prev = best_turn(prev, verify, int(s["verify_turns"]))
     B, K = cond.shape[0], int(s["num_candidates"])
     mean, std = sde.marginal_prob(prev[:, None, :].expand(B, K, 9), torch.tensor(s["t0"]))
     x0 = mean + std * torch.randn(B, K, 9, generator=generator, device=cond.device)
