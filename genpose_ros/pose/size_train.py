@@ -179,19 +179,17 @@ def resolve_config(args, name: str = "size_net.yaml") -> dict:
 
 
 def train_main(args) -> int:
-    """Entry of ``genpose train --task size`` and ``--task verifier`` (flags --data --val --cache
-    --out --config (default config/size_net.yaml, config/verifier.yaml) --steps --batch-size --lr
-    --eval-every --seed; --threads is applied by the caller)."""
+    """Entry of ``genpose train --task size`` (flags --data --val --cache --out --config (default
+    config/size_net.yaml) --steps --batch-size --lr --eval-every --seed; --threads is applied by the
+    caller)."""
+    return run_training(args, resolve_config(args), train_size, "size net", "size_net.pt", "mean |log size error|")
+
+
+def run_training(args, cfg: dict, train, label: str, name: str, what: str) -> int:
+    """Read ``--data`` (and ``--val``) into point pools once and ``train(pool, val_pool, out, cfg,
+    seed)`` a small point network (the SizeNet, the verifier); prints one line with its result."""
     from genpose_ros.data.dataset import InstanceDataset
     from genpose_ros.data.pool import PointPool
-
-    if args.task == "verifier":
-        from genpose_ros.pose.verifier_train import train_verifier as train
-        cfg, label, name, what = (resolve_config(args, "verifier.yaml"), "verifier", "verifier.pt",
-                                  "mean |log(1 + rotation error / 5 deg)| error")
-    else:
-        train, cfg, label, name, what = train_size, resolve_config(args), "size net", "size_net.pt", \
-            "mean |log size error|"
 
     def pool_of(folders, cache):  # every instance once: the pool's tensors (CPU)
         return PointPool.from_dataset(InstanceDataset(folders, n_points=1024, seed=args.seed), cache=cache).data

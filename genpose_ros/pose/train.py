@@ -90,7 +90,10 @@ def run(args: argparse.Namespace) -> int:
                              "and/or --stream-workers N (render while training)")
         return train_main(args)
     if args.task in ("size", "verifier"):
-        from genpose_ros.pose.size_train import train_main
+        if args.task == "size":
+            from genpose_ros.pose.size_train import train_main
+        else:
+            from genpose_ros.pose.verifier_train import train_main
 
         if not args.data or args.stream_workers:
             raise ValueError(f"--task {args.task} trains on --data (a rendered split); "

@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 
 from genpose_ros import CATEGORIES
-from genpose_ros.pose.size_train import deformed_instances, fit_points_net, noisy_frame, random_rotation, yaw_rotation
+from genpose_ros.pose.size_train import (deformed_instances, fit_points_net, noisy_frame, random_rotation,
+                                         resolve_config, run_training, yaw_rotation)
 
 LOSS_SCALE_DEG = 5.0
 
@@ -76,3 +77,10 @@ def train_verifier(pool: dict, val_pool: dict | None, out: Path, cfg: dict, seed
     model_cfg = {"categories": list(CATEGORIES), "n_points": cfg["n_points"], **cfg["model"]}
     return fit_points_net(PoseVerifier(model_cfg), pool, val_pool, make_batch, verifier_loss,
                           out / "verifier.pt", cfg, VERIFIER_FORMAT, "verifier", seed, progress)
+
+
+def train_main(args) -> int:
+    """Entry of ``genpose train --task verifier`` (the flags of ``--task size``; default config
+    config/verifier.yaml)."""
+    return run_training(args, resolve_config(args, "verifier.yaml"), train_verifier, "verifier", "verifier.pt",
+                        "mean |log(1 + rotation error / 5 deg)| error")
