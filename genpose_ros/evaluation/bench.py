@@ -5,7 +5,9 @@
 
 Modes: ``regression`` (head only); ``genpose_energy`` (K=50, energy ranking, keep 60 %);
 ``genpose_random`` (the same candidates, random ranking); ``genpose_oracle`` (the best of the
-same K candidates against the ground truth: an upper bound); ``score_scaling`` (one sample);
+same K candidates against the ground truth: an upper bound); ``genpose_verifier`` (the same
+candidates, the pose verifier's rotation ranking); ``score_scaling`` (one sample, no turn check);
+``score_scaling_verifier`` (one sample, the verifier's turn check and polish);
 ``tracking`` (on the sequences, the tracking node's tracker: warm starts from the previous
 estimate, re-initialisation as configured). For each: 5deg2cm, 5deg5cm, 10deg2cm, 10deg5cm,
 IoU25/50/75 (share of instances, mean over the six NOCS categories and per category) and ``ms_per_frame``: the median latency of one estimate() call on a 6-object frame.
@@ -343,7 +345,8 @@ def markdown(report: dict, base: Path) -> str:
         lines.append(f"| {name} | " + " | ".join(fmt(row["per_category"].get(c, {}).get("5deg2cm")) for c in cats) + " |")
     abl = report.get("ablations", {})
     if abl.get("score_scaling"):
-        lines += ["", "## Score-scaling schedule ablation (single sample, Euler 20 steps)", "",
+        lines += ["", "## Score-scaling schedule ablation (single sample, Euler 20 steps, the turn check of "
+                  "config/estimator.yaml)", "",
                   "| schedule | 5deg2cm | 5deg5cm | 10deg2cm | 10deg5cm |", "|---|---|---|---|---|"]
         for name, r in abl["score_scaling"].items():
             lines.append(f"| {name} | {fmt(r['5deg2cm'])} | {fmt(r['5deg5cm'])} | {fmt(r['10deg2cm'])} | {fmt(r['10deg5cm'])} |")
