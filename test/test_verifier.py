@@ -165,6 +165,9 @@ def test_estimator_verifier_modes_and_errors(tmp_path, tiny_pose_checkpoint):
         PoseEstimator.from_checkpoint(tiny_pose_checkpoint, config={"verifier": {"checkpoint": ""}})
     plain = {"verifier": {"checkpoint": ""}, "modes": {"genpose": {"ranking": "energy"},
                                                        "score_scaling": {"verify_turns": 0}}}
+    with pytest.raises(ConfigError, match="modes.tracking.verify_turns is 4 but verifier.checkpoint is empty"):
+        PoseEstimator.from_checkpoint(tiny_pose_checkpoint, config={**plain, "modes": {
+            **plain["modes"], "tracking": {"verify_turns": 4}}})
     none = PoseEstimator.from_checkpoint(tiny_pose_checkpoint, config=plain)
     assert none.verifier is None
     none.estimate(pts, ["camera", "mug"], mode="genpose", num_candidates=4, n_steps=2)

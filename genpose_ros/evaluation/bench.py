@@ -241,10 +241,8 @@ def run(args: argparse.Namespace) -> int:
     row["settings"] = {"mode": "genpose", "aggregation": "best of K against the ground truth (upper bound)"}
     report["modes"]["genpose_oracle"] = row
     runs["genpose_oracle"] = oracle
-    for name, mode, kw in verifier_rows(est)[:1]:
-        runs[name] = mode_run(name, mode, **kw)["records"]
-    runs["score_scaling"] = mode_run("score_scaling", "score_scaling", verify_turns=0)["records"]
-    for name, mode, kw in verifier_rows(est)[1:]:
+    verified = verifier_rows(est)
+    for name, mode, kw in verified[:1] + [("score_scaling", "score_scaling", {"verify_turns": 0})] + verified[1:]:
         runs[name] = mode_run(name, mode, **kw)["records"]
     if Path(seq).is_dir():
         reseed()
@@ -261,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
         wide_prefixes = list_frames(wide)[:args.max_frames]
         report["wide"] = {"data": wide, "n_frames": len(wide_prefixes), "modes": {}}
         for name, mode, kw in [("genpose_energy", "genpose", {"ranking": "energy"}),
-                               ("score_scaling", "score_scaling", {"verify_turns": 0})] + verifier_rows(est):
+                               ("score_scaling", "score_scaling", {"verify_turns": 0})] + verified:
             reseed()
             res = runner.run_frames(est, wide_prefixes, mode, kw, seed=args.seed)
             report["wide"]["modes"][name] = _row(summary(res["records"], res["latency_ms"]))

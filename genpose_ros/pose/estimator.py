@@ -94,8 +94,8 @@ class PoseEstimator:
         if not checkpoint:
             modes = self.config["modes"]
             needs = ["modes.genpose.ranking is 'verifier'"] if modes["genpose"]["ranking"] == "verifier" else []
-            if modes["score_scaling"]["verify_turns"] > 1:
-                needs.append(f"modes.score_scaling.verify_turns is {modes['score_scaling']['verify_turns']}")
+            needs += [f"modes.{m}.verify_turns is {v['verify_turns']}" for m, v in modes.items()
+                      if v.get("verify_turns", 0) > 1]
             if needs:
                 raise ConfigError(f"estimator config: {' and '.join(needs)} but verifier.checkpoint is empty; "
                                   "give a verifier checkpoint or set ranking: energy and verify_turns: 0")

@@ -245,9 +245,9 @@ def sample_genpose(model: PoseNet, sde: VESDE, cond: torch.Tensor, generator: to
     if s["ranking"] in ("energy", "verifier"):
         tt = torch.full((B, K), sde.eps, device=cond.device)
         e = model.energy.energy(hyp, tt, sde.sigma(tt), model.energy.condition(cond))  # (B, K, 2)
-        keep_rot, keep_t = _topk_mask(e[..., 0], n_keep), _topk_mask(e[..., 1], n_keep)
-        if s["ranking"] == "verifier":
-            keep_rot = _verified_rotations(hyp, verify, s["verify_deg"], s["keep_ratio"])
+        keep_t = _topk_mask(e[..., 1], n_keep)
+        keep_rot = (_verified_rotations(hyp, verify, s["verify_deg"], s["keep_ratio"]) if s["ranking"] == "verifier"
+                    else _topk_mask(e[..., 0], n_keep))
     elif s["ranking"] == "random":
         r = torch.rand(B, K, generator=generator, device=cond.device)
         keep_rot = keep_t = _topk_mask(r, n_keep)
@@ -271,6 +271,17 @@ def best_turn(pose: torch.Tensor, verify: Callable, turns: int) -> torch.Tensor:
     return cand[torch.arange(len(pose)), pick]
 
 
+def _turned(pose: torch.Tensor, verify: Callable | None, turns: int) -> torch.Tensor:
+    """``best_turn`` of the poses (B, 9) when ``turns`` > 1 (settings ``verify_turns``), else the
+    poses; a turn check without a verifier raises ValueError."""
+    if turns <= 1:
+        return pose
+    if verify is None:
+        raise ValueError(f"verify_turns {turns} needs a pose verifier (config/estimator.yaml "
+                         "verifier.checkpoint); 0 switches the turn check off")
+    return best_turn(pose, verify, int(turns))
+
+
 def turn_check(model: PoseNet, sde: VESDE, cond: torch.Tensor, pose: torch.Tensor, nfe: int,
                verify: Callable | None, s: dict, generator: torch.Generator | None) -> tuple[torch.Tensor, int]:
     """With ``verify_turns`` > 1 (settings ``s``): ``best_turn`` of the poses (B, 9) and, with
@@ -278,10 +289,7 @@ def turn_check(model: PoseNet, sde: VESDE, cond: torch.Tensor, pose: torch.Tenso
     Returns the poses and the network evaluations per candidate."""
     if s["verify_turns"] <= 1:
         return pose, nfe
-    if verify is None:
-        raise ValueError(f"verify_turns {s['verify_turns']} needs a pose verifier (config/estimator.yaml "
-                         "verifier.checkpoint); 0 switches the turn check off")
-    pose = best_turn(pose, verify, int(s["verify_turns"]))
+    pose = _turned(pose, verify, s["verify_turns"])
     if s["polish"]:
         polished = sample_tracking(model, sde, cond, prev=pose, generator=generator, num_candidates=1,
                                    verify_turns=0)
@@ -330,11 +338,7 @@ def sample_tracking(model: PoseNet, sde: VESDE, cond: torch.Tensor, prev: torch.
     if prev.shape != (cond.shape[0], 9):
         raise ValueError(f"tracking: previous poses must be ({cond.shape[0]}, 9), got {tuple(prev.shape)}")
     s = sampler_settings("tracking", settings)
-    if s["verify_turns"] > 1:  # the previous pose turned about its y axis as the verifier rates best
-        if verify is None:
-            raise ValueError(f"verify_turns {s['verify_turns']} needs a pose verifier (config/estimator.yaml "
-                             "verifier.checkpoint); 0 switches the turn check off")
-        prev = best_turn(prev, verify, int(s["verify_turns"]))
+    prev = _turned(prev, verify, s["verify_turns"])  # turned about its y axis as the verifier rates best
     B, K = cond.shape[0], int(s["num_candidates"])
     mean, std = sde.marginal_prob(prev[:, None, :].expand(B, K, 9), torch.tensor(s["t0"]))
     x0 = mean + std * torch.randn(B, K, 9, generator=generator, device=cond.device)

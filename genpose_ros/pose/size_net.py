@@ -37,6 +37,19 @@ def extent_fit(local: torch.Tensor, quantile: float) -> torch.Tensor:
     return (2.0 * q).clamp_min(MIN_EXTENT_M)
 
 
+def point_features(net: nn.Module, local: torch.Tensor, quantile: float):
+    """What the small point networks (SizeNet, verifier) see of object-frame points (B, N, 3):
+    the pooled features of ``net.point_mlp`` on the scale-free points (B, 2C: max, mean), the
+    mirrored extent fit (B, 3), the ``1 - quantile`` and ``quantile`` coordinates (B, 3 each) and
+    the seen extent between them (B, 3), metres."""
+    fit = extent_fit(local, quantile)
+    scale = fit.amax(dim=-1)  # (B,)
+    x = net.point_mlp(local / scale[:, None, None])  # (B, N, C) scale-free shape
+    lo, hi = torch.quantile(local, torch.tensor([1.0 - quantile, quantile], device=local.device), dim=1)
+    pooled = torch.cat([x.amax(dim=1), x.mean(dim=1)], dim=-1)
+    return pooled, fit, lo, hi, (hi - lo).clamp_min(MIN_EXTENT_M)
+
+
 def point_mlp(widths: list[int]) -> nn.Sequential:
     """The shared per-point MLP of the small point networks: Linear + ReLU per step of ``widths``."""
     layers: list[nn.Module] = []
@@ -73,13 +86,8 @@ class SizeNet(nn.Module):
     def box(self, local: torch.Tensor, category: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Object-frame points (B, N, 3), category indices (B,) -> box edges (B, 3) and the box
         centre in that frame (B, 3), metres (zeros without the centre output)."""
-        fit = extent_fit(local, self.quantile)  # (B, 3)
-        scale = fit.amax(dim=-1)  # (B,)
-        x = self.point_mlp(local / scale[:, None, None])  # (B, N, C) scale-free shape
-        q = torch.quantile(local, torch.tensor([1.0 - self.quantile, self.quantile], device=local.device), dim=1)
-        span = (q[1] - q[0]).clamp_min(MIN_EXTENT_M)  # (B, 3) seen extent, not mirrored
-        feat = torch.cat([x.amax(dim=1), x.mean(dim=1), torch.log(fit), torch.log(span / fit),
-                          self.cat_embed(category)], dim=-1)
+        pooled, fit, _, _, span = point_features(self, local, self.quantile)  # span: seen, not mirrored
+        feat = torch.cat([pooled, torch.log(fit), torch.log(span / fit), self.cat_embed(category)], dim=-1)
         out = self.head(feat)
         centre = out[:, 3:] * fit if self.centre else torch.zeros_like(fit)
         return fit * torch.exp(out[:, :3]), centre

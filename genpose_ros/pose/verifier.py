@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from genpose_ros.pose.size_net import MIN_EXTENT_M, category_index, extent_fit, point_mlp
+from genpose_ros.pose.size_net import category_index, point_features, point_mlp
 
 VERIFIER_FORMAT = "genpose_ros.verifier/1"
 VERIFIER_WHAT = "verifier checkpoint"
@@ -30,9 +30,9 @@ MAX_ERROR_DEG = 180.0
 
 
 class PoseVerifier(nn.Module):
-    """Canonical points -> rotation error. Config: ``{"categories": [...], "n_points": 128,
-    "widths": [64, 128, 256], "hidden": 128, "cat_dim": 16, "quantile": 0.97}``
-    (config/verifier.yaml ``model``)."""
+    """Canonical points -> rotation error. Config: ``{"categories": [...], "n_points": 64,
+    "widths": [32, 64, 128], "hidden": 128, "cat_dim": 16, "quantile": 0.97}``
+    (config/verifier.yaml ``n_points`` and ``model``)."""
 
     def __init__(self, config: dict):
         super().__init__()
@@ -49,14 +49,9 @@ class PoseVerifier(nn.Module):
     def forward(self, local: torch.Tensor, category: torch.Tensor) -> torch.Tensor:
         """Object-frame points (M, N, 3) under candidate poses, category indices (M,) -> predicted
         rotation error (M,) in degrees, in [0, 180]."""
-        fit = extent_fit(local, self.quantile)  # (M, 3) mirrored extents
-        scale = fit.amax(dim=-1)
-        x = self.point_mlp(local / scale[:, None, None])
-        lo_hi = torch.quantile(local, torch.tensor([1.0 - self.quantile, self.quantile], device=local.device), dim=1)
-        span = (lo_hi[1] - lo_hi[0]).clamp_min(MIN_EXTENT_M)  # seen extent per axis
-        mid = 0.5 * (lo_hi[1] + lo_hi[0]) / scale[:, None]  # where the seen points lie in the frame
-        feat = torch.cat([x.amax(dim=1), x.mean(dim=1), torch.log(fit), torch.log(span / fit), mid,
-                          self.cat_embed(category)], dim=-1)
+        pooled, fit, lo, hi, span = point_features(self, local, self.quantile)
+        mid = 0.5 * (hi + lo) / fit.amax(dim=-1, keepdim=True)  # where the seen points lie in the frame
+        feat = torch.cat([pooled, torch.log(fit), torch.log(span / fit), mid, self.cat_embed(category)], dim=-1)
         return MAX_ERROR_DEG * torch.sigmoid(self.head(feat)[:, 0])
 
     @torch.no_grad()
