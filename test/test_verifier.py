@@ -156,6 +156,11 @@ def test_estimator_verifier_modes_and_errors(tmp_path, tiny_pose_checkpoint):
     assert a.R.shape == (2, 3, 3) and np.isfinite(a.R).all()
     b = est.estimate(pts, ["camera", "mug"], mode="score_scaling", verify_turns=12, n_steps=3)
     assert np.allclose(np.linalg.det(b.R), 1.0, atol=1e-4)
+    nfe = []
+    for polish in (0, 1, 3):
+        est.estimate(pts, ["camera", "mug"], mode="score_scaling", verify_turns=12, n_steps=3, polish=polish)
+        nfe.append(est.last_timing["nfe"])
+    assert nfe == [nfe[0], nfe[0] + 7, nfe[0] + 7]  # the polish: the tracking mode's 6 steps + 1 denoise
     prev = np.tile(np.eye(4, dtype=np.float32), (2, 1, 1))
     prev[:, :3, 3] = pts.mean(axis=1)
     c = est.estimate(pts, ["camera", "mug"], mode="tracking", prev_poses=prev, verify_turns=12, n_steps=2)

@@ -285,14 +285,14 @@ def _turned(pose: torch.Tensor, verify: Callable | None, turns: int) -> torch.Te
 def turn_check(model: PoseNet, sde: VESDE, cond: torch.Tensor, pose: torch.Tensor, nfe: int,
                verify: Callable | None, s: dict, generator: torch.Generator | None) -> tuple[torch.Tensor, int]:
     """With ``verify_turns`` > 1 (settings ``s``): ``best_turn`` of the poses (B, 9) and, with
-    ``polish``, one warm-started sample from there as the tracking mode runs it (one candidate).
-    Returns the poses and the network evaluations per candidate."""
+    ``polish`` > 0, a warm-started sample from there as the tracking mode runs it, with ``polish``
+    candidates averaged. Returns the poses and the network evaluations per candidate."""
     if s["verify_turns"] <= 1:
         return pose, nfe
     pose = _turned(pose, verify, s["verify_turns"])
-    if s["polish"]:
-        polished = sample_tracking(model, sde, cond, prev=pose, generator=generator, num_candidates=1,
-                                   verify_turns=0)
+    if s["polish"] > 0:
+        polished = sample_tracking(model, sde, cond, prev=pose, generator=generator,
+                                   num_candidates=int(s["polish"]), verify_turns=0)
         pose, nfe = polished.pose, nfe + polished.nfe
     return pose, nfe
 
@@ -303,8 +303,8 @@ def sample_score_scaling(model: PoseNet, sde: VESDE, cond: torch.Tensor, generat
     """Score-scaled ODE, 1..K candidates from the prior at T0, plain average (no energy
     network). With ``verify`` (the estimator's pose verifier) and ``verify_turns`` > 1, the
     average is turned about its y axis to the best of ``verify_turns`` turns the verifier rates
-    (``best_turn``) and, with ``polish``, sampled once more from there with the tracking mode's
-    warm start (one candidate). ``settings`` override config/estimator.yaml's
+    (``best_turn``) and, with ``polish`` > 0, sampled once more from there with the tracking mode's
+    warm start (``polish`` candidates, averaged). ``settings`` override config/estimator.yaml's
     ``modes.score_scaling``."""
     s = sampler_settings("score_scaling", settings)
     B, K = cond.shape[0], int(s["num_candidates"])
