@@ -107,6 +107,12 @@ def test_sampler_settings_merge_and_check():
         sampler_settings("tracking", {"num_candidates": 0})
     with pytest.raises(ConfigError, match=r"mode genpose: keep_ratio must be in \(0, 1\], got 1.5"):
         sampler_settings("genpose", {"keep_ratio": 1.5})
+    with pytest.raises(ConfigError, match=r"mode score_scaling: polish must be >= 0 \(0: off\), got -2"):
+        sampler_settings("score_scaling", {"polish": -2})
+    with pytest.raises(ConfigError, match="mode score_scaling: polish must be an integer"):
+        sampler_settings("score_scaling", {"polish": True})
+    with pytest.raises(ConfigError, match=r"mode tracking: verify_turns must be >= 0"):
+        sampler_settings("tracking", {"verify_turns": -1})
 
 
 def test_checkpoint_flag_with_hidden_alias_and_threads_everywhere(capsys):
