@@ -161,6 +161,18 @@ def test_estimator_verifier_modes_and_errors(tmp_path, tiny_pose_checkpoint):
         est.estimate(pts, ["camera", "mug"], mode="score_scaling", verify_turns=12, n_steps=3, polish=polish)
         nfe.append(est.last_timing["nfe"])
     assert nfe == [nfe[0], nfe[0] + 7, nfe[0] + 7]  # the polish: the tracking mode's 6 steps + 1 denoise
+    from genpose_ros.config import sampler_settings
+    from genpose_ros.pose.sampling import sample_tracking, turn_check
+
+    cond = torch.randn(2, est.model.encode(torch.zeros(2, 512, 3), torch.zeros(2, dtype=torch.long)).shape[1])
+    start = torch.cat([torch.eye(3)[:, :2].T.reshape(1, 6).repeat(2, 1), torch.zeros(2, 3)], dim=1)
+    settings = sampler_settings("score_scaling", {"verify_turns": 1, "polish": 3})
+    settings["verify_turns"] = 2  # a turn check of two turns that always keeps the pose (no turn rated best)
+    keep = lambda cand: torch.arange(cand.shape[1], dtype=cand.dtype).expand(cand.shape[:2])
+    polished, _ = turn_check(est.model, est.sde, cond, start, 0, keep, settings, torch.Generator().manual_seed(3))
+    three = sample_tracking(est.model, est.sde, cond, prev=start, generator=torch.Generator().manual_seed(3),
+                            num_candidates=3, verify_turns=0).pose
+    torch.testing.assert_close(polished, three)  # the polish draws and averages `polish` candidates
     prev = np.tile(np.eye(4, dtype=np.float32), (2, 1, 1))
     prev[:, :3, 3] = pts.mean(axis=1)
     c = est.estimate(pts, ["camera", "mug"], mode="tracking", prev_poses=prev, verify_turns=12, n_steps=2)
