@@ -100,15 +100,27 @@ def box_loss(net, local, cat, size, centre) -> torch.Tensor:
 
 
 def train_size(pool: dict, val_pool: dict | None, out: Path, cfg: dict, seed: int = 0,
-               progress: bool = True) -> dict:
-    """Fit a SizeNet on a point pool (``cfg``: config/size_net.yaml).
-    Returns {"best_val": .., "steps": .., "seconds": ..}."""
-    from genpose_ros.pose.size_net import SIZE_FORMAT, SizeNet
+               progress: bool = True, init: str | None = None) -> dict:
+    """Fit a SizeNet on a point pool (``cfg``: config/size_net.yaml; ``init``: a SizeNet
+    checkpoint to start from). Returns {"best_val": .., "steps": .., "seconds": ..}."""
+    from genpose_ros.pose.size_net import SIZE_FORMAT, SizeNet, load_size_net
 
     torch.manual_seed(seed)
-    model_cfg = {"categories": list(CATEGORIES), "n_points": cfg["n_points"], **cfg["model"]}
-    return fit_points_net(SizeNet(model_cfg), pool, val_pool, make_batch, box_loss, out / "size_net.pt",
+    net = initial_net(SizeNet, load_size_net, cfg, init)
+    return fit_points_net(net, pool, val_pool, make_batch, box_loss, out / "size_net.pt",
                           cfg, SIZE_FORMAT, "size net", seed, progress)
+
+
+def initial_net(model_cls, load, cfg: dict, init: str | None):
+    """A fresh ``model_cls`` of ``cfg["model"]``, or with ``init`` the checkpoint's network (its
+    architecture and weights; ``cfg["n_points"]`` is set to the checkpoint's) in training mode."""
+    if init is None:
+        return model_cls({"categories": list(CATEGORIES), "n_points": cfg["n_points"], **cfg["model"]})
+    net = load(init).train()
+    if list(net.categories) != list(CATEGORIES):
+        raise ValueError(f"--init {init}: its categories {net.categories} are not {list(CATEGORIES)}")
+    cfg["n_points"] = int(net.config.get("n_points", cfg["n_points"]))
+    return net
 
 
 def fit_points_net(net, pool: dict, val_pool: dict | None, batch_fn, loss_fn, path: Path, cfg: dict,
@@ -187,7 +199,7 @@ def train_main(args) -> int:
 
 def run_training(args, cfg: dict, train, label: str, name: str, what: str) -> int:
     """Read ``--data`` (and ``--val``) into point pools once and ``train(pool, val_pool, out, cfg,
-    seed)`` a small point network (the SizeNet, the verifier); prints one line with its result."""
+    seed, init)`` (``--init``: the weights to fine-tune) a small point network (the SizeNet, the verifier); prints one line with its result."""
     from genpose_ros.data.dataset import InstanceDataset
     from genpose_ros.data.pool import PointPool
 
@@ -196,7 +208,7 @@ def run_training(args, cfg: dict, train, label: str, name: str, what: str) -> in
 
     pool = pool_of(args.data, args.cache)
     val_pool = pool_of(args.val, None) if args.val else None
-    res = train(pool, val_pool, Path(args.out), cfg, seed=args.seed)
+    res = train(pool, val_pool, Path(args.out), cfg, seed=args.seed, init=args.init)
     print(f"{label}: {res['steps']} steps in {res['seconds']:.0f} s, best {what} "
           f"{res['best_val']:.4f}; wrote {Path(args.out) / name}")
     return 0

@@ -72,7 +72,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="data-loading processes (pose: reading --data into the point pool once)")
     p.add_argument("--init", default=None,
                    help="start from these weights with a fresh schedule (fine-tuning): a pose checkpoint "
-                        "(its model config is kept), or for segmentation a Mask R-CNN checkpoint or coco")
+                        "(its model config is kept), for segmentation a Mask R-CNN checkpoint or coco, for size / "
+                        "verifier a SizeNet / verifier checkpoint (its network and n_points are kept)")
     add_threads(p)
     p.add_argument("--time-budget", type=positive_float, default=None, metavar="SECONDS",
                    help="stop (and save) after this many seconds, data reading and render warm-up included")

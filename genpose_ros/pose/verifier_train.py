@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 from genpose_ros import CATEGORIES
-from genpose_ros.pose.size_train import (deformed_instances, fit_points_net, noisy_frame, random_rotation,
-                                         resolve_config, run_training, yaw_rotation)
+from genpose_ros.pose.size_train import (deformed_instances, fit_points_net, initial_net, noisy_frame,
+                                         random_rotation, resolve_config, run_training, yaw_rotation)
 
 LOSS_SCALE_DEG = 5.0
 
@@ -69,13 +69,14 @@ def verifier_loss(net, local, cat, err) -> torch.Tensor:
 
 
 def train_verifier(pool: dict, val_pool: dict | None, out: Path, cfg: dict, seed: int = 0,
-                   progress: bool = True) -> dict:
-    """Fit a PoseVerifier on a point pool (``cfg``: config/verifier.yaml)."""
-    from genpose_ros.pose.verifier import VERIFIER_FORMAT, PoseVerifier
+                   progress: bool = True, init: str | None = None) -> dict:
+    """Fit a PoseVerifier on a point pool (``cfg``: config/verifier.yaml; ``init``: a verifier
+    checkpoint to start from)."""
+    from genpose_ros.pose.verifier import VERIFIER_FORMAT, PoseVerifier, load_verifier
 
     torch.manual_seed(seed)
-    model_cfg = {"categories": list(CATEGORIES), "n_points": cfg["n_points"], **cfg["model"]}
-    return fit_points_net(PoseVerifier(model_cfg), pool, val_pool, make_batch, verifier_loss,
+    net = initial_net(PoseVerifier, load_verifier, cfg, init)
+    return fit_points_net(net, pool, val_pool, make_batch, verifier_loss,
                           out / "verifier.pt", cfg, VERIFIER_FORMAT, "verifier", seed, progress)
 
 
