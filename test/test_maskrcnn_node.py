@@ -1,6 +1,8 @@
 """maskrcnn_node with a real (tiny, randomly initialised) torch Mask R-CNN over real DDS."""
 from dataclasses import replace
 
+import time
+
 import numpy as np
 import pytest
 
@@ -241,5 +243,17 @@ def test_rgbd_model_uses_depth_and_falls_back_to_colour(ros_context, tiny_rgbd_w
         # depth of another size: unusable, colour alone again
         assert rig.send_until(lambda: both(9, _depth(48, 64)), lambda: (9, 0) in rig.masks)
         assert any("depth image is 64x48 px, colour 128x96 px" in p for p in rig.node.problems)
+        # depth arriving 60 ms after its colour frame (within depth_wait): used, no new warning
+        n_problems = len(rig.node.problems)
+
+        def colour_first(sec):
+            rig.pub_color.publish(numpy_to_image(_rgb(), "rgb8", _header(sec)))
+            t_end = time.monotonic() + 0.06
+            while time.monotonic() < t_end:
+                rig.ex.spin_once(timeout_sec=0.01)
+            pub_depth.publish(numpy_to_image(_depth(), "16UC1", _header(sec)))
+
+        assert rig.send_until(lambda: colour_first(13), lambda: (13, 0) in rig.masks)
+        assert len(rig.node.problems) == n_problems, list(rig.node.problems)[n_problems:]
     finally:
         rig.close()

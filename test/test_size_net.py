@@ -230,6 +230,21 @@ def test_train_task_small_nets_end_to_end(tmp_path, capsys, tiny_train_val, task
     assert [r["step"] for r in log] == [10, 20, 30] and all(np.isfinite(r["val_loss"]) for r in log)
     net = (load_size_net if task == "size" else load_verifier)(out / file)
     assert net.config["n_points"] == 64 and (tmp_path / "pool.pt").is_file()
+    # --init: the checkpoint's network and n_points, fine-tuned (a config of another size is overruled)
+    cfg.update(n_points=32, lr=1e-9, model=dict(cfg["model"], widths=[4, 8], hidden=8))
+    (tmp_path / "other.yaml").write_text(yaml.safe_dump(cfg))
+    rc = train.main(["--task", task, "--data", str(tiny_train_val / "train"), "--val", str(tiny_train_val / "val"),
+                     "--out", str(tmp_path / "ft"), "--config", str(tmp_path / "other.yaml"), "--steps", "10",
+                     "--batch-size", "8", "--cache", str(tmp_path / "pool.pt"), "--threads", "1",
+                     "--init", str(out / file)])
+    tuned = (load_size_net if task == "size" else load_verifier)(tmp_path / "ft" / file)
+    assert rc == 0 and tuned.config == net.config
+    for (name, a), b in zip(net.state_dict().items(), tuned.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-5), name  # lr 1e-9: still the initial weights
+    other = "verifier" if task == "size" else "size"
+    with pytest.raises(CheckpointError, match=f"not a genpose_ros {other}"):
+        train.main(["--task", other, "--data", str(tiny_train_val / "train"), "--out", str(tmp_path / "x"),
+                    "--steps", "2", "--cache", str(tmp_path / "pool.pt"), "--init", str(out / file)])
     with pytest.raises(SystemExit):
         train.main(["--task", task, "--data", str(tiny_train_val / "train"), "--out", str(out), "--steps", "0"])
     assert "argument --steps: must be >= 1, got 0" in capsys.readouterr().err

@@ -8,7 +8,8 @@ Sources:
   every colour frame (``rgb8``, ``bgr8``, ``rgba8`` or ``bgra8``); only the latest frame is
   processed when the model is slower than the camera. An RGB-D model also reads the aligned
   depth image of the same stamp (within ``depth_slop``; 16UC1 mm or 32FC1 m, checked as
-  pose_node checks it) and the colour camera_info (focal length); without a matching, usable,
+  pose_node checks it; a frame waits up to ``depth_wait`` for it) and the colour camera_info
+  (focal length); without a matching, usable,
   same-size depth image it warns and segments from colour alone. With ``depth_cleanup`` (any
   model) the depth image also trims every mask: parts cut off from the object by a depth step
   (background caught at the outline) are dropped.
@@ -58,6 +59,7 @@ PARAMS = {
     "depth_topic": "camera/camera/aligned_depth_to_color/image_raw",   # RGB-D models only
     "camera_info_topic": "camera/camera/color/camera_info",            # RGB-D models only
     "depth_slop": 0.02,            # s, largest colour/depth stamp difference accepted
+    "depth_wait": 0.25,            # s, how long a colour frame waits for its depth image to arrive
     "gt_masks_topic": "camera/camera/ground_truth/masks",
     "gt_detections_2d_topic": "camera/camera/ground_truth/detections_2d",
     "gt_slop": 0.0,                # s, pairing of the ground-truth masks and detections
@@ -194,7 +196,12 @@ class MaskRCNNNode(Node):
         else:
             who, fallback = "depth_cleanup", "masks not trimmed by depth"
         t = stamp_ns(color)
-        best = min(self.depths, key=lambda d: abs(stamp_ns(d) - t), default=None)
+        deadline = time.monotonic() + self.p["depth_wait"]
+        # a driver may publish colour before depth: its depth image may still be on its way
+        while (not any(stamp_ns(d) >= t for d in list(self.depths)) and time.monotonic() < deadline
+               and self.context.ok()):
+            time.sleep(0.005)
+        best = min(list(self.depths), key=lambda d: abs(stamp_ns(d) - t), default=None)
         if best is None or abs(stamp_ns(best) - t) > self.p["depth_slop"] * 1e9:
             gap = "no depth image received" if best is None else (
                 f"nearest depth image {abs(stamp_ns(best) - t) / 1e6:.0f} ms away "

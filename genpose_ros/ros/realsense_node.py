@@ -160,10 +160,11 @@ class RealSenseNode(Node):
             return
         header = Header(stamp=stamp, frame_id=self.color_frame)
         info = intrinsics_to_camera_info(self.source.intrinsics, header)
-        self.pub_color.publish(numpy_to_image(capture.color, "rgb8", header))
+        # camera_info and depth first: a reader of the colour image finds them already there
         self.pub_color_info.publish(info)
-        self.pub_depth.publish(numpy_to_image(capture.depth_mm, "16UC1", header))
         self.pub_depth_info.publish(info)
+        self.pub_depth.publish(numpy_to_image(capture.depth_mm, "16UC1", header))
+        self.pub_color.publish(numpy_to_image(capture.color, "rgb8", header))
         gt = capture.ground_truth
         if gt is not None:
             self.publish_ground_truth(header, gt)
