@@ -74,6 +74,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="start from these weights with a fresh schedule (fine-tuning): a pose checkpoint "
                         "(its model config is kept), for segmentation a Mask R-CNN checkpoint or coco, for size / "
                         "verifier a SizeNet / verifier checkpoint (its network and n_points are kept)")
+    p.add_argument("--candidates", default=None, metavar="POSE_CHECKPOINT",
+                   help="--task verifier: also learn from this pose model's own candidates on --data "
+                        "(config augment.p_candidates)")
     add_threads(p)
     p.add_argument("--time-budget", type=positive_float, default=None, metavar="SECONDS",
                    help="stop (and save) after this many seconds, data reading and render warm-up included")
@@ -83,6 +86,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     apply_threads(args)
+    if args.candidates and args.task != "verifier":
+        raise ValueError("--candidates serves --task verifier")
     if args.task == "segmentation":
         from genpose_ros.segmentation.train import train_main
 

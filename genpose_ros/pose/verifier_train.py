@@ -52,11 +52,18 @@ def rotation_errors(B: int, g: torch.Generator, aug: dict) -> torch.Tensor:
 
 
 def make_batch(pool: dict, idx: torch.Tensor, n_points: int, g: torch.Generator, aug: dict):
-    """Augmented batch -> (points in a wrong frame (B, N, 3), category (B,), its rotation error (B,) deg)."""
+    """Augmented batch -> (points in a wrong frame (B, N, 3), category (B,), its rotation error (B,) deg).
+    With the pose model's candidates in the pool (``pose_candidates``), a share ``p_candidates``
+    of the batch takes one of its instance's candidate errors instead of a drawn one."""
     B = len(idx)
     local, R, _, cat, spin = deformed_instances(pool, idx, n_points, g, aug["box_scale"])
     dR = rotation_errors(B, g, aug)
     dt = torch.randn(B, 3, generator=g) * aug["trans_sigma_m"]
+    if aug.get("p_candidates", 0.0) > 0 and "cand_dR" in pool:
+        k = torch.randint(pool["cand_dR"].shape[1], (B,), generator=g)
+        use = torch.rand(B, generator=g) < aug["p_candidates"]
+        dR = torch.where(use[:, None, None], pool["cand_dR"][idx, k], dR)
+        dt = torch.where(use[:, None], pool["cand_dt"][idx, k], dt)
     local, _ = noisy_frame(local, R, dR, dt)
     local = local + torch.randn(local.shape, generator=g) * aug["jitter_m"]
     return local, cat, error_deg(dR, spin)
@@ -80,8 +87,47 @@ def train_verifier(pool: dict, val_pool: dict | None, out: Path, cfg: dict, seed
                           out / "verifier.pt", cfg, VERIFIER_FORMAT, "verifier", seed, progress)
 
 
+@torch.no_grad()
+def pose_candidates(pool: dict, checkpoint: str, cache: str | None = None, batch: int = 48,
+                    progress: bool = True) -> dict:
+    """The errors of a pose model's GenPose candidates (K of config/estimator.yaml, energy
+    ranking) for every pool instance: {"cand_dR": (N, K, 3, 3) R^T R_est, "cand_dt": (N, K, 3)
+    t_est - t}; read from / written to ``cache`` when given."""
+    from tqdm import tqdm
+
+    from genpose_ros.pose.estimator import PoseEstimator
+
+    n = len(pool["points"])
+    if cache and Path(cache).is_file():
+        found = torch.load(cache, weights_only=True)
+        if found["cand_dR"].shape[0] == n:
+            return found
+    est = PoseEstimator.from_checkpoint(checkpoint)
+    names = [CATEGORIES[int(c)] for c in pool["category"]]
+    dR, dt = [], []
+    for s in tqdm(range(0, n, batch), desc="pose candidates", disable=not progress, mininterval=5):
+        e = est.estimate(pool["points"][s:s + batch].numpy(), names[s:s + batch], mode="genpose",
+                         return_hypotheses=True, ranking="energy")
+        H = torch.from_numpy(e.hypotheses).float()  # (b, K, 4, 4)
+        dR.append(torch.einsum("bji,bkjl->bkil", pool["R"][s:s + batch], H[..., :3, :3]))
+        dt.append(H[..., :3, 3] - pool["t"][s:s + batch, None])
+    out = {"cand_dR": torch.cat(dR), "cand_dt": torch.cat(dt)}
+    if cache:
+        torch.save(out, cache)
+    return out
+
+
 def train_main(args) -> int:
     """Entry of ``genpose train --task verifier`` (the flags of ``--task size``; default config
-    config/verifier.yaml)."""
-    return run_training(args, resolve_config(args, "verifier.yaml"), train_verifier, "verifier", "verifier.pt",
-                        "mean |log(1 + rotation error / 5 deg)| error")
+    config/verifier.yaml). ``--candidates`` (a pose checkpoint): its candidates' errors join the
+    drawn ones (``augment.p_candidates``)."""
+    cfg = resolve_config(args, "verifier.yaml")
+    train = train_verifier
+    if args.candidates:
+        def train(pool, val_pool, out, cfg, seed=0, init=None):
+            cache = f"{args.cache}.candidates-{Path(args.candidates).stem}.pt" if args.cache else None
+            pool = {**pool, **pose_candidates(pool, args.candidates, cache)}
+            return train_verifier(pool, val_pool, out, cfg, seed, init=init)
+    elif cfg["augment"].get("p_candidates", 0.0) > 0:
+        raise ValueError("augment.p_candidates > 0 needs --candidates <pose checkpoint>")
+    return run_training(args, cfg, train, "verifier", "verifier.pt", "mean |log(1 + rotation error / 5 deg)| error")
