@@ -69,6 +69,30 @@ def _pool(n_inst, rng, n=64):
             "category": torch.full((n_inst,), CATEGORIES.index("camera")), "handle_visible": torch.ones(n_inst)}
 
 
+def test_candidate_errors_replace_their_share_of_the_drawn_ones(tiny_pose_checkpoint):
+    """``p_candidates``: that share of a batch carries one of its instance's stored candidate
+    errors (here every candidate of instance i is turned 10 i deg about x); ``pose_candidates``
+    gives one error per candidate of the pose model, R^T R_est."""
+    from genpose_ros.pose.verifier_train import pose_candidates
+
+    rng = np.random.default_rng(0)
+    pool = _pool(6, rng)
+    turns = [_rot([[math.radians(10 * i), 0, 0]])[0] for i in range(6)]
+    cand = {"cand_dR": torch.stack([R.expand(3, 3, 3) for R in turns]), "cand_dt": torch.zeros(6, 3, 3)}
+    g = torch.Generator().manual_seed(0)
+    idx = torch.arange(6).repeat(50)
+    _, _, err = make_batch({**pool, **cand}, idx, 32, g, dict(AUG, p_candidates=1.0))
+    np.testing.assert_allclose(err.numpy(), (10.0 * idx).numpy(), atol=1e-2)
+    _, _, err = make_batch({**pool, **cand}, idx, 32, g, dict(AUG, p_candidates=0.5))
+    share = (err - 10.0 * idx).abs().lt(1e-2).float().mean()
+    assert 0.4 < share < 0.65  # half from the candidates (plus drawn errors that happen to match: none)
+    found = pose_candidates({k: v[:2] for k, v in pool.items()}, str(tiny_pose_checkpoint), progress=False)
+    K = found["cand_dR"].shape[1]
+    assert found["cand_dR"].shape == (2, K, 3, 3) and found["cand_dt"].shape == (2, K, 3) and K > 1
+    torch.testing.assert_close(torch.bmm(found["cand_dR"][0], found["cand_dR"][0].transpose(1, 2)),
+                               torch.eye(3).expand(K, 3, 3), atol=1e-4, rtol=0)
+
+
 def test_verifier_learns_to_tell_a_turned_frame_from_the_right_one():
     rng = np.random.default_rng(0)
     torch.manual_seed(0)
