@@ -127,6 +127,8 @@ def train_main(args) -> int:
         def train(pool, val_pool, out, cfg, seed=0, init=None):
             cache = f"{args.cache}.candidates-{Path(args.candidates).stem}.pt" if args.cache else None
             pool = {**pool, **pose_candidates(pool, args.candidates, cache)}
+            if val_pool is not None:  # validated on the same mixture
+                val_pool = {**val_pool, **pose_candidates(val_pool, args.candidates)}
             return train_verifier(pool, val_pool, out, cfg, seed, init=init)
     elif cfg["augment"].get("p_candidates", 0.0) > 0:
         raise ValueError("augment.p_candidates > 0 needs --candidates <pose checkpoint>")
