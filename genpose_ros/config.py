@@ -79,7 +79,7 @@ def sampler_settings(mode: str, overrides: dict | None = None, defaults: dict | 
                                               f"mode {mode}: schedule_kwargs of schedule {name}")
     if settings.get("num_candidates", 1) < 1:
         raise ConfigError(f"mode {mode}: num_candidates must be >= 1, got {settings['num_candidates']}")
-    for key in ("verify_turns", "polish"):
+    for key in ("verify_turns", "verify_refine", "polish"):
         if settings.get(key, 0) < 0:
             raise ConfigError(f"mode {mode}: {key} must be >= 0 (0: off), got {settings[key]}")
     if not 0 < settings.get("keep_ratio", 1.0) <= 1:

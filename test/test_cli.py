@@ -109,6 +109,8 @@ def test_sampler_settings_merge_and_check():
         sampler_settings("genpose", {"keep_ratio": 1.5})
     with pytest.raises(ConfigError, match=r"mode score_scaling: polish must be >= 0 \(0: off\), got -2"):
         sampler_settings("score_scaling", {"polish": -2})
+    with pytest.raises(ConfigError, match=r"mode tracking: verify_refine must be >= 0 \(0: off\), got -1"):
+        sampler_settings("tracking", {"verify_refine": -1})
     with pytest.raises(ConfigError, match="mode score_scaling: polish must be an integer"):
         sampler_settings("score_scaling", {"polish": True})
     with pytest.raises(ConfigError, match=r"mode tracking: verify_turns must be >= 0"):

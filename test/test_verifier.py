@@ -163,6 +163,11 @@ def test_verified_rotations_keep_one_mode_and_best_turn_finds_the_right_turn():
     assert float(_angle_to(truth)(fixed[:, None])[0, 0]) < 1.0 + 30.0 / 2  # 150 deg is 5 turns of 30 deg
     torch.testing.assert_close(tf, torch.tensor([[0.0, 0.0, 0.5]]))
     torch.testing.assert_close(best_turn(wrong, _angle_to(truth), 1), wrong)
+    # refinement: 160 deg off, 12 turns of 30 deg leave 10, each level halves the step
+    wrong = geometry.pose_to_vec(truth @ _rot([[0, math.radians(160), 0]]), torch.tensor([[0.0, 0.0, 0.5]]))
+    left = [float(_angle_to(truth)(best_turn(wrong, _angle_to(truth), 12, refine=k)[:, None])[0, 0])
+            for k in (0, 1, 2)]
+    np.testing.assert_allclose(left, [10.0, 5.0, 2.5], atol=0.05)
 
 
 def test_estimator_verifier_modes_and_errors(tmp_path, tiny_pose_checkpoint):

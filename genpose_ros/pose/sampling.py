@@ -257,29 +257,40 @@ def sample_genpose(model: PoseNet, sde: VESDE, cond: torch.Tensor, generator: to
     return Sample(pose, hyp, score, nfe)
 
 
-def best_turn(pose: torch.Tensor, verify: Callable, turns: int) -> torch.Tensor:
-    """Poses (B, 9) turned about their own y axis by each of ``turns`` equal steps of 360 deg
-    (the first is no turn): the turn the verifier rates best, per object."""
+def _about_y(pose: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """Poses (B, 9) turned about their own y axis by each of ``angles`` (n,) -> (B, n, 9)."""
     R, t = geometry.vec_to_pose(pose)
-    angles = torch.arange(turns, device=pose.device, dtype=pose.dtype) * (2 * torch.pi / turns)
     c, s = torch.cos(angles), torch.sin(angles)
-    Ry = torch.zeros(turns, 3, 3, device=pose.device, dtype=pose.dtype)
+    Ry = torch.zeros(len(angles), 3, 3, device=pose.device, dtype=pose.dtype)
     Ry[:, 0, 0], Ry[:, 0, 2], Ry[:, 1, 1], Ry[:, 2, 0], Ry[:, 2, 2] = c, s, 1.0, -s, c
-    Rk = torch.einsum("bij,kjl->bkil", R, Ry)  # (B, turns, 3, 3)
-    cand = geometry.pose_to_vec(Rk, t[:, None].expand(-1, turns, 3))  # (B, turns, 9)
-    pick = verify(cand).argmin(dim=1)
-    return cand[torch.arange(len(pose)), pick]
+    Rk = torch.einsum("bij,kjl->bkil", R, Ry)  # (B, n, 3, 3)
+    return geometry.pose_to_vec(Rk, t[:, None].expand(-1, len(angles), 3))
 
 
-def _turned(pose: torch.Tensor, verify: Callable | None, turns: int) -> torch.Tensor:
-    """``best_turn`` of the poses (B, 9) when ``turns`` > 1 (settings ``verify_turns``), else the
-    poses; a turn check without a verifier raises ValueError."""
+def best_turn(pose: torch.Tensor, verify: Callable, turns: int, refine: int = 0) -> torch.Tensor:
+    """Poses (B, 9) turned about their own y axis by each of ``turns`` equal steps of 360 deg
+    (the first is no turn): the turn the verifier rates best, per object; then ``refine`` times
+    the best of it and its half steps either side (36 turns, refine 1: a 5 deg grid)."""
+    rows = torch.arange(len(pose), device=pose.device)
+    step = 2 * torch.pi / turns
+    cand = _about_y(pose, torch.arange(turns, device=pose.device, dtype=pose.dtype) * step)  # (B, turns, 9)
+    best = cand[rows, verify(cand).argmin(dim=1)]
+    for _ in range(refine):
+        step = step / 2
+        cand = _about_y(best, torch.tensor([0.0, -step, step], device=pose.device, dtype=pose.dtype))
+        best = cand[rows, verify(cand).argmin(dim=1)]
+    return best
+
+
+def _turned(pose: torch.Tensor, verify: Callable | None, turns: int, refine: int = 0) -> torch.Tensor:
+    """``best_turn`` of the poses (B, 9) when ``turns`` > 1 (settings ``verify_turns``,
+    ``verify_refine``), else the poses; a turn check without a verifier raises ValueError."""
     if turns <= 1:
         return pose
     if verify is None:
         raise ValueError(f"verify_turns {turns} needs a pose verifier (config/estimator.yaml "
                          "verifier.checkpoint); 0 switches the turn check off")
-    return best_turn(pose, verify, int(turns))
+    return best_turn(pose, verify, int(turns), int(refine))
 
 
 def turn_check(model: PoseNet, sde: VESDE, cond: torch.Tensor, pose: torch.Tensor, nfe: int,
@@ -289,7 +300,7 @@ def turn_check(model: PoseNet, sde: VESDE, cond: torch.Tensor, pose: torch.Tenso
     candidates averaged. Returns the poses and the network evaluations per candidate."""
     if s["verify_turns"] <= 1:
         return pose, nfe
-    pose = _turned(pose, verify, s["verify_turns"])
+    pose = _turned(pose, verify, s["verify_turns"], s["verify_refine"])
     if s["polish"] > 0:
         polished = sample_tracking(model, sde, cond, prev=pose, generator=generator,
                                    num_candidates=int(s["polish"]), verify_turns=0)
@@ -338,7 +349,7 @@ def sample_tracking(model: PoseNet, sde: VESDE, cond: torch.Tensor, prev: torch.
     if prev.shape != (cond.shape[0], 9):
         raise ValueError(f"tracking: previous poses must be ({cond.shape[0]}, 9), got {tuple(prev.shape)}")
     s = sampler_settings("tracking", settings)
-    prev = _turned(prev, verify, s["verify_turns"])  # turned about its y axis as the verifier rates best
+    prev = _turned(prev, verify, s["verify_turns"], s["verify_refine"])  # turned as the verifier rates best
     B, K = cond.shape[0], int(s["num_candidates"])
     mean, std = sde.marginal_prob(prev[:, None, :].expand(B, K, 9), torch.tensor(s["t0"]))
     x0 = mean + std * torch.randn(B, K, 9, generator=generator, device=cond.device)
