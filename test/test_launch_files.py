@@ -1,5 +1,6 @@
 """The YAML launch files as `ros2 launch` reads them: every argument described, conditions only
 with the values ros2 launch accepts, safe defaults, namespaces and the xArm sim camera rate."""
+import os
 import sys
 
 import pytest
@@ -64,3 +65,26 @@ def test_xarm_sim_honours_frame_rate_and_publish_tf():
 def test_node_commands_run_our_modules():
     for p in launcher.parse("sim.launch.yaml", {"namespace": "/a/b/"}):
         assert p.cmd[:2] == [sys.executable, "-m"] and "__ns:=/a/b" in p.cmd
+
+
+def test_dds_profile_holds_whole_images_and_a_users_profile_wins(monkeypatch, tmp_path):
+    """genpose demo / genpose launch point Fast DDS at config/fastdds.xml (its shared-memory
+    segment holds a whole 640x480 colour image) unless the user names a profiles file."""
+    import xml.etree.ElementTree as ET
+
+    from genpose_ros.ros.launcher import DDS_PROFILE_VARS, use_dds_profile
+
+    for var in DDS_PROFILE_VARS:
+        monkeypatch.delenv(var, raising=False)
+    path = use_dds_profile()
+    assert path == str(package_share() / "config" / "fastdds.xml")
+    assert all(os.environ[var] == path for var in DDS_PROFILE_VARS)
+    ns = {"d": "http://www.eprosima.com"}
+    root = ET.parse(path).getroot()
+    shm = [t for t in root.iterfind(".//d:transport_descriptor", ns) if t.findtext("d:type", namespaces=ns) == "SHM"]
+    assert len(shm) == 1 and int(shm[0].findtext("d:segment_size", namespaces=ns)) >= 4 * 640 * 480 * 3
+    used = {e.text for e in root.iterfind(".//d:participant//d:userTransports/d:transport_id", ns)}
+    assert used == {t.findtext("d:transport_id", namespaces=ns) for t in root.iterfind(".//d:transport_descriptor", ns)}
+    mine = tmp_path / "mine.xml"
+    monkeypatch.setenv("FASTDDS_DEFAULT_PROFILES_FILE", str(mine))
+    assert use_dds_profile() == str(mine)

@@ -176,10 +176,30 @@ def parse(path: str | Path, overrides: dict[str, str] | None = None) -> list[Pro
     return procs
 
 
+DDS_PROFILE_VARS = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+
+
+def use_dds_profile() -> str | None:
+    """Point Fast DDS at the package's config/fastdds.xml (shared-memory segments that hold whole
+    camera images) for this process and the nodes it starts, unless a profiles file is set
+    already; returns the file in use (None: none)."""
+    for var in DDS_PROFILE_VARS:
+        if os.environ.get(var):
+            return os.environ[var]
+    path = package_share() / "config" / "fastdds.xml"
+    if not path.is_file():
+        return None
+    for var in DDS_PROFILE_VARS:
+        os.environ[var] = str(path)
+    return str(path)
+
+
 class Launch:
-    """Started processes of a launch file; ``stop()`` sends SIGINT, then SIGTERM, then SIGKILL."""
+    """Started processes of a launch file (with ``use_dds_profile``); ``stop()`` sends SIGINT,
+    then SIGTERM, then SIGKILL."""
 
     def __init__(self, procs: list[Process], stdout=None):
+        use_dds_profile()
         self.procs = procs
         for p in procs:
             p.popen = subprocess.Popen(p.cmd, stdout=stdout, stderr=subprocess.STDOUT if stdout else None)
