@@ -78,7 +78,8 @@ def test_dds_profile_holds_whole_images_and_a_users_profile_wins(monkeypatch, tm
         monkeypatch.delenv(var, raising=False)
     path = use_dds_profile()
     assert path == str(package_share() / "config" / "fastdds.xml")
-    assert all(os.environ[var] == path for var in DDS_PROFILE_VARS)
+    assert os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] == path
+    assert "FASTRTPS_DEFAULT_PROFILES_FILE" not in os.environ  # deprecated: Fast DDS warns about it
     ns = {"d": "http://www.eprosima.com"}
     root = ET.parse(path).getroot()
     shm = [t for t in root.iterfind(".//d:transport_descriptor", ns) if t.findtext("d:type", namespaces=ns) == "SHM"]

@@ -176,21 +176,20 @@ def parse(path: str | Path, overrides: dict[str, str] | None = None) -> list[Pro
     return procs
 
 
-DDS_PROFILE_VARS = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+DDS_PROFILE_VARS = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")  # the second: deprecated
 
 
 def use_dds_profile() -> str | None:
     """Point Fast DDS at the package's config/fastdds.xml (shared-memory segments that hold whole
     camera images) for this process and the nodes it starts, unless a profiles file is set
-    already; returns the file in use (None: none)."""
+    already (either variable); returns the file in use (None: none)."""
     for var in DDS_PROFILE_VARS:
         if os.environ.get(var):
             return os.environ[var]
     path = package_share() / "config" / "fastdds.xml"
     if not path.is_file():
         return None
-    for var in DDS_PROFILE_VARS:
-        os.environ[var] = str(path)
+    os.environ[DDS_PROFILE_VARS[0]] = str(path)
     return str(path)
 
 
