@@ -68,18 +68,20 @@ def test_node_commands_run_our_modules():
 
 
 def test_dds_profile_holds_whole_images_and_a_users_profile_wins(monkeypatch, tmp_path):
-    """genpose demo / genpose launch point Fast DDS at config/fastdds.xml (its shared-memory
-    segment holds a whole 640x480 colour image) unless the user names a profiles file."""
+    """genpose demo / genpose launch start their nodes with Fast DDS pointed at config/fastdds.xml
+    (its shared-memory segment holds a whole 640x480 colour image) unless the user names a
+    profiles file; their own environment stays as it is."""
     import xml.etree.ElementTree as ET
 
-    from genpose_ros.ros.launcher import DDS_PROFILE_VARS, use_dds_profile
+    from genpose_ros.ros.launcher import DDS_PROFILE_VARS, dds_profile_env
 
     for var in DDS_PROFILE_VARS:
         monkeypatch.delenv(var, raising=False)
-    path = use_dds_profile()
+    env = dds_profile_env()
+    path = env["FASTDDS_DEFAULT_PROFILES_FILE"]
     assert path == str(package_share() / "config" / "fastdds.xml")
-    assert os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] == path
-    assert "FASTRTPS_DEFAULT_PROFILES_FILE" not in os.environ  # deprecated: Fast DDS warns about it
+    assert "FASTRTPS_DEFAULT_PROFILES_FILE" not in env  # deprecated: Fast DDS warns about it
+    assert not any(var in os.environ for var in DDS_PROFILE_VARS)
     ns = {"d": "http://www.eprosima.com"}
     root = ET.parse(path).getroot()
     shm = [t for t in root.iterfind(".//d:transport_descriptor", ns) if t.findtext("d:type", namespaces=ns) == "SHM"]
@@ -87,5 +89,5 @@ def test_dds_profile_holds_whole_images_and_a_users_profile_wins(monkeypatch, tm
     used = {e.text for e in root.iterfind(".//d:participant//d:userTransports/d:transport_id", ns)}
     assert used == {t.findtext("d:transport_id", namespaces=ns) for t in root.iterfind(".//d:transport_descriptor", ns)}
     mine = tmp_path / "mine.xml"
-    monkeypatch.setenv("FASTDDS_DEFAULT_PROFILES_FILE", str(mine))
-    assert use_dds_profile() == str(mine)
+    monkeypatch.setenv("FASTRTPS_DEFAULT_PROFILES_FILE", str(mine))
+    assert "FASTDDS_DEFAULT_PROFILES_FILE" not in dds_profile_env()

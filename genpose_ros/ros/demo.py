@@ -273,8 +273,8 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     timeout = args.timeout or 180.0 + 4.0 * args.frames / args.rate
 
-    profile = launcher.use_dds_profile()  # whole images in shared memory, here and in the nodes
-    print(f"[demo] Fast DDS profile {profile or 'none (Fast DDS defaults)'}")
+    profile = launcher.dds_profile_env().get(launcher.DDS_PROFILE_VARS[0])  # the nodes' (Launch)
+    print(f"[demo] nodes' Fast DDS profile: {profile or 'none (Fast DDS defaults)'}")
     context = rclpy.Context()
     rclpy.init(context=context)
     rec = Recorder(context, segmenter_input=mask_input if masks_source == "ground_truth" else None)

@@ -179,29 +179,28 @@ def parse(path: str | Path, overrides: dict[str, str] | None = None) -> list[Pro
 DDS_PROFILE_VARS = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")  # the second: deprecated
 
 
-def use_dds_profile() -> str | None:
-    """Point Fast DDS at the package's config/fastdds.xml (shared-memory segments that hold whole
-    camera images) for this process and the nodes it starts, unless a profiles file is set
-    already (either variable); returns the file in use (None: none)."""
-    for var in DDS_PROFILE_VARS:
-        if os.environ.get(var):
-            return os.environ[var]
+def dds_profile_env() -> dict[str, str]:
+    """The environment for the nodes a launch starts: this one, with Fast DDS pointed at the
+    package's config/fastdds.xml (shared-memory segments that hold whole camera images) unless a
+    profiles file is set already (either variable). This process's own environment is left as it is."""
+    env = dict(os.environ)
+    if any(env.get(var) for var in DDS_PROFILE_VARS):
+        return env
     path = package_share() / "config" / "fastdds.xml"
-    if not path.is_file():
-        return None
-    os.environ[DDS_PROFILE_VARS[0]] = str(path)
-    return str(path)
+    if path.is_file():
+        env[DDS_PROFILE_VARS[0]] = str(path)
+    return env
 
 
 class Launch:
-    """Started processes of a launch file (with ``use_dds_profile``); ``stop()`` sends SIGINT,
-    then SIGTERM, then SIGKILL."""
+    """Started processes of a launch file (environment: ``dds_profile_env``); ``stop()`` sends
+    SIGINT, then SIGTERM, then SIGKILL."""
 
     def __init__(self, procs: list[Process], stdout=None):
-        use_dds_profile()
         self.procs = procs
+        env = dds_profile_env()
         for p in procs:
-            p.popen = subprocess.Popen(p.cmd, stdout=stdout, stderr=subprocess.STDOUT if stdout else None)
+            p.popen = subprocess.Popen(p.cmd, stdout=stdout, stderr=subprocess.STDOUT if stdout else None, env=env)
 
     def poll(self) -> dict[str, int | None]:
         return {p.name: p.popen.poll() for p in self.procs}
