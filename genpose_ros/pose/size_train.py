@@ -199,7 +199,8 @@ def train_main(args) -> int:
 
 def run_training(args, cfg: dict, train, label: str, name: str, what: str) -> int:
     """Read ``--data`` (and ``--val``) into point pools once and ``train(pool, val_pool, out, cfg,
-    seed, init)`` (``--init``: the weights to fine-tune) a small point network (the SizeNet, the verifier); prints one line with its result."""
+    seed, init)`` (``--init``: the weights to fine-tune) a small point network (the SizeNet, the
+    verifier); prints one line with its result."""
     from genpose_ros.data.dataset import InstanceDataset
     from genpose_ros.data.pool import PointPool
 

@@ -123,9 +123,16 @@ def train_main(args) -> int:
     drawn ones (``augment.p_candidates``)."""
     cfg = resolve_config(args, "verifier.yaml")
     train = train_verifier
+    if args.candidates and not Path(args.candidates).is_file():
+        raise ValueError(f"--candidates {args.candidates}: no such pose checkpoint")
     if args.candidates:
         def train(pool, val_pool, out, cfg, seed=0, init=None):
-            cache = f"{args.cache}.candidates-{Path(args.candidates).stem}.pt" if args.cache else None
+            cache = None
+            if args.cache:  # named by the pose checkpoint's content: a replaced file is not reused
+                import hashlib
+
+                digest = hashlib.sha1(Path(args.candidates).read_bytes()).hexdigest()[:12]
+                cache = f"{args.cache}.candidates-{digest}.pt"
             pool = {**pool, **pose_candidates(pool, args.candidates, cache)}
             if val_pool is not None:  # validated on the same mixture
                 val_pool = {**val_pool, **pose_candidates(val_pool, args.candidates)}
