@@ -13,7 +13,7 @@ import pytest
 import rclpy
 
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from vision_msgs.msg import Detection3DArray  # noqa: E402
+from vision_msgs.msg import Detection2DArray, Detection3DArray  # noqa: E402
 
 from conftest import spin_until  # noqa: E402
 
@@ -85,6 +85,51 @@ def test_realsense_node_stops_cleanly_mid_frame():
         assert proc.returncode == 0 and elapsed < 2.0 and not QUIET.search(out), (run, elapsed, out)
 
 
+def test_node_interrupted_while_it_starts(tiny_maskrcnn_weights):
+    """Ctrl-C while the node still imports torchvision and loads its model: exit 0 at once
+    (a KeyboardInterrupt raised inside that import made a C++ extension abort the process)."""
+    proc = subprocess.Popen([sys.executable, "-m", "genpose_ros.ros.maskrcnn_node", "--ros-args",
+                             *_node_args("maskrcnn_node", None, tiny_maskrcnn_weights)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = _started(proc, r"loading Mask R-CNN weights")
+    time.sleep(0.2)  # past that line's publish to /rosout, into the import of torchvision
+    elapsed = _interrupt(proc, twice=True)
+    out += proc.stdout.read()
+    assert proc.returncode == 0, out
+    assert "Mask R-CNN weights " + str(tiny_maskrcnn_weights) + " (" not in out, \
+        "the model had loaded before the signal: the test did not interrupt the start-up\n" + out
+    assert elapsed < 2.0, f"{elapsed:.2f} s until the node exited\n{out}"
+    assert not QUIET.search(out), out
+
+
+ABORTING_START = """
+import os, signal, time
+from genpose_ros.ros.spin import run_node
+
+class SlowNode:
+    # stands for an import under a C++ extension (a nanobind module's init) that aborts the
+    # process when a Python exception is raised inside it
+    def __init__(self):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1.0)
+        except BaseException:
+            os.abort()
+        raise AssertionError("SIGINT during start-up did not end the process")
+
+run_node(SlowNode)
+"""
+
+
+def test_interrupt_during_start_up_is_not_raised_into_it():
+    """Deterministic form of the case above: the signal handler must not raise into the
+    construction (where a KeyboardInterrupt inside an extension module's import aborts)."""
+    res = subprocess.run([sys.executable, "-c", ABORTING_START], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, (res.returncode, res.stdout + res.stderr)
+    assert not QUIET.search(res.stdout + res.stderr), res.stdout + res.stderr
+
+
 GRAPH = """launch:
 - node: {{pkg: genpose_ros, exec: realsense_node, name: realsense_node,
          param: [{{name: source, value: sim}}, {{name: frame_rate, value: 4.0}},
@@ -116,9 +161,11 @@ def test_launch_and_its_nodes_interrupted_together(tmp_path, ros_context, tiny_p
         node = rclpy.create_node("shutdown_listener", context=ros_context)
         ex = SingleThreadedExecutor(context=ros_context)
         ex.add_node(node)
-        got = []
+        got, segmented = [], []
         node.create_subscription(Detection3DArray, "/genpose/detections", got.append, 10)
-        assert spin_until(ex, lambda: len(got) >= 2, 120.0), "the graph produced no detections"
+        node.create_subscription(Detection2DArray, "/genpose/detections_2d", segmented.append, 10)
+        assert spin_until(ex, lambda: len(got) >= 2 and segmented, 120.0), \
+            f"the graph produced {len(got)} pose and {len(segmented)} Mask R-CNN results"
         node.destroy_node()
         t0 = time.monotonic()
         os.killpg(proc.pid, signal.SIGINT)

@@ -121,6 +121,7 @@ class MaskRCNNNode(Node):
         from genpose_ros.segmentation.load import load_segmenter
         from genpose_ros.segmentation.model import CheckpointError
 
+        self.get_logger().info(f"loading Mask R-CNN weights {weights}")
         thresholds = {"score_threshold": self.p["score_threshold"],
                       "mask_threshold": self.p["mask_threshold"], "depth_cleanup": self.p["depth_cleanup"]}
         try:

@@ -5,6 +5,11 @@ traceback, also when it lands in the middle of a callback (rclpy has already inv
 context, so that callback's publish fails) and when a second SIGINT follows while the node
 cleans up (a terminal's Ctrl-C reaches ``genpose launch`` / ``ros2 launch`` and its nodes
 together, and the launcher then forwards its own).
+
+A SIGINT while the node is still being constructed (importing torch / torchvision, loading a
+model) ends the process at once with status 0: there is nothing to clean up yet, and a
+KeyboardInterrupt raised inside an import that runs under a C++ extension's call makes that
+extension abort the process (``terminate called after throwing ...``, status -6).
 """
 from __future__ import annotations
 
@@ -17,16 +22,20 @@ from rclpy.executors import ExternalShutdownException
 
 
 class _InterruptOnce:
-    """SIGINT handler: the first signal raises KeyboardInterrupt, later ones are ignored.
+    """SIGINT handler: during start-up the process exits 0 at once; once the node spins, the
+    first signal raises KeyboardInterrupt and later ones are ignored.
 
     Installed before ``rclpy.init``: rclpy's own handler (which shuts the context down and
     wakes the executor) chains to it."""
 
     def __init__(self):
         self.count = 0
+        self.starting = True
 
     def __call__(self, signum, frame):
         self.count += 1
+        if self.starting:
+            os._exit(0)
         if self.count == 1:
             raise KeyboardInterrupt
 
@@ -38,9 +47,10 @@ def run_node(node_cls, args=None):
 
     The process ends with ``os._exit`` once the node is destroyed and rclpy (with its logging)
     is shut down: the interpreter's own tear-down of torch alone takes seconds on a busy CPU."""
-    signal.signal(signal.SIGINT, _InterruptOnce())
+    handler = _InterruptOnce()
+    signal.signal(signal.SIGINT, handler)
     try:
-        code = _run(node_cls, args)
+        code = _run(node_cls, args, handler)
     except KeyboardInterrupt:  # Ctrl-C that arrived during the clean-up of another error
         code = 0
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -49,11 +59,12 @@ def run_node(node_cls, args=None):
     os._exit(code)
 
 
-def _run(node_cls, args) -> int:
+def _run(node_cls, args, handler: _InterruptOnce) -> int:
     rclpy.init(args=args)
     node = None
     try:
         node = node_cls()
+        handler.starting = False
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
