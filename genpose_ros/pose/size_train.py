@@ -106,21 +106,22 @@ def train_size(pool: dict, val_pool: dict | None, out: Path, cfg: dict, seed: in
     from genpose_ros.pose.size_net import SIZE_FORMAT, SizeNet, load_size_net
 
     torch.manual_seed(seed)
-    net = initial_net(SizeNet, load_size_net, cfg, init)
+    net, cfg = initial_net(SizeNet, load_size_net, cfg, init)
     return fit_points_net(net, pool, val_pool, make_batch, box_loss, out / "size_net.pt",
                           cfg, SIZE_FORMAT, "size net", seed, progress)
 
 
-def initial_net(model_cls, load, cfg: dict, init: str | None):
-    """A fresh ``model_cls`` of ``cfg["model"]``, or with ``init`` the checkpoint's network (its
-    architecture and weights; ``cfg["n_points"]`` is set to the checkpoint's) in training mode."""
+def initial_net(model_cls, load, cfg: dict, init: str | None) -> tuple:
+    """(net, cfg): a fresh ``model_cls`` of ``cfg["model"]``, or with ``init`` the checkpoint's
+    network (its architecture and weights) in training mode and a copy of ``cfg`` with the
+    checkpoint's ``n_points``."""
     if init is None:
-        return model_cls({"categories": list(CATEGORIES), "n_points": cfg["n_points"], **cfg["model"]})
+        net = model_cls({"categories": list(CATEGORIES), "n_points": cfg["n_points"], **cfg["model"]})
+        return net, cfg
     net = load(init).train()
     if list(net.categories) != list(CATEGORIES):
         raise ValueError(f"--init {init}: its categories {net.categories} are not {list(CATEGORIES)}")
-    cfg["n_points"] = int(net.config.get("n_points", cfg["n_points"]))
-    return net
+    return net, {**cfg, "n_points": int(net.config.get("n_points", cfg["n_points"]))}
 
 
 def fit_points_net(net, pool: dict, val_pool: dict | None, batch_fn, loss_fn, path: Path, cfg: dict,

@@ -82,7 +82,7 @@ def train_verifier(pool: dict, val_pool: dict | None, out: Path, cfg: dict, seed
     from genpose_ros.pose.verifier import VERIFIER_FORMAT, PoseVerifier, load_verifier
 
     torch.manual_seed(seed)
-    net = initial_net(PoseVerifier, load_verifier, cfg, init)
+    net, cfg = initial_net(PoseVerifier, load_verifier, cfg, init)
     return fit_points_net(net, pool, val_pool, make_batch, verifier_loss,
                           out / "verifier.pt", cfg, VERIFIER_FORMAT, "verifier", seed, progress)
 

@@ -24,6 +24,7 @@ problem and the node keeps serving; ``weights`` can be changed at run time (``ro
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections import deque
 
@@ -94,11 +95,11 @@ class MaskRCNNNode(Node):
             self.load_weights(p["weights"])
             self.worker = Worker(self._segment_safe, name="maskrcnn_worker")
             self.depths: deque[Image] = deque(maxlen=8)     # recent depth frames, newest last
+            self.depth_arrived = threading.Condition()
             self.fx: float | None = None
             qos, depth = p["input_qos"], p["input_qos_depth"]
             self._subs = [InputSubscription(self, Image, p["color_topic"], self.worker.slot.put, qos, depth),
-                          InputSubscription(self, Image, p["depth_topic"], lambda m: self.depths.append(m),
-                                            qos, depth),
+                          InputSubscription(self, Image, p["depth_topic"], self._on_depth, qos, depth),
                           InputSubscription(self, CameraInfo, p["camera_info_topic"], self._on_camera_info,
                                             qos, depth)]
             self.add_on_set_parameters_callback(self._on_params)
@@ -184,6 +185,11 @@ class MaskRCNNNode(Node):
         self.latencies.append(time.perf_counter() - t0)
         self.frames_done += 1
 
+    def _on_depth(self, msg: Image):
+        with self.depth_arrived:
+            self.depths.append(msg)
+            self.depth_arrived.notify_all()
+
     def _on_camera_info(self, msg: CameraInfo):
         fx = float(msg.k[0])
         self.fx = fx if np.isfinite(fx) and fx > 0 else None
@@ -197,12 +203,11 @@ class MaskRCNNNode(Node):
         else:
             who, fallback = "depth_cleanup", "masks not trimmed by depth"
         t = stamp_ns(color)
-        deadline = time.monotonic() + self.p["depth_wait"]
         # a driver may publish colour before depth: its depth image may still be on its way
-        while (not any(stamp_ns(d) >= t for d in list(self.depths)) and time.monotonic() < deadline
-               and self.context.ok()):
-            time.sleep(0.005)
-        best = min(list(self.depths), key=lambda d: abs(stamp_ns(d) - t), default=None)
+        with self.depth_arrived:
+            self.depth_arrived.wait_for(lambda: any(stamp_ns(d) >= t for d in self.depths),
+                                        timeout=self.p["depth_wait"])
+            best = min(self.depths, key=lambda d: abs(stamp_ns(d) - t), default=None)
         if best is None or abs(stamp_ns(best) - t) > self.p["depth_slop"] * 1e9:
             gap = "no depth image received" if best is None else (
                 f"nearest depth image {abs(stamp_ns(best) - t) / 1e6:.0f} ms away "
