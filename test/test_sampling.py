@@ -76,7 +76,7 @@ def test_score_scaling_concentrates_samples_on_the_modes():
     spread = {}
     for k in (1.0, 4.0, 16.0):
         gen = torch.Generator().manual_seed(1)
-        s = sampling.sample_score_scaling(Toy(MixtureScore()), SDE, cond, num_candidates=400, n_steps=40,
+        s = sampling.sample_score_scaling(Toy(MixtureScore()), SDE, cond, num_candidates=400, n_steps=40, t0=0.55,
                                           schedule="gaussian", schedule_kwargs={"k": k, "s": S}, verify_turns=0,
                                           generator=gen)
         which, dist = nearest(s.hypotheses[0])

@@ -20,7 +20,7 @@ def get_dsm_loss_fn(sde: VESDE, head: str = "score", n_noise: int = 20, t_max: f
     """Returns ``loss_fn(model, cond (B, F), p0 (B, 9)) -> scalar`` for ``head`` in {score, energy}.
 
     Times are drawn uniformly in [eps, t_max]; ``t_max`` < 1 spends the training on the noise
-    levels the samplers use (they start at T0 <= 0.55).
+    levels the samplers use (they start at T0 <= 0.6).
     """
     if not sde.eps < t_max <= 1.0:
         raise ValueError(f"t_max must be in ({sde.eps}, 1], got {t_max}")

@@ -175,7 +175,8 @@ def aggregate(hyp: torch.Tensor, keep_rot: torch.Tensor | None = None,
 
     hyp (B, K, 9); keep_* (B, K) {0, 1} float masks or None (all). Returns pose (B, 9), score (B,).
     The score is exp(-spread) of the kept candidates' y axes and translations (2 cm units),
-    which is meaningful for symmetric categories too.
+    which is meaningful for symmetric categories too; in (0, 1] (the spread is capped at 80, where
+    float32's exp would reach 0).
     """
     B, K, _ = hyp.shape
     ones = torch.ones(B, K, dtype=hyp.dtype, device=hyp.device)
@@ -187,7 +188,7 @@ def aggregate(hyp: torch.Tensor, keep_rot: torch.Tensor | None = None,
     dy = (R[..., :, 1] - R_avg[:, None, :, 1]).norm(dim=-1)  # (B, K)
     dt = (hyp[..., 6:] - t_avg[:, None]).norm(dim=-1) / 0.02
     spread = (dy * keep_rot).sum(1) / keep_rot.sum(1) + (dt * keep_t).sum(1) / keep_t.sum(1)
-    return geometry.pose_to_vec(R_avg, t_avg), torch.exp(-spread)
+    return geometry.pose_to_vec(R_avg, t_avg), torch.exp(-spread.clamp(max=80.0))
 
 
 def _topk_mask(values: torch.Tensor, n_keep: int) -> torch.Tensor:
