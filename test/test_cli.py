@@ -26,7 +26,7 @@ def test_sampler_override_type_is_checked_before_the_model_loads(capsys, tmp_pat
                    "--checkpoint", str(tmp_path / "none.pt"), "--set", "n_steps=abc")
     assert rc == 2
     assert _one_line(err) == ("genpose eval: error: mode score_scaling: n_steps must be an integer "
-                              "(default 20), got 'abc'")
+                              "(default 12), got 'abc'")
     rc, err = _run(capsys, "eval", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
                    "--set", "n_step=5")
     assert rc == 2 and "unknown key 'n_step'; did you mean 'n_steps'?" in _one_line(err)

@@ -5,6 +5,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
+from genpose_ros.config import sampler_settings
 from genpose_ros.pose.checkpoint import save_checkpoint
 from genpose_ros.pose.estimator import PoseEstimator
 from genpose_ros.pose.nets import PoseNet
@@ -112,7 +113,8 @@ def test_sampler_settings_are_checked_against_estimator_yaml(estimator, clouds):
     pts, _, _ = clouds
     with pytest.raises(ValueError, match="unknown key 'n_step'; did you mean 'n_steps'"):
         estimator.estimate(pts, CATS, mode="genpose", n_step=3)
-    with pytest.raises(ValueError, match=r"n_steps must be an integer \(default 20\), got 'abc'"):
+    default = sampler_settings("score_scaling")["n_steps"]  # config/estimator.yaml's
+    with pytest.raises(ValueError, match=rf"n_steps must be an integer \(default {default}\), got 'abc'"):
         estimator.estimate(pts, CATS, mode="score_scaling", n_steps="abc")
     with pytest.raises(ValueError, match="mode regression: unknown key 'n_steps'"):
         estimator.estimate(pts, CATS, mode="regression", n_steps=3)
@@ -272,5 +274,6 @@ def test_bench_runs_end_to_end(tiny_split, tiny_pose_checkpoint, tmp_path):
     assert report["modes"]["genpose_random"]["settings"]["ranking"] == "random"
     assert report["modes"]["genpose_verifier"]["settings"]["ranking"] == "verifier"
     assert report["modes"]["score_scaling"]["settings"]["verify_turns"] == 0  # the successor paper's sampler
-    assert report["modes"]["score_scaling_verifier"]["settings"]["verify_turns"] == 36
+    turns = sampler_settings("score_scaling")["verify_turns"]  # config/estimator.yaml's
+    assert report["modes"]["score_scaling_verifier"]["settings"]["verify_turns"] == turns
     assert (tmp_path / "bench_error_cdf.png").is_file() and out.with_suffix(".md").is_file()

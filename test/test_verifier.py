@@ -206,8 +206,9 @@ def test_estimator_verifier_modes_and_errors(tmp_path, tiny_pose_checkpoint):
     prev[:, :3, 3] = pts.mean(axis=1)
     c = est.estimate(pts, ["camera", "mug"], mode="tracking", prev_poses=prev, verify_turns=12, n_steps=2)
     assert np.allclose(np.linalg.det(c.R), 1.0, atol=1e-4)
+    turns = sampler_settings("score_scaling")["verify_turns"]  # config/estimator.yaml's
     with pytest.raises(ConfigError, match="modes.genpose.ranking is 'verifier' and modes.score_scaling.verify_turns "
-                                          "is 36 but verifier.checkpoint is empty"):
+                                          f"is {turns} but verifier.checkpoint is empty"):
         PoseEstimator.from_checkpoint(tiny_pose_checkpoint, config={"verifier": {"checkpoint": ""}})
     plain = {"verifier": {"checkpoint": ""}, "modes": {"genpose": {"ranking": "energy"},
                                                        "score_scaling": {"verify_turns": 0}}}

@@ -343,7 +343,7 @@ def markdown(report: dict, base: Path) -> str:
         lines.append(f"| {name} | " + " | ".join(fmt(row["per_category"].get(c, {}).get("5deg2cm")) for c in cats) + " |")
     abl = report.get("ablations", {})
     if abl.get("score_scaling"):
-        lines += ["", "## Score-scaling schedule ablation (single sample, Euler 20 steps, the turn check of "
+        lines += ["", "## Score-scaling schedule ablation (single sample, the steps and turn check of "
                   "config/estimator.yaml)", "",
                   "| schedule | 5deg2cm | 5deg5cm | 10deg2cm | 10deg5cm |", "|---|---|---|---|---|"]
         for name, r in abl["score_scaling"].items():
