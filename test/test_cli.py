@@ -25,8 +25,9 @@ def test_sampler_override_type_is_checked_before_the_model_loads(capsys, tmp_pat
     rc, err = _run(capsys, "eval", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
                    "--checkpoint", str(tmp_path / "none.pt"), "--set", "n_steps=abc")
     assert rc == 2
+    default = sampler_settings("score_scaling")["n_steps"]  # config/estimator.yaml's
     assert _one_line(err) == ("genpose eval: error: mode score_scaling: n_steps must be an integer "
-                              "(default 12), got 'abc'")
+                              f"(default {default}), got 'abc'")
     rc, err = _run(capsys, "eval", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
                    "--set", "n_step=5")
     assert rc == 2 and "unknown key 'n_step'; did you mean 'n_steps'?" in _one_line(err)
