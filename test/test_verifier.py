@@ -183,6 +183,18 @@ def test_estimator_verifier_modes_and_errors(tmp_path, tiny_pose_checkpoint):
     assert est.verifier is not None
     a = est.estimate(pts, ["camera", "mug"], mode="genpose", ranking="verifier", num_candidates=8, n_steps=3)
     assert a.R.shape == (2, 3, 3) and np.isfinite(a.R).all()
+    # GenPose's turn check turns the average about its own y axis and keeps its translation (of
+    # categories whose box centre the SizeNet does not place)
+    runs = []
+    for turns in (0, 12):
+        est.generator.manual_seed(5)
+        est.rng = np.random.default_rng(5)
+        runs.append(est.estimate(pts, ["bottle", "can"], mode="genpose", num_candidates=8, n_steps=3,
+                                 verify_turns=turns))
+    plain, turned = runs
+    np.testing.assert_allclose(turned.t, plain.t, atol=1e-6)
+    np.testing.assert_allclose(turned.R[:, :, 1], plain.R[:, :, 1], atol=1e-5)  # the same y axis
+    assert np.allclose(np.linalg.det(turned.R), 1.0, atol=1e-4)
     b = est.estimate(pts, ["camera", "mug"], mode="score_scaling", verify_turns=12, n_steps=3)
     assert np.allclose(np.linalg.det(b.R), 1.0, atol=1e-4)
     nfe = []
@@ -206,11 +218,13 @@ def test_estimator_verifier_modes_and_errors(tmp_path, tiny_pose_checkpoint):
     prev[:, :3, 3] = pts.mean(axis=1)
     c = est.estimate(pts, ["camera", "mug"], mode="tracking", prev_poses=prev, verify_turns=12, n_steps=2)
     assert np.allclose(np.linalg.det(c.R), 1.0, atol=1e-4)
-    turns = sampler_settings("score_scaling")["verify_turns"]  # config/estimator.yaml's
-    with pytest.raises(ConfigError, match="modes.genpose.ranking is 'verifier' and modes.score_scaling.verify_turns "
-                                          f"is {turns} but verifier.checkpoint is empty"):
+    gp_turns = sampler_settings("genpose")["verify_turns"]  # config/estimator.yaml's
+    turns = sampler_settings("score_scaling")["verify_turns"]
+    with pytest.raises(ConfigError, match=f"modes.genpose.ranking is 'verifier' and modes.genpose.verify_turns is "
+                                          f"{gp_turns} and modes.score_scaling.verify_turns is {turns} but "
+                                          "verifier.checkpoint is empty"):
         PoseEstimator.from_checkpoint(tiny_pose_checkpoint, config={"verifier": {"checkpoint": ""}})
-    plain = {"verifier": {"checkpoint": ""}, "modes": {"genpose": {"ranking": "energy"},
+    plain = {"verifier": {"checkpoint": ""}, "modes": {"genpose": {"ranking": "energy", "verify_turns": 0},
                                                        "score_scaling": {"verify_turns": 0}}}
     with pytest.raises(ConfigError, match="modes.tracking.verify_turns is 4 but verifier.checkpoint is empty"):
         PoseEstimator.from_checkpoint(tiny_pose_checkpoint, config={**plain, "modes": {

@@ -231,8 +231,9 @@ def sample_genpose(model: PoseNet, sde: VESDE, cond: torch.Tensor, generator: to
     ``keep_ratio``, average. ``ranking="verifier"`` keeps the rotations by ``verify``
     (hypotheses (B, K, 9) -> predicted rotation errors (B, K), the estimator's pose verifier):
     those within ``verify_deg`` of the candidate it rates best, of those the top ``keep_ratio``;
-    the translations still by the energy. ``settings`` override config/estimator.yaml's
-    ``modes.genpose``."""
+    the translations still by the energy. With ``verify_turns`` > 1 the average's rotation is then
+    turned about its y axis as score scaling's turn check does (``turn_check``), its translation
+    kept. ``settings`` override config/estimator.yaml's ``modes.genpose``."""
     s = sampler_settings("genpose", settings)
     if s["ranking"] not in RANKINGS:
         raise ValueError(f"unknown ranking {s['ranking']!r}; expected one of {RANKINGS}")
@@ -255,6 +256,9 @@ def sample_genpose(model: PoseNet, sde: VESDE, cond: torch.Tensor, generator: to
     else:
         keep_rot = keep_t = None
     pose, score = aggregate(hyp, keep_rot, keep_t)
+    if s["verify_turns"] > 1:  # the turn check moves the rotation; the energy-ranked translation stays
+        turned, nfe = turn_check(model, sde, cond, pose, nfe, verify, s, generator)
+        pose = torch.cat([turned[:, :6], pose[:, 6:]], dim=1)
     return Sample(pose, hyp, score, nfe)
 
 

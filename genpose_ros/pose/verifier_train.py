@@ -16,6 +16,7 @@ Writes ``verifier.pt`` (best validation loss) and ``log.jsonl`` into ``--out``.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -36,10 +37,24 @@ def error_deg(dR: torch.Tensor, spin: torch.Tensor) -> torch.Tensor:
     return torch.rad2deg(torch.arccos(cos.clamp(-1.0, 1.0)))
 
 
+def box_rotations() -> torch.Tensor:
+    """The 24 rotations of a box onto itself up to its side lengths (signed permutation matrices
+    of determinant 1), the identity first: (24, 3, 3)."""
+    mats = []
+    for perm in itertools.permutations(range(3)):
+        for signs in itertools.product((1.0, -1.0), repeat=3):
+            M = torch.zeros(3, 3)
+            M[range(3), perm] = torch.tensor(signs)
+            if torch.det(M) > 0:
+                mats.append(M)
+    return torch.stack(mats)
+
+
 def rotation_errors(B: int, g: torch.Generator, aug: dict) -> torch.Tensor:
     """(B, 3, 3) errors R_est = R dR from the mixture of ``aug``: ``p_yaw`` a turn of any angle
-    about y times a small error, ``p_uniform`` a uniformly random rotation, the rest a small error
-    (angle |N(0, small_deg)| about a random axis)."""
+    about y times a small error, ``p_uniform`` a uniformly random rotation, ``p_box`` (of the
+    rest) one of the 23 turns of a box onto its own faces times a small error, the rest a small
+    error (angle |N(0, small_deg)| about a random axis)."""
     axis = torch.nn.functional.normalize(torch.randn(B, 3, generator=g), dim=-1)
     small = random_rotation(axis * torch.randn(B, 1, generator=g).abs() * math.radians(aug["small_deg"]))
     yaw = yaw_rotation((2 * torch.rand(B, generator=g) - 1) * math.pi)
@@ -48,6 +63,10 @@ def rotation_errors(B: int, g: torch.Generator, aug: dict) -> torch.Tensor:
     uniform = torch.from_numpy(Rotation.from_quat(q.double().numpy()).as_matrix()).float()
     u = torch.rand(B, generator=g)
     dR = torch.where((u < aug["p_yaw"])[:, None, None], torch.bmm(yaw, small), small)
+    if aug.get("p_box", 0.0) > 0:
+        box = box_rotations()[torch.randint(1, 24, (B,), generator=g)]
+        use = torch.rand(B, generator=g) < aug["p_box"]
+        dR = torch.where(use[:, None, None], torch.bmm(box, small), dR)
     return torch.where((u > 1 - aug["p_uniform"])[:, None, None], uniform, dR)
 
 
@@ -107,7 +126,7 @@ def pose_candidates(pool: dict, checkpoint: str, cache: str | None = None, batch
     dR, dt = [], []
     for s in tqdm(range(0, n, batch), desc="pose candidates", disable=not progress, mininterval=5):
         e = est.estimate(pool["points"][s:s + batch].numpy(), names[s:s + batch], mode="genpose",
-                         return_hypotheses=True, ranking="energy")
+                         return_hypotheses=True, ranking="energy", verify_turns=0)
         H = torch.from_numpy(e.hypotheses).float()  # (b, K, 4, 4)
         dR.append(torch.einsum("bji,bkjl->bkil", pool["R"][s:s + batch], H[..., :3, :3]))
         dt.append(H[..., :3, 3] - pool["t"][s:s + batch, None])
