@@ -12,7 +12,7 @@ from genpose_ros import CATEGORIES
 from genpose_ros.paths import package_share
 from genpose_ros.pose.checkpoint import CheckpointError, save_checkpoint
 from genpose_ros.pose.verifier import VERIFIER_FORMAT, PoseVerifier, load_verifier
-from genpose_ros.pose.verifier_train import error_deg, make_batch, rotation_errors, verifier_loss
+from genpose_ros.pose.verifier_train import box_rotations, error_deg, make_batch, rotation_errors, verifier_loss
 
 SHIPPED = package_share() / "models" / "verifier.pt"
 SMALL = {"categories": list(CATEGORIES), "n_points": 64, "widths": [16, 32], "hidden": 32, "cat_dim": 4,
@@ -46,6 +46,21 @@ def test_error_mixture_has_its_shares():
     # turns about y keep the up axis nearly in place while the full error is large
     assert 0.26 < ((err > 60) & (tilt < 40)).float().mean() < 0.37  # 0.45 x 120 / 180 of the turns, a few uniform
     assert float(err.max()) > 170
+
+
+def test_box_turns_are_the_23_other_faces_times_a_small_error():
+    box = box_rotations()
+    assert box.shape == (24, 3, 3) and torch.equal(box[0], torch.eye(3))
+    torch.testing.assert_close(torch.det(box), torch.ones(24))
+    assert len({tuple(m.flatten().tolist()) for m in box}) == 24  # all distinct: the whole group
+    g = torch.Generator().manual_seed(1)
+    aug = {**AUG, "p_yaw": 0.0, "p_uniform": 0.0, "p_box": 0.5, "small_deg": 1.0}
+    dR = rotation_errors(4000, g, aug)
+    nearest = torch.einsum("nij,kij->nk", dR, box).argmax(dim=1)  # the box turn each error is closest to
+    on_face = nearest > 0
+    assert 0.46 < on_face.float().mean() < 0.54  # p_box of them on another face
+    assert float(error_deg(dR[~on_face], torch.zeros(int((~on_face).sum()), dtype=torch.bool)).max()) < 6
+    assert set(nearest[on_face].tolist()) == set(range(1, 24))  # every other face is drawn
 
 
 def _box_with_nose(n, rng):
