@@ -257,3 +257,27 @@ def test_rgbd_model_uses_depth_and_falls_back_to_colour(ros_context, tiny_rgbd_w
         assert len(rig.node.problems) == n_problems, list(rig.node.problems)[n_problems:]
     finally:
         rig.close()
+
+
+def test_closing_ends_a_frame_waiting_for_its_depth_image(ros_context, tiny_rgbd_weights):
+    """A colour frame waits up to depth_wait for its depth image; closing the node ends that
+    wait at once, and the worker thread stops without publishing."""
+    rig = Rig(ros_context, {"weights": str(tiny_rgbd_weights), "depth_topic": "/t7/depth",
+                            "depth_wait": 30.0}, "/t7")
+    try:
+        worker = rig.node.worker
+        # the worker takes the frame and waits for a depth image that never comes
+        assert rig.send_until(lambda: rig.pub_color.publish(numpy_to_image(_rgb(), "rgb8", _header(2))),
+                              lambda: _waiting(rig.node), timeout_s=10)
+    finally:
+        t0 = time.monotonic()
+        rig.close()
+    assert time.monotonic() - t0 < 2.0
+    worker._thread.join(2.0)
+    assert not worker._thread.is_alive()
+    assert rig.node.frames_done == 0 and not rig.masks
+
+
+def _waiting(node) -> bool:
+    """Whether the node's worker thread is waiting on the depth condition."""
+    return bool(node.depth_arrived._waiters)

@@ -95,7 +95,8 @@ class MaskRCNNNode(Node):
             self.load_weights(p["weights"])
             self.worker = Worker(self._segment_safe, name="maskrcnn_worker")
             self.depths: deque[Image] = deque(maxlen=8)     # recent depth frames, newest last
-            self.depth_arrived = threading.Condition()
+            self.depth_arrived = threading.Condition()   # also notified when the node closes
+            self.closing = False
             self.fx: float | None = None
             qos, depth = p["input_qos"], p["input_qos_depth"]
             self._subs = [InputSubscription(self, Image, p["color_topic"], self.worker.slot.put, qos, depth),
@@ -174,6 +175,8 @@ class MaskRCNNNode(Node):
         t0 = time.perf_counter()
         wants_depth = self.segmenter.uses_depth or self.segmenter.depth_cleanup
         depth = self.matching_depth(msg, rgb.shape[:2]) if wants_depth else None
+        if self.closing:  # closed while this frame waited for its depth image
+            return
         dets = self.segmenter.predict(rgb, depth, fx=self.fx)        # best first
         ids = np.zeros(rgb.shape[:2], np.uint16)
         for k in range(len(dets) - 1, -1, -1):    # the higher score owns overlapping pixels
@@ -205,9 +208,11 @@ class MaskRCNNNode(Node):
         t = stamp_ns(color)
         # a driver may publish colour before depth: its depth image may still be on its way
         with self.depth_arrived:
-            self.depth_arrived.wait_for(lambda: any(stamp_ns(d) >= t for d in self.depths),
+            self.depth_arrived.wait_for(lambda: self.closing or any(stamp_ns(d) >= t for d in self.depths),
                                         timeout=self.p["depth_wait"])
             best = min(self.depths, key=lambda d: abs(stamp_ns(d) - t), default=None)
+        if self.closing:
+            return None
         if best is None or abs(stamp_ns(best) - t) > self.p["depth_slop"] * 1e9:
             gap = "no depth image received" if best is None else (
                 f"nearest depth image {abs(stamp_ns(best) - t) / 1e6:.0f} ms away "
@@ -238,6 +243,9 @@ class MaskRCNNNode(Node):
 
     def destroy_node(self):
         if self.worker is not None:
+            with self.depth_arrived:  # a frame waiting for its depth image stops waiting
+                self.closing = True
+                self.depth_arrived.notify_all()
             self.worker.stop()
         super().destroy_node()
 
