@@ -96,10 +96,11 @@ def test_node_interrupted_while_it_starts(tiny_maskrcnn_weights):
     elapsed = _interrupt(proc, twice=True)
     out += proc.stdout.read()
     assert proc.returncode == 0, out
-    assert "Mask R-CNN weights " + str(tiny_maskrcnn_weights) + " (" not in out, \
-        "the model had loaded before the signal: the test did not interrupt the start-up\n" + out
     assert elapsed < 2.0, f"{elapsed:.2f} s until the node exited\n{out}"
     assert not QUIET.search(out), out
+    if "Mask R-CNN weights " + str(tiny_maskrcnn_weights) + " (" in out:  # a machine that loads it in < 0.2 s
+        pytest.skip("the model had loaded before the signal, so the start-up was not interrupted "
+                    "(test_interrupt_during_start_up_is_not_raised_into_it covers that case)")
 
 
 ABORTING_START = """
