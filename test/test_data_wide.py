@@ -110,6 +110,23 @@ def test_wide_scenes_and_cameras_cover_the_wider_ranges():
     assert len(seq) == 3 and all("family" in o.model.params for o in seq.scene.objects)
 
 
+def test_tilted_scenes_lay_most_objects_down_with_standard_objects():
+    """The tilted distribution: standard objects and cameras, most objects tilted or lying."""
+    from genpose_ros.data.scenes import TILTED_SCENE_RANGES
+
+    up = {"standard": [], "tilted": []}
+    for dist in up:
+        rng = np.random.default_rng(2)
+        for _ in range(40):
+            for o in sample_scene(rng, distribution=dist).objects:
+                up[dist].append(o.T_world_obj[2, 1] / np.linalg.norm(o.T_world_obj[:3, 1]))  # object y . world z
+            if dist == "tilted":
+                assert not any("family" in o.model.params for o in sample_scene(rng, distribution=dist).objects)
+    upright = {d: float(np.mean(np.array(v) > np.cos(np.radians(3)))) for d, v in up.items()}
+    assert 0.62 < upright["standard"] < 0.82 and upright["tilted"] < 0.3  # pose_probs upright 0.72 / 0.2
+    assert TILTED_SCENE_RANGES["camera_distance_m"] == SCENE_RANGES["camera_distance_m"]
+
+
 def test_random_sensor_parameters_are_in_range():
     rng = np.random.default_rng(0)
     sensors = [sample_sensor(rng) for _ in range(20)]

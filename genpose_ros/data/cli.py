@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     gen.add_argument("--no-pickle", action="store_true", help="write JSON labels only")
     gen.add_argument("--distribution", choices=DISTRIBUTIONS, default="standard",
                      help="wide: more shape families and sizes, cameras 0.25-1.6 m, more roll and "
-                          "elevation, stronger random depth noise, denser clutter (docs/data.md)")
+                          "elevation, stronger random depth noise, denser clutter; tilted: the standard "
+                          "scenes with 80 %% of the objects tilted or lying (docs/data.md)")
 
     show = sub.add_parser("show", help="one PNG with RGB, depth, masks and projected GT boxes")
     show.add_argument("folder")

@@ -81,10 +81,11 @@ def check_distribution(distribution: str) -> None:
 
 
 def sample_object(category: str, rng: np.random.Generator, distribution: str = "standard") -> ObjectModel:
-    """A random instance of ``category`` from ``distribution``: "standard" (``make_object``, the
-    standard ranges) or "wide" (one of the category's shape families, ``params["family"]``)."""
+    """A random instance of ``category`` from ``distribution``: "standard" and "tilted"
+    (``make_object``, the standard ranges) or "wide" (one of the category's shape families,
+    ``params["family"]``)."""
     check_distribution(distribution)
-    if distribution == "standard":
+    if distribution != "wide":
         return make_object(category, rng)
     if category not in WIDE_FAMILIES:
         raise ValueError(f"unknown category {category!r}; known: {', '.join(CATEGORIES)}")

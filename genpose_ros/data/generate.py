@@ -33,7 +33,8 @@ class GenerateConfig:
     noise: bool = True
     write_pickle: bool = True
     n_objects: int | None = None
-    distribution: str = "standard"  # "wide": families, WIDE_SCENE_RANGES and a random sensor per frame
+    distribution: str = "standard"  # "wide": families, WIDE_SCENE_RANGES and a random sensor per frame;
+                                    # "tilted": the standard one with most objects tilted or lying
 
 
 def unit_rng(cfg: GenerateConfig, kind: int, k: int) -> np.random.Generator:
@@ -175,6 +176,8 @@ def dataset_card(cfg, frames, counts, empty, mugs, hidden, seconds, workers) -> 
         "frames_per_second": round(frames / max(seconds, 1e-9), 2),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
     }
+    if cfg.distribution == "tilted":
+        card.update(name=card["name"].replace(")", ", tilted distribution)"), distribution="tilted")
     if wide:  # keys only the wide cards have: standard cards stay as they were
         card.update(name=card["name"].replace(")", ", wide distribution)"), distribution="wide",
                     object_families=family_ranges(),
