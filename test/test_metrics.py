@@ -253,3 +253,31 @@ def test_tables_without_ground_truth_are_undefined():
     tab = nocs_tables([_fp("can", [0, 0, 0], 0.9)])
     assert tab["counts"] == {} and tab["false_positives"] == {"can": 1}
     assert math.isnan(tab["mAP"]["5deg2cm"]["mean"]) and math.isnan(tab["accuracy"]["IoU25"]["mean"])
+
+
+def test_accuracy_by_resting_pose_from_the_camera_pose(tmp_path):
+    from genpose_ros.evaluation.tables import by_rest, rest_kind
+
+    T = np.eye(4)  # a camera whose frame is the world's: z up
+    T[:3, :3] = rot("x", 20)
+    up = T[:3, :3].T @ rot("x", 90)  # the object's y axis along the world's z, seen by that camera
+    assert rest_kind(up, T) == "upright" and rest_kind(up, None) is None
+    assert rest_kind(T[:3, :3].T @ rot("x", 90) @ rot("x", 45), T) == "tilted"
+    assert rest_kind(T[:3, :3].T @ rot("x", 90) @ rot("z", 90), T) == "lying"
+    assert rest_kind(T[:3, :3].T @ rot("x", -90), T) == "upside down"
+    records = [{**_record("mug", I, [0, 0, 0]), "rest": "upright"},
+               {**_record("mug", rot("y", 30), [0, 0, 0]), "rest": "lying"},
+               {**_record("mug", rot("y", 8), [0, 0, 0]), "rest": "lying"},
+               {**_record("can", I, [0.03, 0, 0]), "rest": "lying"},
+               {**_record("bowl", I, [0, 0, 0]), "rest": None}]
+    s = summary(records, [])
+    assert s["by_rest"] == by_rest([r for r in records], [
+        {"rot": e["rot_err_deg"], "trans": e["trans_err_cm"]} for e in s["instances"]])
+    assert s["by_rest"]["upright"] == {"mug": {"n": 1, "5deg2cm": 100.0, "10deg5cm": 100.0}}
+    assert s["by_rest"]["lying"]["mug"] == {"n": 2, "5deg2cm": 0.0, "10deg5cm": 50.0}
+    assert s["by_rest"]["lying"]["can"] == {"n": 1, "5deg2cm": 0.0, "10deg5cm": 100.0}  # 3 cm off
+    assert "bowl" not in str(s["by_rest"])  # no camera pose: no resting pose
+    md = write(tmp_path, "t", s)
+    assert "## By resting pose" in md and "| lying |  |  |  | 0.0 (1) |  | 0.0 (2) |" in md
+    assert [r["rest"] for r in records_from_json(tmp_path / "eval.json")] == ["upright", "lying", "lying", "lying", None]
+    assert "By resting pose" not in write(tmp_path, "t", summary([_record("mug", I, [0, 0, 0])], []))

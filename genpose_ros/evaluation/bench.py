@@ -73,6 +73,8 @@ def _row(s: dict) -> dict:
     row["median_trans_cm"] = {c: _num(v) for c, v in s["tables"]["median_trans_cm"].items()}
     row["n_instances"] = s["n_instances"]
     row["ms_per_frame_dataset_mean"] = _num(s["latency_ms_mean"])
+    row["by_rest"] = {kind: {c: {k: _num(v) if k != "n" else v for k, v in cell.items()} for c, cell in cats.items()}
+                      for kind, cats in s.get("by_rest", {}).items()}
     return row
 
 
@@ -341,6 +343,7 @@ def markdown(report: dict, base: Path) -> str:
     lines += ["", "## 5deg2cm per category", "", "| mode | " + " | ".join(cats) + " |", "|---" * (len(cats) + 1) + "|"]
     for name, row in report["modes"].items():
         lines.append(f"| {name} | " + " | ".join(fmt(row["per_category"].get(c, {}).get("5deg2cm")) for c in cats) + " |")
+    lines += rest_markdown(report)
     abl = report.get("ablations", {})
     if abl.get("score_scaling"):
         lines += ["", "## Score-scaling schedule ablation (single sample, the steps and turn check of "
@@ -371,6 +374,20 @@ def markdown(report: dict, base: Path) -> str:
             rel = path
         lines += [f"![{name}]({rel})", ""]
     return "\n".join(lines)
+
+
+def rest_markdown(report: dict, mode: str = "genpose_verifier") -> list[str]:
+    """5deg2cm of ``mode`` by how the objects rest, on the standard and the wide split."""
+    from genpose_ros.evaluation.tables import format_rest_table
+
+    lines = []
+    for split, modes in (("standard", report["modes"]), ("wide", report.get("wide", {}).get("modes", {}))):
+        rest = modes.get(mode, {}).get("by_rest")
+        if rest:
+            lines += ["", f"## {mode} 5deg2cm by resting pose, {split} split (% (instances); the angle of the "
+                      "object's up axis to the world's: upright <= 20 deg, tilted <= 60, lying <= 120)", "",
+                      format_rest_table(rest, "5deg2cm")]
+    return lines
 
 
 def wide_markdown(report: dict, fmt) -> list[str]:

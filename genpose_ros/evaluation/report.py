@@ -21,7 +21,7 @@ def summary(records: list[dict], latency_ms: list[float], iou: str = "exact") ->
     return {"tables": tables.nocs_tables(records, iou, errors), "mean_over": tables.MEAN_NOTE,
             "n_instances": len(gts), "latency_ms_mean": float(lat.mean()) if len(lat) else math.nan,
             "latency_ms_median": float(np.median(lat)) if len(lat) else math.nan,
-            "instances": instance_rows(records, gts, errors)}
+            "instances": instance_rows(records, gts, errors), "by_rest": tables.by_rest(gts, errors)}
 
 
 def instance_rows(records: list[dict], gts: list[dict], errors: list[dict]) -> list[dict]:
@@ -34,7 +34,8 @@ def instance_rows(records: list[dict], gts: list[dict], errors: list[dict]) -> l
         rows.append({"image": r.get("image"), "instance_id": r.get("instance_id"), "category": r["category"],
                      "handle_visible": bool(r.get("handle_visible", True)), "score": r.get("score"),
                      "gt": _pose(r, "gt"), "pred": _pose(r, "pred"), "rot_err_deg": _finite(e.get("rot")),
-                     "trans_err_cm": _finite(e.get("trans")), "iou": _finite(e.get("iou"))})
+                     "trans_err_cm": _finite(e.get("trans")), "iou": _finite(e.get("iou")),
+                     "rest": r.get("rest")})
     return rows
 
 
@@ -63,7 +64,7 @@ def records_from_json(path) -> list[dict]:
     for k, row in enumerate(rows):
         try:
             rec = {"image": row["image"], "category": row["category"], "handle_visible": row["handle_visible"],
-                   "score": row["score"], "instance_id": row.get("instance_id")}
+                   "score": row["score"], "instance_id": row.get("instance_id"), "rest": row.get("rest")}
             for which in ("gt", "pred"):
                 pose = row[which] or {}
                 rec[f"R_{which}"], rec[f"t_{which}"], rec[f"size_{which}"] = (
@@ -92,7 +93,18 @@ def markdown(title: str, s: dict) -> str:
                       *masks_line(s),
                       "## Accuracy (% of instances within the threshold)", "",
                       tables.format_table(s["tables"], "accuracy"), "", "## mAP (%)", "",
-                      tables.format_table(s["tables"], "mAP"), ""])
+                      tables.format_table(s["tables"], "mAP"), "", *rest_section(s)])
+
+
+def rest_section(s: dict) -> list[str]:
+    """Accuracy by how the objects rest (upright, tilted, lying, upside down), when the split's
+    labels give the camera pose (``T_world_cam``)."""
+    if not s.get("by_rest"):
+        return []
+    return ["## By resting pose (angle of the object's up axis to the world's: upright <= 20 deg, "
+            "tilted <= 60, lying <= 120, else upside down)", "",
+            "5deg2cm, % (instances):", "", tables.format_rest_table(s["by_rest"], "5deg2cm"), "",
+            "10deg5cm:", "", tables.format_rest_table(s["by_rest"], "10deg5cm"), ""]
 
 
 def jsonable(x):

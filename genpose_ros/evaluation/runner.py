@@ -119,7 +119,19 @@ def run_frames(estimator, prefixes: list[str], mode: str, overrides: dict | None
                 out["hypotheses"].append(None)
         out["records"] += recs
         out["frames"].append((prefix, frame, recs))
+    label_rest(out["frames"])
     return out
+
+
+def label_rest(frames: list) -> None:
+    """Sets ``rest`` (``tables.rest_kind``: upright, tilted, lying, upside down) on the
+    ground-truth records of ``frames`` ((prefix, frame, records)) whose frame knows its camera pose."""
+    from genpose_ros.evaluation.tables import rest_kind
+
+    for _, frame, recs in frames:
+        for r in recs:
+            if r.get("R_gt") is not None:
+                r["rest"] = rest_kind(r["R_gt"], frame.T_world_cam)
 
 
 def run_frame_detections(estimator, segmenter, frame, image, mode, overrides, n_points, rng,
@@ -177,4 +189,5 @@ def run_tracking(estimator, root, overrides: dict | None = None, init_mode: str 
             recs += [make_record(inst, image) for inst in missed]
             out["records"] += recs
             out["frames"].append((prefix, frame, recs))
+    label_rest(out["frames"])
     return out

@@ -171,6 +171,45 @@ def accuracies(records: list[dict], errors: list[dict]) -> dict[str, dict[str, f
     return acc
 
 
+REST_KINDS = {"upright": 20.0, "tilted": 60.0, "lying": 120.0, "upside down": 180.0}
+"""Resting poses by the angle (deg) between the object's y axis and the world's up axis: up to
+each bound (the first one that holds)."""
+
+
+def rest_kind(R_cam_obj, T_world_cam) -> str | None:
+    """How an object rests (a ``REST_KINDS`` key) from its camera-frame rotation and the camera's
+    pose in a world frame whose z axis points up; None when the camera pose is unknown."""
+    if T_world_cam is None:
+        return None
+    up = np.asarray(T_world_cam)[:3, :3] @ np.asarray(R_cam_obj)[:, 1]
+    angle = math.degrees(math.acos(float(np.clip(up[2] / max(np.linalg.norm(up), 1e-12), -1.0, 1.0))))
+    return next(kind for kind, bound in REST_KINDS.items() if angle <= bound)
+
+
+def by_rest(records: list[dict], errors: list[dict]) -> dict:
+    """{resting pose: {category: {"n", "5deg2cm", "10deg5cm"}}} of the ground-truth records that
+    carry a ``rest`` (``rest_kind``); {} when none does."""
+    out = {}
+    for kind in REST_KINDS:
+        for cat in CATEGORIES:
+            errs = [e for r, e in zip(records, errors) if r.get("rest") == kind and r["category"] == cat]
+            if errs:
+                rot, trans = np.array([e["rot"] for e in errs]), np.array([e["trans"] for e in errs])
+                out.setdefault(kind, {})[cat] = {"n": len(errs), **{
+                    m: 100.0 * float(((rot <= POSE_THRESHOLDS[m][0]) & (trans <= POSE_THRESHOLDS[m][1])).mean())
+                    for m in ("5deg2cm", "10deg5cm")}}
+    return out
+
+
+def format_rest_table(rest: dict, metric: str = "5deg2cm") -> str:
+    """Markdown table of ``by_rest``: resting poses as rows, categories as columns ("% (n)")."""
+    lines = ["| resting pose | " + " | ".join(CATEGORIES) + " |", "|---" * (len(CATEGORIES) + 1) + "|"]
+    for kind, cats in rest.items():
+        cells = [f"{cats[c][metric]:.1f} ({cats[c]['n']})" if c in cats else "" for c in CATEGORIES]
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def category_mean(per_category: dict[str, float]) -> float:
     """Mean over the six categories; a missing category counts 0, a NaN one makes it NaN, and
     without any category it is NaN."""
