@@ -248,6 +248,16 @@ def test_train_task_small_nets_end_to_end(tmp_path, capsys, tiny_train_val, task
     with pytest.raises(SystemExit):
         train.main(["--task", task, "--data", str(tiny_train_val / "train"), "--out", str(out), "--steps", "0"])
     assert "argument --steps: must be >= 1, got 0" in capsys.readouterr().err
+    # --time-budget ends the loop (counted from the start, reading included) with a last validation
+    rc = train.main(["--task", task, "--data", str(tiny_train_val / "train"), "--val", str(tiny_train_val / "val"),
+                     "--out", str(tmp_path / "budget"), "--config", str(tmp_path / "small.yaml"),
+                     "--steps", "1000000", "--batch-size", "8", "--cache", str(tmp_path / "pool.pt"),
+                     "--threads", "1", "--time-budget", "3"])
+    printed = capsys.readouterr().out
+    assert rc == 0 and "time budget reached after" in printed, printed
+    log = [json.loads(line) for line in (tmp_path / "budget" / "log.jsonl").read_text().splitlines()]
+    assert 0 < log[-1]["step"] < 1000000 and f": {log[-1]['step']} steps in" in printed
+    assert (tmp_path / "budget" / file).is_file()
 
 
 def test_size_ablation_uses_the_same_poses_for_both_methods(tmp_path, tiny_pose_checkpoint, capsys):

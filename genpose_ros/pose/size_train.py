@@ -129,7 +129,8 @@ def fit_points_net(net, pool: dict, val_pool: dict | None, batch_fn, loss_fn, pa
     """The training loop of the small point networks (SizeNet, verifier): Adam with exponential
     decay, ``batch_fn(pool, idx, n_points, generator, cfg["augment"])`` batches, ``loss_fn(net,
     *batch)``, validation on one fixed draw of ``val_pool``; the best checkpoint (format ``fmt``)
-    goes to ``path``, ``log.jsonl`` beside it. Returns {"best_val", "steps", "seconds"}."""
+    goes to ``path``, ``log.jsonl`` beside it; ``cfg["deadline"]`` (optional, a ``time.time()``)
+    ends the loop early, after a last validation. Returns {"best_val", "steps", "seconds"}."""
     from tqdm import tqdm
 
     from genpose_ros.pose.checkpoint import save_checkpoint
@@ -144,6 +145,7 @@ def fit_points_net(net, pool: dict, val_pool: dict | None, batch_fn, loss_fn, pa
         val = batch_fn(val_pool, torch.arange(len(val_pool["points"])), cfg["n_points"], vg, cfg["augment"])
     n, best, t0 = len(pool["points"]), math.inf, time.time()
     log = open(path.parent / "log.jsonl", "w")
+    deadline = cfg.pop("deadline", math.inf)
     for step in tqdm(range(1, cfg["steps"] + 1), desc=desc, disable=not progress, mininterval=5):
         batch = batch_fn(pool, torch.randint(n, (cfg["batch_size"],), generator=g), cfg["n_points"], g,
                          cfg["augment"])
@@ -152,7 +154,8 @@ def fit_points_net(net, pool: dict, val_pool: dict | None, batch_fn, loss_fn, pa
         loss.backward()
         opt.step()
         sched.step()
-        if step % cfg["eval_every"] == 0 or step == cfg["steps"]:
+        out_of_time = time.time() > deadline
+        if step % cfg["eval_every"] == 0 or step == cfg["steps"] or out_of_time:
             rec = {"step": step, "loss": float(loss.detach()), "seconds": round(time.time() - t0, 1)}
             if val is not None:
                 with torch.no_grad():
@@ -163,8 +166,11 @@ def fit_points_net(net, pool: dict, val_pool: dict | None, batch_fn, loss_fn, pa
             if score < best:
                 best = score
                 save_checkpoint(path, net.state_dict(), net.config, step, cfg, fmt=fmt)
+        if out_of_time:
+            print(f"{desc}: time budget reached after {step} of {cfg['steps']} steps", flush=True)
+            break
     log.close()
-    return {"best_val": best, "steps": cfg["steps"], "seconds": time.time() - t0}
+    return {"best_val": best, "steps": step, "seconds": time.time() - t0}
 
 
 POSITIVE_KEYS = ("steps", "batch_size", "lr", "lr_final_ratio", "n_points", "eval_every")
@@ -188,6 +194,8 @@ def resolve_config(args, name: str = "size_net.yaml") -> dict:
     for key in ("steps", "batch_size", "lr", "eval_every"):
         if getattr(args, key, None) is not None:
             cfg[key] = getattr(args, key)
+    if getattr(args, "time_budget", None):  # --time-budget counts from here, reading included (as the pose training's)
+        cfg["deadline"] = time.time() + args.time_budget
     return cfg
 
 
