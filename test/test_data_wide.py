@@ -160,3 +160,11 @@ def test_cli_generates_a_wide_split(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["data", "generate", "--out", str(out), "--scenes", "1", "--split", "test", "--distribution", "huge"])
     assert "invalid choice: 'huge'" in capsys.readouterr().err
+
+
+def test_examples_of_another_distribution_are_named_by_it(tmp_path):
+    from genpose_ros.data.examples import write_examples
+
+    written = write_examples(tmp_path, seed=1, distribution="tilted")
+    assert sorted(p.name for p in written) == sorted(f"tilted_{c}.png" for c in CATEGORIES)
+    assert all(p.stat().st_size > 1000 for p in written) and not (tmp_path / "data_sequence.png").exists()

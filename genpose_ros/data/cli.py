@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ex.add_argument("--out", default="docs/images", help="output folder")
     ex.add_argument("--seed", type=int, default=0)
     ex.add_argument("--distribution", choices=DISTRIBUTIONS, default="standard",
-                    help="wide: wide_<category>.png of the wide distribution")
+                    help="wide / tilted: wide_<category>.png / tilted_<category>.png of that distribution")
     parser.set_defaults(_data_parser=parser)
 
 

@@ -1,6 +1,6 @@
 """Example pictures of the synthetic data (``genpose data examples``): one PNG per category
 (four random instances of it among other objects) and a strip of a tracking sequence; with
-``distribution="wide"`` the category PNGs of the wide distribution (``wide_<category>.png``)."""
+``distribution="wide"`` (or "tilted") the category PNGs of that distribution (``wide_<category>.png``)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -72,13 +72,13 @@ def write_examples(out_dir, seed: int = 0, distribution: str = "standard") -> li
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    prefix = "wide" if distribution == "wide" else "data"
+    prefix = "data" if distribution == "standard" else distribution  # wide_<category>.png, tilted_<category>.png
     for cat in CATEGORIES:
         path = out / f"{prefix}_{cat}.png"
         cv2.imwrite(str(path), cv2.cvtColor(category_example(cat, seed, distribution=distribution),
                                             cv2.COLOR_RGB2BGR))
         written.append(path)
-    if distribution == "wide":
+    if distribution != "standard":
         return written
     path = out / "data_sequence.png"
     cv2.imwrite(str(path), cv2.cvtColor(sequence_example(seed), cv2.COLOR_RGB2BGR))
