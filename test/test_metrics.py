@@ -272,7 +272,7 @@ def test_accuracy_by_resting_pose_from_the_camera_pose(tmp_path):
                {**_record("bowl", I, [0, 0, 0]), "rest": None}]
     s = summary(records, [])
     assert s["by_rest"] == by_rest([r for r in records], [
-        {"rot": e["rot_err_deg"], "trans": e["trans_err_cm"]} for e in s["instances"]])
+        {"rot": e["rot_err_deg"], "trans": e["trans_err_cm"], "iou": e["iou"]} for e in s["instances"]])
     assert s["by_rest"]["upright"] == {"mug": {"n": 1, "5deg2cm": 100.0, "10deg5cm": 100.0}}
     assert s["by_rest"]["lying"]["mug"] == {"n": 2, "5deg2cm": 0.0, "10deg5cm": 50.0}
     assert s["by_rest"]["lying"]["can"] == {"n": 1, "5deg2cm": 0.0, "10deg5cm": 100.0}  # 3 cm off

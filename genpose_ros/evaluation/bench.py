@@ -378,14 +378,13 @@ def markdown(report: dict, base: Path) -> str:
 
 def rest_markdown(report: dict, mode: str = "genpose_verifier") -> list[str]:
     """5deg2cm of ``mode`` by how the objects rest, on the standard and the wide split."""
-    from genpose_ros.evaluation.tables import format_rest_table
+    from genpose_ros.evaluation.tables import REST_NOTE, format_rest_table
 
     lines = []
     for split, modes in (("standard", report["modes"]), ("wide", report.get("wide", {}).get("modes", {}))):
         rest = modes.get(mode, {}).get("by_rest")
         if rest:
-            lines += ["", f"## {mode} 5deg2cm by resting pose, {split} split (% (instances); the angle of the "
-                      "object's up axis to the world's: upright <= 20 deg, tilted <= 60, lying <= 120)", "",
+            lines += ["", f"## {mode} 5deg2cm by resting pose, {split} split (% (instances); {REST_NOTE})", "",
                       format_rest_table(rest, "5deg2cm")]
     return lines
 

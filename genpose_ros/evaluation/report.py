@@ -101,8 +101,7 @@ def rest_section(s: dict) -> list[str]:
     labels give the camera pose (``T_world_cam``)."""
     if not s.get("by_rest"):
         return []
-    return ["## By resting pose (angle of the object's up axis to the world's: upright <= 20 deg, "
-            "tilted <= 60, lying <= 120, else upside down)", "",
+    return [f"## By resting pose ({tables.REST_NOTE})", "",
             "5deg2cm, % (instances):", "", tables.format_rest_table(s["by_rest"], "5deg2cm"), "",
             "10deg5cm:", "", tables.format_rest_table(s["by_rest"], "10deg5cm"), ""]
 

@@ -174,6 +174,8 @@ def accuracies(records: list[dict], errors: list[dict]) -> dict[str, dict[str, f
 REST_KINDS = {"upright": 20.0, "tilted": 60.0, "lying": 120.0, "upside down": 180.0}
 """Resting poses by the angle (deg) between the object's y axis and the world's up axis: up to
 each bound (the first one that holds)."""
+REST_NOTE = "the angle of the object's up axis to the world's: " + ", ".join(
+    f"{kind} <= {bound:.0f} deg" for kind, bound in list(REST_KINDS.items())[:-1]) + f", else {list(REST_KINDS)[-1]}"
 
 
 def rest_kind(R_cam_obj, T_world_cam) -> str | None:
@@ -191,13 +193,12 @@ def by_rest(records: list[dict], errors: list[dict]) -> dict:
     carry a ``rest`` (``rest_kind``); {} when none does."""
     out = {}
     for kind in REST_KINDS:
-        for cat in CATEGORIES:
-            errs = [e for r, e in zip(records, errors) if r.get("rest") == kind and r["category"] == cat]
-            if errs:
-                rot, trans = np.array([e["rot"] for e in errs]), np.array([e["trans"] for e in errs])
-                out.setdefault(kind, {})[cat] = {"n": len(errs), **{
-                    m: 100.0 * float(((rot <= POSE_THRESHOLDS[m][0]) & (trans <= POSE_THRESHOLDS[m][1])).mean())
-                    for m in ("5deg2cm", "10deg5cm")}}
+        pairs = [(r, e) for r, e in zip(records, errors) if r.get("rest") == kind]
+        if pairs:
+            acc = accuracies([r for r, _ in pairs], [e for _, e in pairs])
+            out[kind] = {c: {"n": sum(r["category"] == c for r, _ in pairs),
+                             "5deg2cm": acc["5deg2cm"][c], "10deg5cm": acc["10deg5cm"][c]}
+                         for c in CATEGORIES if c in acc["5deg2cm"]}
     return out
 
 

@@ -16,6 +16,7 @@ Writes ``verifier.pt`` (best validation loss) and ``log.jsonl`` into ``--out``.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from pathlib import Path
@@ -37,9 +38,10 @@ def error_deg(dR: torch.Tensor, spin: torch.Tensor) -> torch.Tensor:
     return torch.rad2deg(torch.arccos(cos.clamp(-1.0, 1.0)))
 
 
+@functools.cache
 def box_rotations() -> torch.Tensor:
     """The 24 rotations of a box onto itself up to its side lengths (signed permutation matrices
-    of determinant 1), the identity first: (24, 3, 3)."""
+    of determinant 1), the identity first: (24, 3, 3); built once (callers must not modify it)."""
     mats = []
     for perm in itertools.permutations(range(3)):
         for signs in itertools.product((1.0, -1.0), repeat=3):
