@@ -124,6 +124,17 @@ def rotmat_geodesic_distance(R1: torch.Tensor, R2: torch.Tensor) -> torch.Tensor
     return torch.arccos(cos.clamp(-1.0, 1.0))
 
 
+def axis_rotation(angles: torch.Tensor, axis: int) -> torch.Tensor:
+    """Rotations by ``angles`` (n,) radians about the coordinate axis ``axis`` (0, 1, 2 = x, y, z)
+    -> (n, 3, 3)."""
+    c, s = torch.cos(angles), torch.sin(angles)
+    i, j = [(1, 2), (2, 0), (0, 1)][axis]  # the plane the rotation turns, right-handed
+    R = torch.zeros(len(angles), 3, 3, device=angles.device, dtype=angles.dtype)
+    R[:, axis, axis] = 1.0
+    R[:, i, i], R[:, i, j], R[:, j, i], R[:, j, j] = c, -s, s, c
+    return R
+
+
 def pose_to_vec(R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """(..., 3, 3), (..., 3) -> (..., 9) pose vector [Rx | Ry | t]."""
     _check_last(t, (3,), "t")

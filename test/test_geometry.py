@@ -100,3 +100,11 @@ def test_geodesic_distance():
     b = Rotation.random(10, random_state=8)
     d = g.rotmat_geodesic_distance(torch.tensor(a.as_matrix()), torch.tensor(b.as_matrix()))
     np.testing.assert_allclose(d.numpy(), (a.inv() * b).magnitude(), atol=1e-6)
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_axis_rotation_matches_scipy(axis):
+    angles = torch.linspace(-3.0, 3.0, 7, dtype=torch.float64)
+    R = g.axis_rotation(angles, axis).numpy()
+    ref = Rotation.from_euler("xyz"[axis], angles.numpy()[:, None]).as_matrix()
+    np.testing.assert_allclose(R, ref, atol=1e-12)

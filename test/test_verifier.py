@@ -304,3 +304,53 @@ def test_shipped_verifier_rates_the_true_pose_of_rendered_objects_best():
             wins += int(err.argmin() == 0)
             n += 1
     assert n >= 8 and wins >= 0.7 * n, (wins, n)
+
+
+def test_roll_check_keeps_a_pose_unless_a_rolled_estimate_is_rated_better(tmp_path, tiny_pose_checkpoint):
+    """The estimator's roll check: objects rated within ``roll_above_deg`` keep their pose (the
+    encoder runs once); the others are estimated again from their cloud rolled about the optical
+    axis, and a rolled estimate (rolled back) replaces the pose only where the verifier rates it
+    ``roll_margin_deg`` better."""
+    from genpose_ros import geometry
+    from genpose_ros.pose.estimator import PoseEstimator
+
+    torch.manual_seed(0)
+    net = PoseVerifier(dict(SMALL, n_points=64))
+    path = save_checkpoint(tmp_path / "v.pt", net.state_dict(), net.config, 0, fmt=VERIFIER_FORMAT)
+    est = PoseEstimator.from_checkpoint(tiny_pose_checkpoint, config={"verifier": {"checkpoint": str(path)}})
+    rng = np.random.default_rng(0)
+    R_true = Rotation.random(3, random_state=2).as_matrix()
+    local = rng.normal(size=(3, est.n_points, 3)) * [0.03, 0.06, 0.03]
+    pts = np.einsum("bij,bnj->bni", R_true, local) + np.array([[0.1, 0.0, 0.6], [0.0, 0.1, 0.7], [-0.1, 0.0, 0.8]])[:, None]
+    pts = pts.astype(np.float32)  # n_points each: used as given, not resampled
+    cats = ["bottle", "can", "bowl"]  # box centres not moved by the SizeNet: t is the sampler's
+
+    def run(**roll):
+        calls = []
+        hook = est.model.encoder.register_forward_hook(lambda *a: calls.append(1))
+        est.generator.manual_seed(3)
+        try:
+            out = est.estimate(pts, cats, mode="score_scaling", n_steps=3, polish=0, **roll)
+        finally:
+            hook.remove()
+        return out, len(calls)
+
+    def rating(out):
+        vcat = est.verifier.category_index(cats)
+        return est.verifier.rotation_error(torch.from_numpy(pts), torch.from_numpy(out.R)[:, None],
+                                           torch.from_numpy(out.t)[:, None], vcat)[:, 0].numpy()
+
+    plain, n_plain = run(roll_turns=0)
+    kept, n_kept = run(roll_turns=8, roll_above_deg=180.0)
+    assert n_plain == n_kept == 1
+    np.testing.assert_array_equal(kept.R, plain.R)
+    np.testing.assert_array_equal(kept.t, plain.t)
+    never, n_never = run(roll_turns=4, roll_above_deg=-1.0, roll_margin_deg=1e9)
+    assert n_never == 2  # the rolled clouds of every object in one more encoder pass
+    np.testing.assert_array_equal(never.R, plain.R)
+    always, _ = run(roll_turns=4, roll_above_deg=-1.0, roll_margin_deg=-1e9)
+    assert not np.allclose(always.R, plain.R, atol=1e-3)  # each object takes its best rolled estimate
+    np.testing.assert_allclose(always.R @ always.R.transpose(0, 2, 1), np.broadcast_to(np.eye(3), (3, 3, 3)),
+                               atol=1e-4)
+    checked, _ = run(roll_turns=4, roll_above_deg=-1.0, roll_margin_deg=0.0)
+    assert np.all(rating(checked) <= rating(plain) + 1e-4)

@@ -6,12 +6,13 @@
 Modes: ``regression`` (head only); ``genpose_energy`` (K=50, energy ranking, keep 60 %);
 ``genpose_random`` (the same candidates, random ranking); ``genpose_oracle`` (the best of the
 same K candidates against the ground truth: an upper bound); ``genpose_verifier`` (the same
-candidates, the pose verifier's rotation ranking, then its turn check); ``score_scaling`` (one sample, no turn check);
-``score_scaling_verifier`` (one sample, the verifier's turn check and polish);
+candidates, the pose verifier's rotation ranking, then its turn check and roll check);
+``score_scaling`` (one sample, no turn or roll check); ``score_scaling_verifier`` (one sample,
+the verifier's turn check, polish and roll check);
 ``tracking`` (on the sequences, the tracking node's tracker: warm starts from the previous
 estimate, re-initialisation as configured). For each: 5deg2cm, 5deg5cm, 10deg2cm, 10deg5cm,
 IoU25/50/75 (share of instances, mean over the six NOCS categories and per category) and ``ms_per_frame``: the median latency of one estimate() call on a 6-object frame.
-Ablations: score-scaling schedules, the ODE solvers (adaptive RK45 reference vs fixed-step
+Ablations: score-scaling schedules, the verifier rows without the roll check, the ODE solvers (adaptive RK45 reference vs fixed-step
 Euler / Heun), and the size (SizeNet vs the pose model's size head, same poses). With a wide
 split (``--wide``, default ``<data>_wide``): GenPose and score scaling on it beside the standard
 split. Writes the JSON, a Markdown twin, and PNG plots (error CDFs, rotation hypotheses,
@@ -115,6 +116,10 @@ def time_six(est, batch, mode: str, reps: int = 7, **kw) -> float:
         est.estimate(pts, cats, mode=mode, **kw)
         times.append(est.last_timing["total_ms"])
     return float(np.median(times[1:]))
+
+
+PLAIN = {"verify_turns": 0, "roll_turns": 0}
+"""The papers' samplers: no turn check, no roll check (both need the pose verifier)."""
 
 
 def verifier_rows(est) -> list[tuple[str, str, dict]]:
@@ -234,9 +239,10 @@ def run(args: argparse.Namespace) -> int:
 
     runs = {}
     runs["regression"] = mode_run("regression", "regression")["records"]
-    g = mode_run("genpose_energy", "genpose", keep=True, ranking="energy", verify_turns=0)
+    g = mode_run("genpose_energy", "genpose", keep=True, ranking="energy", verify_turns=0, roll_turns=0)
     runs["genpose_energy"] = g["records"]
-    runs["genpose_random"] = mode_run("genpose_random", "genpose", ranking="random", verify_turns=0)["records"]
+    runs["genpose_random"] = mode_run("genpose_random", "genpose", ranking="random", verify_turns=0,
+                                       roll_turns=0)["records"]
     oracle = oracle_records(g["records"], g["hypotheses"])
     row = _row(summary(oracle, g["latency_ms"]))
     row["ms_per_frame"] = report["modes"]["genpose_energy"]["ms_per_frame"]
@@ -244,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
     report["modes"]["genpose_oracle"] = row
     runs["genpose_oracle"] = oracle
     verified = verifier_rows(est)
-    for name, mode, kw in verified[:1] + [("score_scaling", "score_scaling", {"verify_turns": 0})] + verified[1:]:
+    for name, mode, kw in verified[:1] + [("score_scaling", "score_scaling", PLAIN)] + verified[1:]:
         runs[name] = mode_run(name, mode, **kw)["records"]
     if Path(seq).is_dir():
         reseed()
@@ -260,8 +266,8 @@ def run(args: argparse.Namespace) -> int:
     if Path(wide).is_dir():
         wide_prefixes = list_frames(wide)[:args.max_frames]
         report["wide"] = {"data": wide, "n_frames": len(wide_prefixes), "modes": {}}
-        for name, mode, kw in [("genpose_energy", "genpose", {"ranking": "energy", "verify_turns": 0}),
-                               ("score_scaling", "score_scaling", {"verify_turns": 0})] + verified:
+        for name, mode, kw in [("genpose_energy", "genpose", {"ranking": "energy", **PLAIN}),
+                               ("score_scaling", "score_scaling", PLAIN)] + verified:
             reseed()
             res = runner.run_frames(est, wide_prefixes, mode, kw, seed=args.seed)
             report["wide"]["modes"][name] = _row(summary(res["records"], res["latency_ms"]))
@@ -282,6 +288,14 @@ def run(args: argparse.Namespace) -> int:
             abl["score_scaling"][name] = {k: r[k] for k in ("5deg2cm", "5deg5cm", "10deg2cm", "10deg5cm")}
             abl["score_scaling"][name]["per_category_5deg2cm"] = {c: v["5deg2cm"] for c, v in r["per_category"].items()}
             print(f"score scaling {name}: {abl['score_scaling'][name]}", flush=True)
+        abl["roll_check"] = {}
+        for name, mode, kw in verified:  # the verifier rows without the roll check
+            reseed()
+            res = runner.run_frames(est, prefixes, mode, {**kw, "roll_turns": 0}, seed=args.seed, progress=False)
+            r = _row(summary(res["records"], res["latency_ms"]))
+            abl["roll_check"][name] = {k: r[k] for k in ("5deg2cm", "5deg5cm", "10deg2cm", "10deg5cm", "iou75")}
+            abl["roll_check"][name]["ms_per_frame"] = round(time_six(est, six, mode, reps=3, **kw, roll_turns=0), 1)
+            print(f"{name} without the roll check: {abl['roll_check'][name]}", flush=True)
         abl["solvers"] = {}
         sub = prefixes[:args.solver_frames]
         for name, kw in {"euler 20 steps (default)": {"solver": "euler", "n_steps": 20},
@@ -351,6 +365,16 @@ def markdown(report: dict, base: Path) -> str:
                   "| schedule | 5deg2cm | 5deg5cm | 10deg2cm | 10deg5cm |", "|---|---|---|---|---|"]
         for name, r in abl["score_scaling"].items():
             lines.append(f"| {name} | {fmt(r['5deg2cm'])} | {fmt(r['5deg5cm'])} | {fmt(r['10deg2cm'])} | {fmt(r['10deg5cm'])} |")
+    if abl.get("roll_check"):
+        lines += ["", "## Roll check ablation (the verifier rows; `with`: the default, config/estimator.yaml "
+                  "`roll_turns`)", "",
+                  "| mode | roll check | 5deg2cm | 10deg5cm | IoU75 | ms_per_frame |", "|---|---|---|---|---|---|"]
+        for name, r in abl["roll_check"].items():
+            row = report["modes"].get(name, {})
+            lines.append(f"| {name} | with | {fmt(row.get('5deg2cm'))} | {fmt(row.get('10deg5cm'))} | "
+                         f"{fmt(row.get('iou75'))} | {fmt(row.get('ms_per_frame'))} |")
+            lines.append(f"| {name} | without | {fmt(r['5deg2cm'])} | {fmt(r['10deg5cm'])} | {fmt(r['iou75'])} | "
+                         f"{fmt(r['ms_per_frame'])} |")
     if abl.get("solvers"):
         lines += ["", "## ODE solvers (genpose mode, K=50)", "",
                   "| solver | frames | 5deg2cm | 10deg5cm | network evals | ms_per_frame |", "|---|---|---|---|---|---|"]

@@ -11,7 +11,10 @@ transforms of the previous frame). The default mode and the sampler settings com
 ``config/estimator.yaml``; settings can be overridden per call (``n_steps=10``,
 ``solver="rk45"``, ...) and are checked against it. The SDE (noise schedule) is the one the
 checkpoint was trained with. The encoder runs once per object; all candidates and ODE steps
-reuse its feature. Sizes come from the SizeNet on the points seen in the estimated object
+reuse its feature. The genpose and score_scaling modes end with a roll check (``roll_*``
+settings): an object the pose verifier rates badly is estimated again from its cloud rolled
+about the optical axis, and keeps a rolled estimate the verifier rates better (``_roll_check``;
+then the encoder runs a second time, on those objects' rolled clouds). Sizes come from the SizeNet on the points seen in the estimated object
 frame (``size`` in config/estimator.yaml; ``method: head`` uses the pose model's own size
 head instead).
 """
@@ -32,6 +35,7 @@ MODES = tuple(sampling.SAMPLERS)
 SINGLE_FRAME_MODES = tuple(m for m in MODES if m != "tracking")
 SIZE_METHODS = ("net", "head")
 VERIFIED_MODES = ("genpose", "score_scaling", "tracking")  # samplers that take the pose verifier (``verify``)
+ROLL_KEYS = ("roll_turns", "roll_above_deg", "roll_margin_deg")  # the estimator's roll check, not the sampler's
 
 
 def check_mode(mode: str, allowed=MODES) -> str:
@@ -123,6 +127,58 @@ class PoseEstimator:
         t_max = float(ckpt.get("train_config", {}).get("dsm_t_max", 1.0))
         return cls(model, sde, device=device, config=config, seed=seed, t_max=t_max)
 
+    def _verify(self, pts: torch.Tensor, categories: list[str]):
+        """The verifier as a sampler's ``verify``: hypotheses (B, K, 9) relative to the centred
+        cloud ``pts`` (B, N, 3) -> predicted rotation errors (B, K); None without a verifier."""
+        if self.verifier is None:
+            return None
+        vcat = self.verifier.category_index(list(categories), self.device)
+
+        def verify(hyp: torch.Tensor) -> torch.Tensor:
+            return self.verifier.rotation_error(pts, geometry.rot6d_to_rotmat(hyp[..., :6]), hyp[..., 6:], vcat)
+
+        return verify
+
+    def _roll_check(self, points: torch.Tensor, cat: torch.Tensor, categories: list[str], R: torch.Tensor,
+                    t: torch.Tensor, roll: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """The roll check (``roll_*`` settings of the genpose and score_scaling modes): the model
+        has learnt that objects mostly stand upright in the image, so a camera or a can lying on
+        its side gets no right candidate. Objects whose pose (R (B, 3, 3), t (B, 3), camera frame)
+        the verifier rates worse than ``roll_above_deg`` are estimated again from their cloud
+        (``points`` (B, N, 3), camera frame) rolled about the optical axis by each of
+        ``roll_turns`` - 1 equal steps (the view a rolled camera has of them), with the
+        score_scaling mode (its own roll check off); a rolled estimate, rolled back, replaces
+        the pose when the verifier rates it ``roll_margin_deg`` better. Without a verifier: off."""
+        if self.verifier is None:
+            return R, t
+        vcat = self.verifier.category_index(categories, self.device)
+        rating = self.verifier.rotation_error(points, R[:, None], t[:, None], vcat)[:, 0]
+        redo = torch.nonzero(rating > float(roll["roll_above_deg"]))[:, 0]
+        if len(redo) == 0:
+            return R, t
+        n = int(roll["roll_turns"]) - 1
+        angles = torch.arange(1, n + 1, device=self.device, dtype=points.dtype) * (2 * torch.pi / (n + 1))
+        Rz = geometry.axis_rotation(angles, 2)  # (n, 3, 3) about the optical axis
+        rolled = torch.einsum("rij,bnj->brni", Rz, points[redo]).reshape(len(redo) * n, -1, 3)
+        pts, centroid = geometry.normalize_points(rolled)
+        names = [categories[i] for i in redo.tolist() for _ in range(n)]
+        settings = {k: v for k, v in sampler_settings("score_scaling", {"polish": 0}, self.config).items()
+                    if k not in ROLL_KEYS}
+        cond = self.model.encode(pts, cat[redo].repeat_interleave(n))
+        sample = sampling.get_sampler("score_scaling")(self.model, self.sde, cond, generator=self.generator,
+                                                       verify=self._verify(pts, names), **settings)
+        Rr, tr = geometry.denormalize_pose(sample.pose, centroid)  # rolled camera frames
+        Rz_back = Rz.transpose(1, 2).repeat(len(redo), 1, 1)
+        Rr, tr = (Rz_back @ Rr).reshape(len(redo), n, 3, 3), (Rz_back @ tr[..., None])[..., 0].reshape(len(redo), n, 3)
+        alt = self.verifier.rotation_error(points[redo], Rr, tr, vcat[redo])  # (G, n)
+        best = alt.argmin(dim=1)
+        rows = torch.arange(len(redo), device=self.device)
+        better = alt[rows, best] < rating[redo] - float(roll["roll_margin_deg"])
+        R, t = R.clone(), t.clone()
+        R[redo] = torch.where(better[:, None, None], Rr[rows, best], R[redo])
+        t[redo] = torch.where(better[:, None], tr[rows, best], t[redo])
+        return R, t
+
     @property
     def categories(self) -> list[str]:
         return list(self.model.categories)
@@ -181,17 +237,15 @@ class PoseEstimator:
             kwargs["prev"] = geometry.normalize_pose(prev[:, :3, :3], prev[:, :3, 3], centroid)
         elif prev_poses is not None:
             raise ValueError(f"prev_poses is only used by the tracking mode, not {mode!r}")
-        if mode in VERIFIED_MODES and self.verifier is not None:
-            vcat = self.verifier.category_index(list(categories), self.device)
-
-            def verify(hyp: torch.Tensor) -> torch.Tensor:  # (B, K, 9) -> (B, K) predicted rotation errors
-                return self.verifier.rotation_error(pts, geometry.rot6d_to_rotmat(hyp[..., :6]), hyp[..., 6:], vcat)
-
-            kwargs["verify"] = verify
+        if mode in VERIFIED_MODES:
+            kwargs["verify"] = self._verify(pts, categories)
+        roll = {k: kwargs.pop(k) for k in ROLL_KEYS if k in kwargs}
         cond = self.model.encode(pts, cat)  # (B, F) once per object
         t_enc = time.perf_counter()
         sample = sampling.get_sampler(mode)(self.model, self.sde, cond, generator=self.generator, **kwargs)
         R, t = geometry.denormalize_pose(sample.pose, centroid)
+        if roll.get("roll_turns", 0) > 1:
+            R, t = self._roll_check(pts + centroid[:, None], cat, list(categories), R, t, roll)
         if self.size_net is None:
             size = self.model.predict_size(cond, cat)
         else:

@@ -265,10 +265,7 @@ def sample_genpose(model: PoseNet, sde: VESDE, cond: torch.Tensor, generator: to
 def _about_y(pose: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
     """Poses (B, 9) turned about their own y axis by each of ``angles`` (n,) -> (B, n, 9)."""
     R, t = geometry.vec_to_pose(pose)
-    c, s = torch.cos(angles), torch.sin(angles)
-    Ry = torch.zeros(len(angles), 3, 3, device=pose.device, dtype=pose.dtype)
-    Ry[:, 0, 0], Ry[:, 0, 2], Ry[:, 1, 1], Ry[:, 2, 0], Ry[:, 2, 2] = c, s, 1.0, -s, c
-    Rk = torch.einsum("bij,kjl->bkil", R, Ry)  # (B, n, 3, 3)
+    Rk = torch.einsum("bij,kjl->bkil", R, geometry.axis_rotation(angles.to(pose.dtype), 1))  # (B, n, 3, 3)
     return geometry.pose_to_vec(Rk, t[:, None].expand(-1, len(angles), 3))
 
 
