@@ -162,8 +162,7 @@ class PoseEstimator:
         rolled = torch.einsum("rij,bnj->brni", Rz, points[redo]).reshape(len(redo) * n, -1, 3)
         pts, centroid = geometry.normalize_points(rolled)
         names = [categories[i] for i in redo.tolist() for _ in range(n)]
-        settings = {k: v for k, v in sampler_settings("score_scaling", {"polish": 0}, self.config).items()
-                    if k not in ROLL_KEYS}
+        settings = {k: v for k, v in sampler_settings("score_scaling", {}, self.config).items() if k not in ROLL_KEYS}
         cond = self.model.encode(pts, cat[redo].repeat_interleave(n))
         sample = sampling.get_sampler("score_scaling")(self.model, self.sde, cond, generator=self.generator,
                                                        verify=self._verify(pts, names), **settings)
