@@ -311,7 +311,6 @@ def test_roll_check_keeps_a_pose_unless_a_rolled_estimate_is_rated_better(tmp_pa
     encoder runs once); the others are estimated again from their cloud rolled about the optical
     axis, and a rolled estimate (rolled back) replaces the pose only where the verifier rates it
     ``roll_margin_deg`` better."""
-    from genpose_ros import geometry
     from genpose_ros.pose.estimator import PoseEstimator
 
     torch.manual_seed(0)

@@ -239,10 +239,9 @@ def run(args: argparse.Namespace) -> int:
 
     runs = {}
     runs["regression"] = mode_run("regression", "regression")["records"]
-    g = mode_run("genpose_energy", "genpose", keep=True, ranking="energy", verify_turns=0, roll_turns=0)
+    g = mode_run("genpose_energy", "genpose", keep=True, ranking="energy", **PLAIN)
     runs["genpose_energy"] = g["records"]
-    runs["genpose_random"] = mode_run("genpose_random", "genpose", ranking="random", verify_turns=0,
-                                       roll_turns=0)["records"]
+    runs["genpose_random"] = mode_run("genpose_random", "genpose", ranking="random", **PLAIN)["records"]
     oracle = oracle_records(g["records"], g["hypotheses"])
     row = _row(summary(oracle, g["latency_ms"]))
     row["ms_per_frame"] = report["modes"]["genpose_energy"]["ms_per_frame"]

@@ -14,9 +14,9 @@ checkpoint was trained with. The encoder runs once per object; all candidates an
 reuse its feature. The genpose and score_scaling modes end with a roll check (``roll_*``
 settings): an object the pose verifier rates badly is estimated again from its cloud rolled
 about the optical axis, and keeps a rolled estimate the verifier rates better (``_roll_check``;
-then the encoder runs a second time, on those objects' rolled clouds). Sizes come from the SizeNet on the points seen in the estimated object
-frame (``size`` in config/estimator.yaml; ``method: head`` uses the pose model's own size
-head instead).
+then the encoder runs a second time, on those objects' rolled clouds). Sizes come from the
+SizeNet on the points seen in the estimated object frame (``size`` in config/estimator.yaml;
+``method: head`` uses the pose model's own size head instead).
 """
 from __future__ import annotations
 
