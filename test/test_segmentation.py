@@ -235,3 +235,58 @@ def test_shipped_weights_segment_a_rendered_scene():
                     if d.category == inst.category]
             hits += bool(ious) and max(ious) >= 0.5
     assert hits >= max(1, n_gt // 4), f"{hits} of {n_gt} objects found"
+
+
+def test_nearest_resize_keeps_the_colour_pixel_grid():
+    """Depth and training masks shrunk by ``exact`` nearest neighbour lie where the area-averaged
+    colour does; OpenCV's floor grid (checkpoints before version 3) puts them right of and below it."""
+    from genpose_ros.segmentation.model import resize_nearest
+
+    mask = np.zeros((480, 640), np.uint8)
+    mask[100:221, 150:331] = 1
+    size = (427, 320)
+    colour = cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+
+    def centroid(m):
+        ys, xs = np.nonzero(m >= 0.5)
+        return np.array([xs.mean(), ys.mean()])
+
+    exact = centroid(resize_nearest(mask, size, "exact")) - centroid(colour)
+    floor = centroid(resize_nearest(mask, size, "floor")) - centroid(colour)
+    assert np.abs(exact).max() < 0.2, exact
+    assert (floor > 0.25).all(), floor
+    with pytest.raises(ValueError, match="unknown nearest-neighbour resize 'round'"):
+        resize_nearest(mask, size, "round")
+
+
+def test_paste_back_moves_masks_by_the_checkpoint_offset():
+    from genpose_ros.segmentation.model import paste_back
+
+    soft = torch.zeros(2, 1, 64, 80)
+    soft[0, 0, 20:40, 30:50] = 1.0
+    soft[1, 0, 5:15, 10:60] = 0.7
+    plain = torch.nn.functional.interpolate(soft, size=(96, 120), mode="bilinear", align_corners=False)[:, 0]
+    assert torch.allclose(paste_back(soft, (96, 120)), plain, atol=1e-5)
+    moved = paste_back(soft, (64, 80), (2.0, 1.0))       # masks 2 px right and 1 px down of the objects
+    assert torch.allclose(moved[:, 10:50, 5:70], soft[:, 0, 11:51, 7:72], atol=1e-5)
+    assert paste_back(soft[:0], (96, 120)).shape == (0, 96, 120)
+
+
+def test_checkpoints_before_version_3_read_the_floor_grid_and_its_offset(tmp_path):
+    from genpose_ros.segmentation.model import LEGACY_MASK_OFFSET_PX
+
+    model = build_model(TEST_CONFIG).eval()
+    path = save_checkpoint(tmp_path / "m.pt", model, TEST_CONFIG)
+    cfg = load_checkpoint(path)[1]
+    assert cfg.nearest == "exact" and cfg.mask_offset_px == (0.0, 0.0)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["version"] = 2
+    del ckpt["config"]["nearest"], ckpt["config"]["mask_offset_px"]
+    torch.save(ckpt, tmp_path / "v2.pt")
+    cfg = load_checkpoint(tmp_path / "v2.pt")[1]
+    assert cfg.nearest == "floor" and cfg.mask_offset_px == tuple(LEGACY_MASK_OFFSET_PX)
+    ckpt["version"] = 3
+    ckpt["config"].update(nearest="round", mask_offset_px=[0.0, 0.0])
+    torch.save(ckpt, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="bad.pt: bad model config.*nearest 'round'"):
+        load_checkpoint(tmp_path / "bad.pt")

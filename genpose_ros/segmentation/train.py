@@ -157,7 +157,7 @@ def training_batches(frames, cfg: SegmenterConfig, batch_size: int, seed: int, w
     loader = stream = None
     if frames:
         dataset = SegmentationDataset(frames, short_side=short, augment=True, seed=seed,
-                                      mode=cfg.input)
+                                      mode=cfg.input, nearest=cfg.nearest)
         loader = DataLoader(dataset, batch_size=min(batch_size, len(dataset)), shuffle=True,
                             collate_fn=_collate, drop_last=True, num_workers=workers,
                             worker_init_fn=dataset.worker_init if workers else None,
@@ -167,7 +167,7 @@ def training_batches(frames, cfg: SegmenterConfig, batch_size: int, seed: int, w
         from genpose_ros.data.stream import FrameStream
 
         stream = FrameStream(stream_workers, seed=seed, transform=partial(
-            streamed_samples, short_side=short, mode=cfg.input, seed=seed))
+            streamed_samples, short_side=short, mode=cfg.input, seed=seed, nearest=cfg.nearest))
     if loader is None and stream is None:
         raise ValueError("segmentation training needs frames (--data) and/or render workers "
                          "(--stream-workers)")
