@@ -56,6 +56,24 @@ def test_encoder_shapes_and_config_errors():
                          global_mlp=[8])
 
 
+def test_encoder_in_eval_mode_folds_its_batch_norms_and_computes_the_same():
+    """The eval path (``folded_mlp``: 1x1 convolution and batch norm as one matrix product on
+    channels-last points) gives what the modules give, for a trained-looking batch norm."""
+    torch.manual_seed(3)
+    enc = PointNet2Encoder(**LIGHT_ENCODER).double()
+    for bn in (m for m in enc.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        bn.running_mean.uniform_(-0.5, 0.5), bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.data.uniform_(0.5, 1.5), bn.bias.data.uniform_(-0.2, 0.2)
+    enc.eval()
+    pts = torch.randn(3, 512, 3, dtype=torch.float64) * 0.05
+    fast = enc(pts)
+    for sa in enc.levels:
+        sa.train()  # the plain modules, but with the running statistics
+        for bn in (m for m in sa.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.eval()
+    assert torch.allclose(enc(pts), fast, atol=1e-10)
+
+
 def test_heads_zero_init_and_energy_score_is_its_gradient():
     torch.manual_seed(2)
     net = PoseNet(TINY).double()

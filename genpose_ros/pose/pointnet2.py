@@ -90,8 +90,7 @@ def ball_query(radius: float, nsample: int, xyz: torch.Tensor, centres: torch.Te
     """
     B, N, _ = xyz.shape
     d2 = torch.cdist(centres, xyz).square_()  # (B, S, N)
-    idx = torch.arange(N, device=xyz.device).expand(d2.shape).clone()
-    idx[d2 > radius * radius] = N
+    idx = torch.where(d2 > radius * radius, N, torch.arange(N, device=xyz.device))  # N: outside
     k = min(nsample, N)
     idx = idx.topk(k, dim=-1, largest=False, sorted=True).values  # (B, S, k) smallest indices
     first = idx[..., :1].clamp(max=N - 1)
@@ -116,6 +115,19 @@ def _mlp2d(channels: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def folded_mlp(mlp: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """An ``_mlp2d`` in eval mode on channels-last input (..., C): each 1x1 convolution with its
+    batch norm folded into one matrix product (what the modules compute, without the layout
+    copies and the slow convolution path they take on a CPU)."""
+    layers = list(mlp)
+    for conv, bn in zip(layers[0::3], layers[1::3]):
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        x = torch.addmm(bn.bias - bn.running_mean * scale, x.reshape(-1, x.shape[-1]),
+                        (conv.weight[:, :, 0, 0] * scale[:, None]).t()).reshape(*x.shape[:-1], -1)
+        x = x.clamp_min_(0.0)
+    return x
+
+
 class SetAbstractionMSG(nn.Module):
     """One MSG level: FPS centres, then per radius ball query + shared MLP + max pool."""
 
@@ -137,9 +149,11 @@ class SetAbstractionMSG(nn.Module):
             grouped = _gather(xyz, idx) - centres[:, :, None, :]  # (B, S, k, 3) local coords
             if feats is not None:
                 grouped = torch.cat([grouped, _gather(feats, idx)], dim=-1)
-            h = mlp(grouped.permute(0, 3, 1, 2))  # (B, C', S, k)
-            outs.append(h.max(dim=-1).values)  # (B, C', S)
-        return centres, torch.cat(outs, dim=1).transpose(1, 2)
+            if self.training:  # batch statistics: the modules as they are
+                outs.append(mlp(grouped.permute(0, 3, 1, 2)).amax(dim=-1).transpose(1, 2))  # (B, S, C')
+            else:
+                outs.append(folded_mlp(mlp, grouped).amax(dim=2))  # (B, S, C')
+        return centres, torch.cat(outs, dim=-1)
 
 
 class PointNet2Encoder(nn.Module):
@@ -175,4 +189,4 @@ class PointNet2Encoder(nn.Module):
         for sa in self.levels:
             xyz, feats = sa(xyz, feats)
         h = torch.cat([xyz, feats], dim=-1).transpose(1, 2)  # (B, 3 + C, S)
-        return self.global_mlp(h).max(dim=-1).values  # (B, out_dim)
+        return self.global_mlp(h).amax(dim=-1)  # (B, out_dim)
