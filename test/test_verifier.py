@@ -353,3 +353,12 @@ def test_roll_check_keeps_a_pose_unless_a_rolled_estimate_is_rated_better(tmp_pa
                                atol=1e-4)
     checked, _ = run(roll_turns=4, roll_above_deg=-1.0, roll_margin_deg=0.0)
     assert np.all(rating(checked) <= rating(plain) + 1e-4)
+    # the turn check only on the best-rated rolled estimate: still one more encoder pass, never worse
+    best, n_best = run(roll_turns=4, roll_above_deg=-1.0, roll_margin_deg=0.0, roll_turn_check="best", verify_turns=6)
+    assert n_best == 2 and np.all(rating(best) <= rating(run(roll_turns=0, verify_turns=6)[0]) + 1e-4)
+    swapped, _ = run(roll_turns=4, roll_above_deg=-1.0, roll_margin_deg=-1e9, roll_turn_check="best")
+    assert not np.allclose(swapped.R, plain.R, atol=1e-3)
+    np.testing.assert_allclose(swapped.R @ swapped.R.transpose(0, 2, 1), np.broadcast_to(np.eye(3), (3, 3, 3)),
+                               atol=1e-4)
+    with pytest.raises(ValueError, match="roll_turn_check 'bset' unknown; did you mean 'best'"):
+        run(roll_turns=4, roll_turn_check="bset")
