@@ -61,6 +61,11 @@ def default_mode() -> str:
     return _estimator_yaml()["default_mode"]
 
 
+ROLL_TURN_CHECKS = ("all", "best")
+"""``roll_turn_check`` values: the roll check's turn check and polish on every rolled estimate or
+on the best-rated one (``PoseEstimator._roll_check``)."""
+
+
 def sampler_settings(mode: str, overrides: dict | None = None, defaults: dict | None = None) -> dict:
     """The settings of sampling ``mode``: ``defaults`` (config/estimator.yaml) for the mode,
     with ``overrides`` checked against them and merged over them; ``schedule_kwargs`` are
@@ -82,6 +87,10 @@ def sampler_settings(mode: str, overrides: dict | None = None, defaults: dict | 
     for key in ("verify_turns", "verify_refine", "polish"):
         if settings.get(key, 0) < 0:
             raise ConfigError(f"mode {mode}: {key} must be >= 0 (0: off), got {settings[key]}")
+    if settings.get("roll_turn_check", "all") not in ROLL_TURN_CHECKS:
+        check = settings["roll_turn_check"]
+        raise ConfigError(f"mode {mode}: roll_turn_check {check!r} unknown{did_you_mean(check, ROLL_TURN_CHECKS)}; "
+                          f"expected one of {', '.join(ROLL_TURN_CHECKS)}")
     if not 0 < settings.get("keep_ratio", 1.0) <= 1:
         raise ConfigError(f"mode {mode}: keep_ratio must be in (0, 1], got {settings['keep_ratio']}")
     return settings

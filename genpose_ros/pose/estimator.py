@@ -35,8 +35,7 @@ MODES = tuple(sampling.SAMPLERS)
 SINGLE_FRAME_MODES = tuple(m for m in MODES if m != "tracking")
 SIZE_METHODS = ("net", "head")
 VERIFIED_MODES = ("genpose", "score_scaling", "tracking")  # samplers that take the pose verifier (``verify``)
-ROLL_KEYS = ("roll_turns", "roll_above_deg", "roll_margin_deg", "roll_turn_check")
-ROLL_TURN_CHECKS = ("all", "best")  # the estimator's roll check, not the sampler's
+ROLL_KEYS = ("roll_turns", "roll_above_deg", "roll_margin_deg", "roll_turn_check")  # the estimator's roll check, not the sampler's
 
 
 def check_mode(mode: str, allowed=MODES) -> str:
@@ -174,13 +173,14 @@ class PoseEstimator:
         verify = self._verify(pts, names)
         pose = sampling.get_sampler("score_scaling")(self.model, self.sde, cond, generator=self.generator,
                                                      verify=verify, **first).pose  # (G n, 9)
-        roll_of = torch.arange(n, device=self.device).repeat(G).reshape(G, n)
+        roll_of = torch.arange(n, device=self.device).expand(G, n)  # (G, m): the roll of each estimate
         if not every:  # the best roll of each object, then its turn check and polish
-            pick = rows * n + verify(pose[:, None])[:, 0].reshape(G, n).argmin(dim=1)
+            roll_of = verify(pose[:, None])[:, 0].reshape(G, n).argmin(dim=1, keepdim=True)
+            pick = rows * n + roll_of[:, 0]
             pose, _ = sampling.turn_check(self.model, self.sde, cond[pick], pose[pick], 0,
                                           self._verify(pts[pick], [names[i] for i in pick.tolist()]),
                                           settings, self.generator)
-            centroid, roll_of = centroid[pick], roll_of.reshape(-1)[pick][:, None]
+            centroid = centroid[pick]
         Rr, tr = geometry.denormalize_pose(pose, centroid)  # rolled camera frames
         Rz_back = Rz.transpose(1, 2)[roll_of.reshape(-1)]
         m = roll_of.shape[1]
@@ -254,10 +254,6 @@ class PoseEstimator:
         if mode in VERIFIED_MODES:
             kwargs["verify"] = self._verify(pts, categories)
         roll = {k: kwargs.pop(k) for k in ROLL_KEYS if k in kwargs}
-        if roll.get("roll_turn_check", "all") not in ROLL_TURN_CHECKS:
-            raise ValueError(f"roll_turn_check {roll['roll_turn_check']!r} unknown"
-                             f"{did_you_mean(roll['roll_turn_check'], ROLL_TURN_CHECKS)}; expected one of "
-                             f"{', '.join(ROLL_TURN_CHECKS)}")
         cond = self.model.encode(pts, cat)  # (B, F) once per object
         t_enc = time.perf_counter()
         sample = sampling.get_sampler(mode)(self.model, self.sde, cond, generator=self.generator, **kwargs)
