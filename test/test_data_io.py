@@ -111,7 +111,8 @@ def test_dataset_items_and_augmentation(tmp_path, rendered):
     assert len(aug) == len(plain) == len(rendered.instances)
     for i in range(len(aug)):
         item = aug[i]
-        assert set(item) == {"points", "R", "t", "size", "category", "handle_visible", "index"}
+        assert set(item) == {"points", "R", "t", "size", "category", "handle_visible", "margins", "index"}
+        assert tuple(item["margins"].shape) == (256, 4) and str(item["margins"].dtype) == "torch.uint8"
         R = item["R"].numpy().astype(float)
         np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-5)
 

@@ -141,3 +141,81 @@ def test_spill_augmentation_pushes_a_share_of_points_back_along_their_rays():
     assert torch.equal(R2, R) and torch.equal(t2, t) and torch.equal(s2, size)  # the labels stay
     none = augment_batch(pts, R, t, size, cat, g, {**cfg, "p_spill": 0.0})[0]
     assert torch.equal(none, pts)
+
+
+def _blob(seed: int, shape=(40, 50)) -> np.ndarray:
+    """A random blob mask that touches the image's left border."""
+    from scipy.ndimage import gaussian_filter
+
+    noise = gaussian_filter(np.random.default_rng(seed).random(shape), 4)
+    mask = noise > np.quantile(noise, 0.6)
+    mask[15:25, :8] = True
+    return mask
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_outline_margins_are_one_sided_erosions(seed):
+    from scipy.ndimage import binary_erosion
+
+    from genpose_ros.data.pointcloud import OUTLINE_CAP, outline_margins
+
+    mask = _blob(seed)
+    margins = outline_margins(mask)
+    assert margins.shape == mask.shape + (4,) and margins.dtype == np.uint8
+    assert not margins[~mask].any() and margins.max() == OUTLINE_CAP
+    for side, (dy, dx) in enumerate(((1, 0), (-1, 0), (0, 1), (0, -1))):
+        for k in range(1, OUTLINE_CAP + 1):
+            # a line of k + 1 pixels from the pixel towards that side, outside the image = outside the mask
+            line = np.zeros((2 * k + 1, 2 * k + 1), dtype=bool)
+            for j in range(k + 1):
+                line[k + j * dy, k + j * dx] = True
+            eroded = binary_erosion(mask, structure=line, border_value=0)
+            assert np.array_equal(margins[..., side] >= k, eroded), (side, k)
+    assert (margins[:, 0, 3] == 0).all()  # the image border is an outline
+
+
+def test_object_points_carry_the_margins_of_their_pixels():
+    from genpose_ros.data.camera import Intrinsics
+    from genpose_ros.data.pointcloud import object_points, outline_margins
+
+    mask = _blob(2)
+    depth = np.where(mask, 700, 0).astype(np.uint16)
+    depth[::7, ::5] = 0  # pixels without depth are left out of the points, not of the mask
+    intr = Intrinsics(50, 40, fx=60.0, fy=60.0, cx=25.0, cy=20.0)
+    pts, margins = object_points(depth, mask, intr, 300, np.random.default_rng(0), margins=True)
+    assert pts.shape == (300, 3) and margins.shape == (300, 4)
+    u = np.round(pts[:, 0] / pts[:, 2] * intr.fx + intr.cx).astype(int)
+    v = np.round(pts[:, 1] / pts[:, 2] * intr.fy + intr.cy).astype(int)
+    assert np.array_equal(margins, outline_margins(mask)[v, u])
+    assert np.array_equal(pts, object_points(depth, mask, intr, 300, np.random.default_rng(0)))
+
+
+def test_outline_augmentation_leaves_out_the_eroded_outline_first():
+    from genpose_ros.data.dataset import outline_keep
+
+    g = torch.Generator().manual_seed(0)
+    B, P = 16, 64
+    margins = torch.randint(0, 4, (B, P, 4), generator=g, dtype=torch.uint8)
+    assert outline_keep(margins, g, {"p_outline": 0.0, "outline_px": [1.0]}) is None
+    always_two = {"p_outline": 1.0, "outline_px": [0.0, 0.0, 1.0]}
+    assert torch.equal(outline_keep(margins, g, always_two), (margins >= 2).all(-1))
+    kept = outline_keep(margins, g, {"p_outline": 0.5, "outline_px": [0.0, 1.0]})
+    eroded = (kept != torch.ones_like(kept)).any(1)  # instances that lost points
+    assert 3 <= eroded.sum() <= 13 and torch.equal(kept[eroded], (margins[eroded] >= 1).all(-1))
+
+    pool = PointPool(capacity=4, pool_points=P)
+    items = _items(4, pool_points=P)
+    for i, it in enumerate(items):  # x of a point = its margin below; every other point at the outline
+        it["margins"] = np.full((P, 4), 3, np.uint8)
+        it["margins"][::2, 0] = 0
+        it["points"][:, 0] = it["margins"][:, 0]
+    pool.add(items)
+    cfg = {"p_box": 0.0, "p_rt": 0.0, "p_jitter": 0.0, "p_outline": 1.0, "outline_px": [0.0, 1.0]}
+    few = pool.sample(8, n_points=20, generator=g, augment_cfg=cfg)["points"]
+    assert (few[..., 0] == 3).all()  # enough points inside: none of the outline
+    many = pool.sample(8, n_points=48, generator=g, augment_cfg=cfg)["points"]
+    assert ((many[..., 0] == 3).sum(1) == 32).all()  # all 32 inside, the outline fills up
+    plain = pool.sample(64, n_points=20, generator=g, augment=False)["points"]
+    assert (plain[..., 0] == 0).any()
+    pool.add(_items(2, pool_points=P))  # items without margins are never eroded
+    assert (pool.data["margins"][:2] == 3).all()

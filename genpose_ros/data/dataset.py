@@ -22,7 +22,8 @@ from torch.utils.data import Dataset
 from genpose_ros import CATEGORIES
 from genpose_ros.data.camera import Intrinsics, backproject
 from genpose_ros.data.nocs_io import list_frames, load_depth, read_labels
-from genpose_ros.data.pointcloud import MIN_POINTS, TooFewPointsError, count_valid, object_points
+from genpose_ros.data.pointcloud import (MIN_POINTS, TooFewPointsError, count_valid, object_points,
+                                         outline_margins)
 
 AUGMENT = {
     "p_box": 0.5, "box_scale": (0.8, 1.2),
@@ -89,7 +90,9 @@ class InstanceDataset(Dataset):
             after its first read and sample later items from them (no image decoding; about
             12 bytes per point, e.g. 2048 points x 11k instances = 270 MB); 0 = off.
     Items: dict of tensors ``points`` (N, 3) float32 m, ``R`` (3, 3), ``t`` (3,), ``size`` (3,)
-    float32, ``category`` long (index into CATEGORIES), ``handle_visible`` bool, ``index`` long.
+    float32, ``category`` long (index into CATEGORIES), ``handle_visible`` bool, ``margins`` (N, 4)
+    uint8 (each point's pixel distance to the mask's outline, ``pointcloud.outline_margins``),
+    ``index`` long.
     """
 
     def __init__(self, root, n_points: int = 1024, augment: bool = False, seed: int = 0,
@@ -147,13 +150,15 @@ class InstanceDataset(Dataset):
             counts[r.category] += 1
         return counts
 
-    def _points(self, index: int, r: InstanceRecord, rng: np.random.Generator) -> np.ndarray:
-        """(n_points, 3) float64 camera-frame points of item ``index``."""
+    def _points(self, index: int, r: InstanceRecord, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(n_points, 3) float64 camera-frame points of item ``index`` and their outline margins
+        (n_points, 4) uint8 (``pointcloud.outline_margins``)."""
         if self.cache_points <= 0:
             depth = load_depth(f"{r.prefix}_depth.png")
             mask = _read_mask(r.prefix) == r.instance_id
-            return object_points(depth, mask, self._intr[r.prefix], self.n_points, rng,
-                                 self.min_points).astype(np.float64)
+            pts, margins = object_points(depth, mask, self._intr[r.prefix], self.n_points, rng,
+                                         self.min_points, margins=True)
+            return pts.astype(np.float64), margins
         cached = self._cache.get(index)
         if cached is None:  # a fixed random subset of all valid points of this instance
             depth = load_depth(f"{r.prefix}_depth.png")
@@ -161,9 +166,11 @@ class InstanceDataset(Dataset):
             pts = backproject(depth.astype(np.float32) / 1000.0, mask, self._intr[r.prefix])
             if len(pts) < max(self.min_points, 1):
                 raise TooFewPointsError(len(pts), max(self.min_points, 1))
-            keep = np.random.default_rng([self.seed, index, 1]).permutation(len(pts))
-            cached = self._cache[index] = pts[keep[:self.cache_points]]
-        return _sample(cached, self.n_points, rng).astype(np.float64)
+            margins = outline_margins(mask)[(depth > 0) & mask]
+            keep = np.random.default_rng([self.seed, index, 1]).permutation(len(pts))[:self.cache_points]
+            cached = self._cache[index] = (pts[keep], margins[keep])
+        pick = rng.choice(len(cached[0]), self.n_points, replace=len(cached[0]) < self.n_points)
+        return cached[0][pick].astype(np.float64), cached[1][pick]
 
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < len(self.items):
@@ -176,7 +183,7 @@ class InstanceDataset(Dataset):
             rng = np.random.default_rng([self.seed, index, self._calls, worker_seed])
         else:
             rng = np.random.default_rng([self.seed, index])
-        points = self._points(index, r, rng)
+        points, margins = self._points(index, r, rng)
         R, t, size = r.R.copy(), r.t.copy(), r.size.copy()
         if self.augment:
             points, R, t, size = augment_instance(points, R, t, size, r.category, rng)
@@ -187,12 +194,9 @@ class InstanceDataset(Dataset):
             "size": torch.from_numpy(size.astype(np.float32)),
             "category": torch.tensor(CATEGORIES.index(r.category), dtype=torch.long),
             "handle_visible": torch.tensor(r.handle_visible),
+            "margins": torch.from_numpy(margins),
             "index": torch.tensor(index, dtype=torch.long),
         }
-
-
-def _sample(points: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    return points[rng.choice(len(points), n, replace=len(points) < n)]
 
 
 def augment_instance(points: np.ndarray, R: np.ndarray, t: np.ndarray, size: np.ndarray,
@@ -254,6 +258,22 @@ def augment_batch(points: torch.Tensor, R: torch.Tensor, t: torch.Tensor, size: 
         scale = 1 + behind / points.norm(dim=-1).clamp_min(1e-6)
         points = torch.where(spilled[..., None], points * scale[..., None], points)
     return points, R, t, size
+
+
+def outline_keep(margins: torch.Tensor, generator: torch.Generator | None = None,
+                 cfg: dict = AUGMENT) -> torch.Tensor | None:
+    """(B, P) bool: the points a predicted mask would still hold whose outline is drawn a pixel or
+    two inside the object's, or None when ``p_outline`` (optional key, training config
+    ``augment``) is 0. Per instance with probability ``p_outline``, each side of the mask (below,
+    above, right, left) is eroded by k pixels, k drawn with the probabilities ``outline_px`` (of
+    0, 1, 2, ... pixels). ``margins`` (B, P, 4): the points' ``pointcloud.outline_margins``."""
+    if cfg.get("p_outline", 0.0) <= 0:
+        return None
+    B, dev = margins.shape[0], margins.device
+    probs = torch.as_tensor(cfg["outline_px"], dtype=torch.float32, device=dev)
+    k = torch.multinomial(probs, B * 4, replacement=True, generator=generator).reshape(B, 1, 4)
+    k = k * (torch.rand(B, 1, 1, generator=generator, device=dev) < cfg["p_outline"])
+    return (margins.long() >= k).all(-1)
 
 
 def _rotmat_xyz(angles: torch.Tensor) -> torch.Tensor:

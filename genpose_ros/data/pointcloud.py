@@ -72,8 +72,36 @@ def drop_depth_islands(depth_mm: np.ndarray, mask_bool: np.ndarray, step_mm: flo
     return out
 
 
+OUTLINE_CAP = 3
+"""Outline margins are counted up to this many pixels."""
+OUTLINE_SIDES = ("below", "above", "right", "left")
+
+
+def outline_margins(mask_bool: np.ndarray, cap: int = OUTLINE_CAP) -> np.ndarray:
+    """(H, W, 4) uint8: for every pixel, how many mask pixels follow it in a row below, above, to
+    the right and to the left of it (``OUTLINE_SIDES``), counted up to ``cap``; outside the image
+    counts as outside the mask. A pixel on the mask's lower outline has 0 below: the mask eroded
+    by k pixels from below keeps the pixels with at least k below (training's outline
+    augmentation, ``genpose_ros.data.dataset.outline_keep``)."""
+    mask = np.asarray(mask_bool, dtype=bool)
+    out = np.zeros(mask.shape + (len(OUTLINE_SIDES),), dtype=np.uint8)
+    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    if len(rows) == 0:
+        return out
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    padded = np.pad(mask[box], cap)  # the box's surroundings are outside the mask
+    h, w = padded.shape[0] - 2 * cap, padded.shape[1] - 2 * cap
+    counts = out[box]
+    for side, (dy, dx) in enumerate(((1, 0), (-1, 0), (0, 1), (0, -1))):
+        run = mask[box].copy()  # a mask pixel whose next j pixels on this side are all in the mask
+        for j in range(1, cap + 1):
+            run &= padded[cap + j * dy:cap + j * dy + h, cap + j * dx:cap + j * dx + w]
+            counts[..., side] += run
+    return out
+
+
 def object_points(depth_mm: np.ndarray, mask_bool: np.ndarray, intr: Intrinsics, n_points: int,
-                  rng: np.random.Generator, min_points: int = MIN_POINTS) -> np.ndarray:
+                  rng: np.random.Generator, min_points: int = MIN_POINTS, margins: bool = False):
     """Back-project the valid depth pixels inside a mask and sample ``n_points`` of them.
 
     Args:
@@ -84,8 +112,9 @@ def object_points(depth_mm: np.ndarray, mask_bool: np.ndarray, intr: Intrinsics,
             pixels exist, with replacement otherwise.
         rng: random generator for the sampling.
         min_points: fewer valid pixels than this raise ``TooFewPointsError``.
+        margins: also return the points' ``outline_margins`` (n_points, 4) uint8.
     Returns:
-        (n_points, 3) float32 camera-frame points in metres.
+        (n_points, 3) float32 camera-frame points in metres (and their margins).
     """
     if n_points < 1:
         raise ValueError(f"n_points must be >= 1, got {n_points}")
@@ -97,7 +126,10 @@ def object_points(depth_mm: np.ndarray, mask_bool: np.ndarray, intr: Intrinsics,
     if len(points) < max(min_points, 1):
         raise TooFewPointsError(len(points), max(min_points, 1))
     idx = rng.choice(len(points), n_points, replace=len(points) < n_points)
-    return points[idx]
+    if not margins:
+        return points[idx]
+    valid = (depth_mm > 0) & np.asarray(mask_bool, dtype=bool)  # backproject's pixels, same order
+    return points[idx], outline_margins(mask_bool)[valid][idx]
 
 
 def count_valid(depth_mm: np.ndarray, mask_bool: np.ndarray) -> int:

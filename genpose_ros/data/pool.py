@@ -14,7 +14,9 @@ from pathlib import Path
 
 import torch
 
-KEYS = ("points", "R", "t", "size", "category", "handle_visible")
+from genpose_ros.data.pointcloud import OUTLINE_CAP, OUTLINE_SIDES
+
+KEYS = ("points", "R", "t", "size", "category", "handle_visible", "margins")
 
 
 class PointPool:
@@ -25,8 +27,8 @@ class PointPool:
             raise ValueError(f"a point pool needs capacity >= 1 and pool_points >= 1, got {capacity}, {pool_points}")
         self.capacity, self.pool_points, self.device = capacity, pool_points, torch.device(device)
         shapes = {"points": (pool_points, 3), "R": (3, 3), "t": (3,), "size": (3,), "category": (),
-                  "handle_visible": ()}
-        dtypes = {"category": torch.long, "handle_visible": torch.bool}
+                  "handle_visible": (), "margins": (pool_points, len(OUTLINE_SIDES))}
+        dtypes = {"category": torch.long, "handle_visible": torch.bool, "margins": torch.uint8}
         self.data = {k: torch.zeros(capacity, *shapes[k], dtype=dtypes.get(k, torch.float32), device=self.device)
                      for k in KEYS}
         self.count = 0    # filled slots
@@ -38,12 +40,16 @@ class PointPool:
 
     def add(self, items) -> None:
         """Store instances: a list of per-instance dicts (``frame_instances`` items) or a dict of
-        stacked tensors; when full, the oldest instances are replaced."""
+        stacked tensors; when full, the oldest instances are replaced. Instances without
+        ``margins`` count as far from their outline (never eroded)."""
         if isinstance(items, list):
             if not items:
                 return
-            items = {k: torch.stack([torch.as_tensor(it[k]) for it in items]) for k in KEYS}
+            items = {k: torch.stack([torch.as_tensor(it[k]) for it in items]) for k in KEYS if k in items[0]}
         n = len(items["points"])
+        if "margins" not in items:
+            items = {**items, "margins": torch.full((n, self.pool_points, len(OUTLINE_SIDES)), OUTLINE_CAP,
+                                                    dtype=torch.uint8)}
         if n and items["points"].shape[1:] != (self.pool_points, 3):
             raise ValueError(f"pool items need points ({self.pool_points}, 3), got {tuple(items['points'].shape[1:])}")
         for start in range(0, n, self.capacity):
@@ -70,8 +76,8 @@ class PointPool:
         stacked = None
         if cache and Path(cache).is_file():
             stacked = torch.load(cache, weights_only=True)
-            if stacked["points"].shape[0] != len(dataset):
-                stacked = None
+            if stacked["points"].shape[0] != len(dataset) or set(KEYS) - set(stacked):
+                stacked = None  # another dataset, or written before a key was added
         if stacked is None:
             loader = DataLoader(dataset, batch_size=64, num_workers=workers)
             batches = [b for b in tqdm(loader, desc="reading instances", mininterval=5)]
@@ -88,9 +94,9 @@ class PointPool:
         """A batch on the pool's device: ``points`` (B, n_points, 3) without repeats (with repeats
         when the pools are smaller), ``R`` (B, 3, 3), ``t`` (B, 3), ``size`` (B, 3), ``category``
         (B,), ``handle_visible`` (B,); augmented unless ``augment`` is False, with ``AUGMENT`` updated
-        by ``augment_cfg``; ``category_weights`` (n_categories,): how often each category's instances
+        by ``augment_cfg`` (``p_outline``: points at an eroded outline are left out first); ``category_weights`` (n_categories,): how often each category's instances
         are drawn, relative (default: every instance alike)."""
-        from genpose_ros.data.dataset import AUGMENT, augment_batch
+        from genpose_ros.data.dataset import AUGMENT, augment_batch, outline_keep
 
         if self.count == 0:
             raise ValueError("cannot sample from an empty point pool")
@@ -100,16 +106,20 @@ class PointPool:
             per_instance = category_weights.to(self.device)[self.data["category"][:self.count]]
             idx = torch.multinomial(per_instance, batch_size, replacement=True, generator=generator)
         batch = {k: self.data[k][idx] for k in KEYS}
+        cfg = {**AUGMENT, **(augment_cfg or {})}
         P = self.pool_points
-        if n_points <= P:  # a random subset per instance
-            pick = torch.rand(batch_size, P, generator=generator, device=self.device).argsort(1)[:, :n_points]
-        else:
+        keep = outline_keep(batch.pop("margins"), generator, cfg) if augment else None
+        if n_points <= P:  # a random subset per instance; eroded points last, taken only when needed
+            order = torch.rand(batch_size, P, generator=generator, device=self.device)
+            pick = (order if keep is None else order + 2 * ~keep).argsort(1)[:, :n_points]
+        elif keep is None:
             pick = torch.randint(P, (batch_size, n_points), generator=generator, device=self.device)
+        else:
+            pick = torch.multinomial(keep + 1e-3, n_points, replacement=True, generator=generator)
         batch["points"] = torch.gather(batch["points"], 1, pick[..., None].expand(-1, -1, 3))
         if augment:
             batch["points"], batch["R"], batch["t"], batch["size"] = augment_batch(
-                batch["points"], batch["R"], batch["t"], batch["size"], batch["category"], generator,
-                {**AUGMENT, **(augment_cfg or {})})
+                batch["points"], batch["R"], batch["t"], batch["size"], batch["category"], generator, cfg)
         return batch
 
     def mean_size(self, n_categories: int) -> tuple[torch.Tensor, torch.Tensor]:

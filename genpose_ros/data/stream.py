@@ -72,7 +72,8 @@ class TimeBudget:
 def frame_instances(frame, n_points: int = 1024, min_points: int = 50, seed: int = 0) -> list[dict]:
     """A rendered ``Frame`` -> one dict per usable instance: ``points`` (n_points, 3) float32
     camera-frame metres (sampled from its valid depth pixels), ``R`` (3, 3), ``t`` (3,),
-    ``size`` (3,) float32, ``category`` (index into CATEGORIES), ``handle_visible`` (bool).
+    ``size`` (3,) float32, ``category`` (index into CATEGORIES), ``handle_visible`` (bool),
+    ``margins`` (n_points, 4) uint8 (``pointcloud.outline_margins``).
     Instances with fewer than ``min_points`` valid depth pixels are left out."""
     import zlib
 
@@ -85,14 +86,14 @@ def frame_instances(frame, n_points: int = 1024, min_points: int = 50, seed: int
     items = []
     for inst in frame.instances:
         try:
-            pts = object_points(frame.depth, frame.mask == inst.instance_id, frame.intrinsics,
-                                n_points, rng, min_points)
+            pts, margins = object_points(frame.depth, frame.mask == inst.instance_id, frame.intrinsics,
+                                         n_points, rng, min_points, margins=True)
         except TooFewPointsError:
             continue
         f32 = lambda a: np.asarray(a, dtype=np.float32)  # noqa: E731
         items.append({"points": pts, "R": f32(inst.R), "t": f32(inst.t), "size": f32(inst.size),
                       "category": CATEGORIES.index(inst.category),
-                      "handle_visible": bool(inst.handle_visible)})
+                      "handle_visible": bool(inst.handle_visible), "margins": margins})
     return items
 
 

@@ -52,11 +52,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="ground_truth, or a segmenter run on the split's colour and depth: "
                         "a Mask R-CNN weights file (e.g. models/maskrcnn_light.pt) or coco; "
                         "missed objects count as failures, extra detections as false positives")
+    p.add_argument("--erode-masks", type=mask_erosion, default=None, metavar="PX[:SIDES]",
+                   help="ground-truth masks with their outline eroded by PX pixels on SIDES (below, above, right, "
+                        "left, comma-separated; default all four): how poses hold up under a predicted mask drawn "
+                        "inside the object, e.g. 1:below")
     p.add_argument("--no-depth-cleanup", action="store_true",
                    help="with --masks <segmenter>: use its masks untrimmed by depth (ablation of "
                         "config/maskrcnn.yaml's depth_cleanup)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="sampler overrides, e.g. --set n_steps=10 solver=heun num_candidates=20")
+
+
+def mask_erosion(text: str) -> tuple[int, tuple[int, ...]]:
+    """``PX[:SIDES]`` of ``--erode-masks`` -> (pixels, indices into ``pointcloud.OUTLINE_SIDES``)."""
+    from genpose_ros.data.pointcloud import OUTLINE_CAP, OUTLINE_SIDES
+
+    px, _, sides = text.partition(":")
+    names = [s.strip() for s in sides.split(",")] if sides else list(OUTLINE_SIDES)
+    unknown = [n for n in names if n not in OUTLINE_SIDES]
+    if not px.strip().isdigit() or not 1 <= int(px) <= OUTLINE_CAP or unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"expected PX[:SIDES] with PX 1-{OUTLINE_CAP} and SIDES from {', '.join(OUTLINE_SIDES)}, got {text!r}")
+    return int(px), tuple(sorted({OUTLINE_SIDES.index(n) for n in names}))
 
 
 def read_records(path, allow_pickle: bool = False) -> list[dict]:
@@ -71,6 +88,7 @@ def read_records(path, allow_pickle: bool = False) -> list[dict]:
 def evaluate_estimator(args: argparse.Namespace, out: Path) -> tuple[dict, str]:
     from genpose_ros.config import default_mode, sampler_settings
     from genpose_ros.data.nocs_io import list_frames
+    from genpose_ros.data.pointcloud import OUTLINE_SIDES
     from genpose_ros.evaluation import nocs_results, plots, report, runner
     from genpose_ros.paths import pose_checkpoint
     from genpose_ros.pose.estimator import PoseEstimator, check_mode
@@ -78,6 +96,9 @@ def evaluate_estimator(args: argparse.Namespace, out: Path) -> tuple[dict, str]:
     if not args.data:
         raise ValueError("--data is required (or --score-results to score existing results files)")
     args.mode = check_mode(args.mode or default_mode())
+    if args.erode_masks and (args.masks != "ground_truth" or args.mode == "tracking"):
+        raise ValueError("--erode-masks erodes the ground-truth masks of single frames: "
+                         "not with --masks <segmenter> or --mode tracking")
     args.init_mode = check_mode(args.init_mode or default_mode())
     overrides = parse_overrides(args.set)
     sampler_settings(args.mode, overrides)  # checked before the model loads
@@ -97,11 +118,13 @@ def evaluate_estimator(args: argparse.Namespace, out: Path) -> tuple[dict, str]:
         segmenter = None if args.masks == "ground_truth" else load_segmenter(
             args.masks, args.device, depth_cleanup=not args.no_depth_cleanup)
         res = runner.run_frames(est, prefixes, args.mode, overrides, seed=args.seed,
-                                segmenter=segmenter)
+                                segmenter=segmenter, erode=args.erode_masks)
         plots.plot_hypotheses(plots.hypothesis_examples(est, prefixes, seed=args.seed), out / "hypotheses.png")
     s = report.summary(res["records"], res["latency_ms"], args.iou)
     s.update(mode=args.mode, checkpoint=str(ckpt), overrides=overrides, wall_s=time.time() - t0,
-             masks=args.masks + (" (no depth clean-up)" if args.no_depth_cleanup else ""))
+             masks=args.masks + (" (no depth clean-up)" if args.no_depth_cleanup else "")
+             + (f" eroded {args.erode_masks[0]} px ({', '.join(OUTLINE_SIDES[i] for i in args.erode_masks[1])})"
+                if args.erode_masks else ""))
     if res.get("segment_ms"):
         s["segment_ms_median"] = statistics.median(res["segment_ms"])
     plots.plot_error_cdfs({args.mode: res["records"]}, out / "error_cdf.png")

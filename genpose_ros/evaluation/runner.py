@@ -12,19 +12,23 @@ import numpy as np
 from tqdm import tqdm
 
 from genpose_ros.data.nocs_io import list_frames, read_frame
-from genpose_ros.data.pointcloud import TooFewPointsError, object_points
+from genpose_ros.data.pointcloud import TooFewPointsError, object_points, outline_margins
 from genpose_ros.pose.tracker import Tracker, TrackerSettings
 
 
-def frame_batch(frame, n_points: int, rng: np.random.Generator):
-    """Points of every GT instance of a frame (GT masks).
+def frame_batch(frame, n_points: int, rng: np.random.Generator, erode: tuple[int, tuple[int, ...]] | None = None):
+    """Points of every GT instance of a frame (GT masks); ``erode`` (pixels, sides): each mask's
+    outline eroded by that many pixels on those sides (indices into ``OUTLINE_SIDES``).
 
     Returns (points (B, n_points, 3) float32, usable instances, instances with too few points).
     """
     pts, ok, missed = [], [], []
     for inst in frame.instances:
+        mask = frame.mask == inst.instance_id
+        if erode:
+            mask &= (outline_margins(mask)[..., list(erode[1])] >= erode[0]).all(-1)
         try:
-            pts.append(object_points(frame.depth, frame.mask == inst.instance_id, frame.intrinsics, n_points, rng))
+            pts.append(object_points(frame.depth, mask, frame.intrinsics, n_points, rng))
             ok.append(inst)
         except TooFewPointsError:
             missed.append(inst)
@@ -86,8 +90,9 @@ def make_record(inst, image=None, R=None, t=None, size=None, score=None) -> dict
 
 def run_frames(estimator, prefixes: list[str], mode: str, overrides: dict | None = None, n_points: int = 1024,
                seed: int = 0, keep_hypotheses: bool = False, progress: bool = True,
-               segmenter=None) -> dict:
-    """Single-frame evaluation: one estimate() call per frame (all its objects in one batch).
+               segmenter=None, erode: tuple[int, tuple[int, ...]] | None = None) -> dict:
+    """Single-frame evaluation: one estimate() call per frame (all its objects in one batch);
+    ``erode``: ground-truth masks eroded as in ``frame_batch``.
 
     Returns {"records": [...], "latency_ms": [...per frame...], "frames": [(prefix, frame, frame records)],
     "hypotheses": [(K, 4, 4) per record] when keep_hypotheses}; with a ``segmenter``, its masks
@@ -103,7 +108,7 @@ def run_frames(estimator, prefixes: list[str], mode: str, overrides: dict | None
             out["records"] += recs
             out["frames"].append((prefix, frame, recs))
             continue
-        points, ok, missed = frame_batch(frame, n_points, rng)
+        points, ok, missed = frame_batch(frame, n_points, rng, erode)
         recs = []
         if ok:
             est = estimator.estimate(points, [i.category for i in ok], mode=mode,
