@@ -362,3 +362,10 @@ def test_roll_check_keeps_a_pose_unless_a_rolled_estimate_is_rated_better(tmp_pa
                                atol=1e-4)
     with pytest.raises(ValueError, match="roll_turn_check 'bset' unknown; did you mean 'best'"):
         run(roll_turns=4, roll_turn_check="bset")
+
+    def rolled_only(t0):  # every pose replaced by its best rolled estimate
+        est.generator.manual_seed(3)
+        return est.estimate(pts, cats, mode="score_scaling", n_steps=3, polish=0, t0=t0, roll_turns=4,
+                            roll_above_deg=-1.0, roll_margin_deg=-1e9).R
+    # the call's own settings reach the rolled estimates of the score_scaling mode
+    assert not np.allclose(rolled_only(0.3), rolled_only(0.6), atol=1e-4)

@@ -140,14 +140,14 @@ class PoseEstimator:
         return verify
 
     def _roll_check(self, points: torch.Tensor, cat: torch.Tensor, categories: list[str], R: torch.Tensor,
-                    t: torch.Tensor, roll: dict) -> tuple[torch.Tensor, torch.Tensor]:
+                    t: torch.Tensor, roll: dict, settings: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """The roll check (``roll_*`` settings of the genpose and score_scaling modes): the model
         has learnt that objects mostly stand upright in the image, so a camera or a can lying on
         its side gets no right candidate. Objects whose pose (R (B, 3, 3), t (B, 3), camera frame)
         the verifier rates worse than ``roll_above_deg`` are estimated again from their cloud
         (``points`` (B, N, 3), camera frame) rolled about the optical axis by each of
         ``roll_turns`` - 1 equal steps (the view a rolled camera has of them), with the
-        score_scaling mode (its own roll check off). Its turn check and polish run on every rolled
+        score_scaling sampler and its ``settings`` (without roll keys). Its turn check and polish run on every rolled
         estimate (``roll_turn_check: all``) or only on the one the verifier rates best without
         them (``best``: a third of the work with 4 turns). The rolled estimate the verifier rates
         best, rolled back, replaces the pose when it is rated ``roll_margin_deg`` better.
@@ -166,7 +166,6 @@ class PoseEstimator:
         rolled = torch.einsum("rij,bnj->brni", Rz, points[redo]).reshape(G * n, -1, 3)
         pts, centroid = geometry.normalize_points(rolled)
         names = [categories[i] for i in redo.tolist() for _ in range(n)]
-        settings = {k: v for k, v in sampler_settings("score_scaling", {}, self.config).items() if k not in ROLL_KEYS}
         every = roll["roll_turn_check"] == "all"
         first = settings if every else dict(settings, verify_turns=0, polish=0)
         cond = self.model.encode(pts, cat[redo].repeat_interleave(n))
@@ -254,12 +253,15 @@ class PoseEstimator:
         if mode in VERIFIED_MODES:
             kwargs["verify"] = self._verify(pts, categories)
         roll = {k: kwargs.pop(k) for k in ROLL_KEYS if k in kwargs}
+        # rolled estimates: score scaling, with this call's settings when it is the mode
+        rolled = kwargs if mode == "score_scaling" else sampler_settings("score_scaling", {}, self.config)
+        rolled = {k: v for k, v in rolled.items() if k not in ROLL_KEYS and k != "verify"}
         cond = self.model.encode(pts, cat)  # (B, F) once per object
         t_enc = time.perf_counter()
         sample = sampling.get_sampler(mode)(self.model, self.sde, cond, generator=self.generator, **kwargs)
         R, t = geometry.denormalize_pose(sample.pose, centroid)
         if roll.get("roll_turns", 0) > 1:
-            R, t = self._roll_check(pts + centroid[:, None], cat, list(categories), R, t, roll)
+            R, t = self._roll_check(pts + centroid[:, None], cat, list(categories), R, t, roll, rolled)
         if self.size_net is None:
             size = self.model.predict_size(cond, cat)
         else:
