@@ -48,6 +48,8 @@ def test_debug_shows_the_traceback(tmp_path):
     (["bench", "--data", "d", "--solver-frames", "0"], "argument --solver-frames: must be >= 1, got 0"),
     (["demo", "--frames", "0"], "argument --frames: must be >= 1, got 0"),
     (["data", "generate", "--out", "o", "--split", "test", "--frames", "0"], "argument --frames: must be >= 1"),
+    (["eval", "--data", "d", "--erode-masks", "1:bellow"],
+     "argument --erode-masks: expected PX[:SIDES] with PX 1-3 and SIDES from below, above, right, left, got '1:bellow'"),
 ])
 def test_bad_numbers_are_argument_errors(capsys, argv, message):
     with pytest.raises(SystemExit) as exc:
@@ -63,6 +65,8 @@ def test_bad_numbers_are_argument_errors(capsys, argv, message):
     ({"steps": 0}, "steps must be > 0, got 0"),
     ({"sde": {"sigma_max": [50]}}, "sde.sigma_max must be a number (default 50.0), got [50]"),
     ({"category_weights": {"camra": 2.0}}, "unknown key 'category_weights.camra'; did you mean 'camera'?"),
+    ({"augment": {"outline_px": [0, 0]}},
+     "augment.outline_px must hold 1 to 4 chances (of 0, 1, ... pixels), >= 0 and not all 0, got [0, 0]"),
     ({"category_weights": {"camera": -1}},
      "category_weights must be >= 0 and not all 0, got {'bottle': 1.0, 'bowl': 1.0, 'camera': -1.0, 'can': 1.0, "
      "'laptop': 1.0, 'mug': 1.0}"),

@@ -277,3 +277,27 @@ def test_bench_runs_end_to_end(tiny_split, tiny_pose_checkpoint, tmp_path):
     turns = sampler_settings("score_scaling")["verify_turns"]  # config/estimator.yaml's
     assert report["modes"]["score_scaling_verifier"]["settings"]["verify_turns"] == turns
     assert (tmp_path / "bench_error_cdf.png").is_file() and out.with_suffix(".md").is_file()
+
+
+def test_eroded_ground_truth_masks_lose_their_outline(tiny_split):
+    """``genpose eval --erode-masks``: the points of each ground-truth mask less its eroded
+    outline, on the sides asked for."""
+    from genpose_ros.data.nocs_io import list_frames, read_frame
+    from genpose_ros.evaluation.runner import frame_batch
+
+    frame = read_frame(list_frames(tiny_split / "test")[0])
+    intr = frame.intrinsics
+
+    def pixels(pts):
+        return (np.round(pts[:, 1] / pts[:, 2] * intr.fy + intr.cy).astype(int),
+                np.round(pts[:, 0] / pts[:, 2] * intr.fx + intr.cx).astype(int))
+
+    whole, ok, _ = frame_batch(frame, 2000, np.random.default_rng(0))
+    below, ok_below, _ = frame_batch(frame, 2000, np.random.default_rng(0), erode=(2, (0,)))
+    assert [i.instance_id for i in ok_below] == [i.instance_id for i in ok]
+    for j, inst in enumerate(ok):
+        mask = np.pad(frame.mask == inst.instance_id, ((0, 2), (0, 0)))
+        v, u = pixels(whole[j])
+        assert not (mask[v + 1, u] & mask[v + 2, u]).all()  # the whole mask has its lower outline
+        v, u = pixels(below[j])
+        assert (mask[v, u] & mask[v + 1, u] & mask[v + 2, u]).all()  # two mask pixels below each point

@@ -132,6 +132,14 @@ def test_centre_output_moves_the_translation_and_is_learnt():
         loss.backward()
         opt.step()
     assert np.mean(losses[-30:]) < 0.5 * np.mean(losses[:5])
+    # with outline erosion the points at the eroded side are left out: here every point with a
+    # margin below of 0 (x > 0 of the box), so the seen points all lie at x <= 0
+    margins = torch.full((8, n, 4), 3, dtype=torch.uint8)
+    margins[:, torch.from_numpy(local[:, 0] > 0)] = torch.tensor([0, 3, 3, 3], dtype=torch.uint8)
+    eroded = {**aug, "rot_sigma_deg": 0.0, "trans_sigma_m": 0.0, "p_outline": 1.0, "outline_px": [0.0, 1.0]}
+    kept = int((local[:, 0] <= 0).sum())
+    pts = make_batch({**pool, "margins": margins}, torch.arange(8), kept, g, eroded)[0]
+    assert pts.shape == (8, kept, 3) and (pts[..., 0] <= 1e-6).all()
     dt = torch.tensor([[0.02, -0.015, 0.02]])  # the estimator missed the centre by 3 cm
     _, t_box = net.predict(cam, R, t + dt, torch.tensor([4]))
     assert float((t_box - t).norm()) < 0.5 * float(dt.norm())
@@ -285,6 +293,8 @@ def test_size_ablation_uses_the_same_poses_for_both_methods(tmp_path, tiny_pose_
     ({"n_points": 0}, "n_points must be > 0, got 0"),
     ({"augment": {"box_scale": [1.4, 0.7]}}, "augment.box_scale must be [low, high] with 0 < low <= high"),
     ({"model": {"quantile": 1.5}}, "model.quantile must be in (0.5, 1], got 1.5"),
+    ({"augment": {"outline_px": [0.5, 0.2, 0.1, 0.1, 0.1]}},
+     "augment.outline_px must hold 1 to 4 chances (of 0, 1, ... pixels), >= 0 and not all 0, got [0.5, 0.2, 0.1, 0.1, 0.1]"),
 ])
 def test_size_config_mistakes_are_one_line_before_data_loads(tmp_path, capsys, change, message):
     import yaml

@@ -260,6 +260,18 @@ def augment_batch(points: torch.Tensor, R: torch.Tensor, t: torch.Tensor, size: 
     return points, R, t, size
 
 
+def check_outline(augment: dict, where: str) -> None:
+    """ConfigError (one line naming ``where``) unless ``augment["outline_px"]`` (when given) holds
+    1 to ``OUTLINE_CAP`` + 1 chances >= 0, not all 0."""
+    from genpose_ros.config import ConfigError
+    from genpose_ros.data.pointcloud import OUTLINE_CAP
+
+    px = augment.get("outline_px", [1.0])
+    if not 1 <= len(px) <= OUTLINE_CAP + 1 or any(p < 0 for p in px) or not any(p > 0 for p in px):
+        raise ConfigError(f"{where}: augment.outline_px must hold 1 to {OUTLINE_CAP + 1} chances (of 0, 1, ... "
+                          f"pixels), >= 0 and not all 0, got {px}")
+
+
 def outline_keep(margins: torch.Tensor, generator: torch.Generator | None = None,
                  cfg: dict = AUGMENT) -> torch.Tensor | None:
     """(B, P) bool: the points a predicted mask would still hold whose outline is drawn a pixel or

@@ -19,6 +19,22 @@ from genpose_ros.data.pointcloud import OUTLINE_CAP, OUTLINE_SIDES
 KEYS = ("points", "R", "t", "size", "category", "handle_visible", "margins")
 
 
+def pick_points(points: torch.Tensor, n_points: int, generator: torch.Generator | None = None,
+                keep: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, P, 3) -> (B, n_points, 3): a random subset of each instance's points, without repeats
+    when ``n_points`` <= P (with repeats otherwise); points where ``keep`` (B, P) is False (an
+    eroded outline, ``dataset.outline_keep``) come last, taken only when too few others are left."""
+    B, P = points.shape[:2]
+    if n_points <= P:
+        order = torch.rand(B, P, generator=generator, device=points.device)
+        pick = (order if keep is None else order + 2 * ~keep).argsort(1)[:, :n_points]
+    elif keep is None:
+        pick = torch.randint(P, (B, n_points), generator=generator, device=points.device)
+    else:
+        pick = torch.multinomial(keep + 1e-3, n_points, replacement=True, generator=generator)
+    return torch.gather(points, 1, pick[..., None].expand(-1, -1, 3))
+
+
 class PointPool:
     """Ring buffer of ``capacity`` instances with ``pool_points`` points each."""
 
@@ -107,16 +123,8 @@ class PointPool:
             idx = torch.multinomial(per_instance, batch_size, replacement=True, generator=generator)
         batch = {k: self.data[k][idx] for k in KEYS}
         cfg = {**AUGMENT, **(augment_cfg or {})}
-        P = self.pool_points
         keep = outline_keep(batch.pop("margins"), generator, cfg) if augment else None
-        if n_points <= P:  # a random subset per instance; eroded points last, taken only when needed
-            order = torch.rand(batch_size, P, generator=generator, device=self.device)
-            pick = (order if keep is None else order + 2 * ~keep).argsort(1)[:, :n_points]
-        elif keep is None:
-            pick = torch.randint(P, (batch_size, n_points), generator=generator, device=self.device)
-        else:
-            pick = torch.multinomial(keep + 1e-3, n_points, replacement=True, generator=generator)
-        batch["points"] = torch.gather(batch["points"], 1, pick[..., None].expand(-1, -1, 3))
+        batch["points"] = pick_points(batch["points"], n_points, generator, keep)
         if augment:
             batch["points"], batch["R"], batch["t"], batch["size"] = augment_batch(
                 batch["points"], batch["R"], batch["t"], batch["size"], batch["category"], generator, cfg)

@@ -37,17 +37,20 @@ def random_rotation(axis_angle: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(Rotation.from_rotvec(axis_angle.double().numpy()).as_matrix()).float()
 
 
-def deformed_instances(pool: dict, idx: torch.Tensor, n_points: int, g: torch.Generator, box_scale):
+def deformed_instances(pool: dict, idx: torch.Tensor, n_points: int, g: torch.Generator, aug: dict):
     """``n_points`` random points of the instances ``idx`` in their ground-truth object frame, the
-    box stretched per axis by a log-uniform factor in ``box_scale`` (x and z tied for round
-    categories) -> (points (B, N, 3), R (B, 3, 3), size (B, 3), category (B,), spin (B,): True
-    where the turn about y cannot be observed)."""
+    box stretched per axis by a log-uniform factor in ``aug["box_scale"]`` (x and z tied for round
+    categories), the mask outline eroded as ``dataset.outline_keep`` does with ``aug``'s optional
+    ``p_outline`` / ``outline_px`` -> (points (B, N, 3), R (B, 3, 3), size (B, 3), category (B,),
+    spin (B,): True where the turn about y cannot be observed)."""
+    from genpose_ros.data.dataset import outline_keep
+    from genpose_ros.data.pool import pick_points
+
     B = len(idx)
-    pts = pool["points"][idx]  # (B, P, 3) camera frame
-    pick = torch.rand(B, pts.shape[1], generator=g).argsort(dim=1)[:, :n_points]
-    pts = torch.gather(pts, 1, pick[..., None].expand(-1, -1, 3))
+    keep = outline_keep(pool["margins"][idx], g, aug) if "margins" in pool else None
+    pts = pick_points(pool["points"][idx], n_points, g, keep)  # (B, n_points, 3) camera frame
     R, t, size, cat = pool["R"][idx], pool["t"][idx], pool["size"][idx], pool["category"][idx]
-    lo, hi = box_scale
+    lo, hi = aug["box_scale"]
     s = lo * (hi / lo) ** torch.rand(B, 3, generator=g)  # log-uniform per-axis scale
     s[:, 2] = torch.where(ROUND[cat], s[:, 0], s[:, 2])
     local = torch.bmm(pts - t[:, None], R) * s[:, None]
@@ -72,7 +75,7 @@ def make_batch(pool: dict, idx: torch.Tensor, n_points: int, g: torch.Generator,
     """Augmented batch -> (object-frame points under a noisy pose (B, N, 3), category (B,), size
     (B, 3), box centre in the noisy frame (B, 3))."""
     B = len(idx)
-    local, R, size, cat, spin = deformed_instances(pool, idx, n_points, g, aug["box_scale"])
+    local, R, size, cat, spin = deformed_instances(pool, idx, n_points, g, aug)
     # the pose the estimator might return: R_est = R dR, t_est = t + dt
     axis = torch.nn.functional.normalize(torch.randn(B, 3, generator=g), dim=-1)
     angle = torch.randn(B, 1, generator=g).abs() * math.radians(aug["rot_sigma_deg"])
@@ -142,7 +145,8 @@ def fit_points_net(net, pool: dict, val_pool: dict | None, batch_fn, loss_fn, pa
     val = None
     if val_pool is not None:
         vg = torch.Generator().manual_seed(12345)
-        val = batch_fn(val_pool, torch.arange(len(val_pool["points"])), cfg["n_points"], vg, cfg["augment"])
+        clean = {**cfg["augment"], "p_outline": 0.0}  # validated on whole masks
+        val = batch_fn(val_pool, torch.arange(len(val_pool["points"])), cfg["n_points"], vg, clean)
     n, best, t0 = len(pool["points"]), math.inf, time.time()
     log = open(path.parent / "log.jsonl", "w")
     deadline = cfg.pop("deadline", math.inf)
@@ -181,6 +185,7 @@ def resolve_config(args, name: str = "size_net.yaml") -> dict:
     ``--config`` checked against it (unknown keys and wrong types are rejected before any data
     loads) and merged over it, then the command-line flags."""
     from genpose_ros.config import ConfigError, checked, find_config, load_config, require_positive
+    from genpose_ros.data.dataset import check_outline
 
     defaults = load_config(find_config(name))
     where = args.config or f"config/{name}"
@@ -189,6 +194,7 @@ def resolve_config(args, name: str = "size_net.yaml") -> dict:
     lo_hi = cfg["augment"]["box_scale"]
     if len(lo_hi) != 2 or not 0 < lo_hi[0] <= lo_hi[1]:
         raise ConfigError(f"{where}: augment.box_scale must be [low, high] with 0 < low <= high, got {lo_hi}")
+    check_outline(cfg["augment"], where)
     if not 0.5 < cfg["model"]["quantile"] <= 1:
         raise ConfigError(f"{where}: model.quantile must be in (0.5, 1], got {cfg['model']['quantile']}")
     for key in ("steps", "batch_size", "lr", "eval_every"):

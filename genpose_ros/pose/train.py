@@ -123,7 +123,7 @@ def resolve_config(args) -> dict:
     """config/train.yaml, with ``--config`` checked against it (unknown keys and wrong types are
     rejected before any data or model loads) and merged over it, then the command-line flags."""
     from genpose_ros.config import ConfigError, checked, find_config, load_config, require_positive
-    from genpose_ros.data.pointcloud import OUTLINE_CAP
+    from genpose_ros.data.dataset import check_outline
     from genpose_ros.pose.pointnet2 import GENPOSE_ENCODER, LIGHT_ENCODER
 
     defaults = load_config(find_config("train.yaml"))
@@ -153,10 +153,7 @@ def resolve_config(args) -> dict:
     if any(w < 0 for w in weights.values()) or not any(w > 0 for w in weights.values()):
         raise ConfigError(f"{args.config or 'config/train.yaml'}: category_weights must be >= 0 and not all 0, "
                           f"got {weights}")
-    outline = cfg["augment"]["outline_px"]
-    if not 1 <= len(outline) <= OUTLINE_CAP + 1 or any(p < 0 for p in outline) or not any(p > 0 for p in outline):
-        raise ConfigError(f"{args.config or 'config/train.yaml'}: augment.outline_px must hold 1 to "
-                          f"{OUTLINE_CAP + 1} chances (of 0, 1, ... pixels), >= 0 and not all 0, got {outline}")
+    check_outline(cfg["augment"], args.config or "config/train.yaml")
     if cfg["schedule"] not in cfg["stages"]:
         raise ValueError(f"unknown schedule {cfg['schedule']!r}; config defines {sorted(cfg['stages'])}")
     return cfg

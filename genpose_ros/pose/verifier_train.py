@@ -77,7 +77,7 @@ def make_batch(pool: dict, idx: torch.Tensor, n_points: int, g: torch.Generator,
     With the pose model's candidates in the pool (``pose_candidates``), a share ``p_candidates``
     of the batch takes one of its instance's candidate errors instead of a drawn one."""
     B = len(idx)
-    local, R, _, cat, spin = deformed_instances(pool, idx, n_points, g, aug["box_scale"])
+    local, R, _, cat, spin = deformed_instances(pool, idx, n_points, g, aug)
     dR = rotation_errors(B, g, aug)
     dt = torch.randn(B, 3, generator=g) * aug["trans_sigma_m"]
     if aug.get("p_candidates", 0.0) > 0 and "cand_dR" in pool:
