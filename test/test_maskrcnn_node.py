@@ -279,5 +279,5 @@ def test_closing_ends_a_frame_waiting_for_its_depth_image(ros_context, tiny_rgbd
 
 
 def _waiting(node) -> bool:
-    """Whether the node's worker thread is waiting on the depth condition."""
-    return bool(node.depth_arrived._waiters)
+    """Whether the node's worker thread is waiting for a frame's depth image."""
+    return node.waiting_for_depth is not None

@@ -96,6 +96,7 @@ class MaskRCNNNode(Node):
             self.worker = Worker(self._segment_safe, name="maskrcnn_worker")
             self.depths: deque[Image] = deque(maxlen=8)     # recent depth frames, newest last
             self.depth_arrived = threading.Condition()   # also notified when the node closes
+            self.waiting_for_depth: int | None = None    # stamp (ns) of the colour frame waiting, if one is
             self.closing = False
             self.fx: float | None = None
             qos, depth = p["input_qos"], p["input_qos_depth"]
@@ -208,8 +209,10 @@ class MaskRCNNNode(Node):
         t = stamp_ns(color)
         # a driver may publish colour before depth: its depth image may still be on its way
         with self.depth_arrived:
+            self.waiting_for_depth = t
             self.depth_arrived.wait_for(lambda: self.closing or any(stamp_ns(d) >= t for d in self.depths),
                                         timeout=self.p["depth_wait"])
+            self.waiting_for_depth = None
             best = min(self.depths, key=lambda d: abs(stamp_ns(d) - t), default=None)
         if self.closing:
             return None
