@@ -22,8 +22,7 @@ from torch.utils.data import Dataset
 from genpose_ros import CATEGORIES
 from genpose_ros.data.camera import Intrinsics, backproject
 from genpose_ros.data.nocs_io import list_frames, load_depth, read_labels
-from genpose_ros.data.pointcloud import (MIN_POINTS, TooFewPointsError, count_valid, object_points,
-                                         outline_margins)
+from genpose_ros.data.pointcloud import MIN_POINTS, TooFewPointsError, count_valid, object_points, point_margins
 
 AUGMENT = {
     "p_box": 0.5, "box_scale": (0.8, 1.2),
@@ -91,7 +90,7 @@ class InstanceDataset(Dataset):
             12 bytes per point, e.g. 2048 points x 11k instances = 270 MB); 0 = off.
     Items: dict of tensors ``points`` (N, 3) float32 m, ``R`` (3, 3), ``t`` (3,), ``size`` (3,)
     float32, ``category`` long (index into CATEGORIES), ``handle_visible`` bool, ``margins`` (N, 4)
-    uint8 (each point's pixel distance to the mask's outline, ``pointcloud.outline_margins``),
+    uint8 (each point's pixel distance to the mask's outline, ``pointcloud.point_margins``),
     ``index`` long.
     """
 
@@ -166,7 +165,7 @@ class InstanceDataset(Dataset):
             pts = backproject(depth.astype(np.float32) / 1000.0, mask, self._intr[r.prefix])
             if len(pts) < max(self.min_points, 1):
                 raise TooFewPointsError(len(pts), max(self.min_points, 1))
-            margins = outline_margins(mask)[(depth > 0) & mask]
+            margins = point_margins(depth, mask)
             keep = np.random.default_rng([self.seed, index, 1]).permutation(len(pts))[:self.cache_points]
             cached = self._cache[index] = (pts[keep], margins[keep])
         pick = rng.choice(len(cached[0]), self.n_points, replace=len(cached[0]) < self.n_points)

@@ -32,6 +32,14 @@ KEEP_FRACTION = 0.2
 """Depth-connected parts with at least this fraction of the largest part's pixels are kept."""
 
 
+def _box(mask: np.ndarray) -> tuple[slice, slice] | None:
+    """The rows and columns of the bounding box of an (H, W) bool mask; None when it is empty."""
+    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    if len(rows) == 0:
+        return None
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
 def drop_depth_islands(depth_mm: np.ndarray, mask_bool: np.ndarray, step_mm: float = DEPTH_STEP_MM,
                        step_rel: float = DEPTH_STEP_REL, keep_fraction: float = KEEP_FRACTION) -> np.ndarray:
     """``mask_bool`` less its small parts that are cut off from the rest by depth steps.
@@ -47,10 +55,9 @@ def drop_depth_islands(depth_mm: np.ndarray, mask_bool: np.ndarray, step_mm: flo
     depth = np.asarray(depth_mm)
     mask = np.asarray(mask_bool, dtype=bool)
     valid = mask & (depth > 0)
-    rows, cols = np.nonzero(valid.any(axis=1))[0], np.nonzero(valid.any(axis=0))[0]
-    if len(rows) == 0:
+    box = _box(valid)  # work on the mask's box
+    if box is None:
         return mask.copy()
-    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))  # work on the mask's box
     v, z = valid[box], depth[box].astype(np.float32)
     index = np.full(v.shape, -1, dtype=np.int64)
     n = int(v.sum())
@@ -85,10 +92,9 @@ def outline_margins(mask_bool: np.ndarray, cap: int = OUTLINE_CAP) -> np.ndarray
     augmentation, ``genpose_ros.data.dataset.outline_keep``)."""
     mask = np.asarray(mask_bool, dtype=bool)
     out = np.zeros(mask.shape + (len(OUTLINE_SIDES),), dtype=np.uint8)
-    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
-    if len(rows) == 0:
+    box = _box(mask)
+    if box is None:
         return out
-    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
     padded = np.pad(mask[box], cap)  # the box's surroundings are outside the mask
     h, w = padded.shape[0] - 2 * cap, padded.shape[1] - 2 * cap
     counts = out[box]
@@ -98,6 +104,13 @@ def outline_margins(mask_bool: np.ndarray, cap: int = OUTLINE_CAP) -> np.ndarray
             run &= padded[cap + j * dy:cap + j * dy + h, cap + j * dx:cap + j * dx + w]
             counts[..., side] += run
     return out
+
+
+def point_margins(depth_mm: np.ndarray, mask_bool: np.ndarray) -> np.ndarray:
+    """(N, 4) uint8 ``outline_margins`` of the valid depth pixels inside a mask, in the order
+    ``camera.backproject`` returns their points (row-major)."""
+    mask = np.asarray(mask_bool, dtype=bool)
+    return outline_margins(mask)[(np.asarray(depth_mm) > 0) & mask]
 
 
 def object_points(depth_mm: np.ndarray, mask_bool: np.ndarray, intr: Intrinsics, n_points: int,
@@ -128,8 +141,7 @@ def object_points(depth_mm: np.ndarray, mask_bool: np.ndarray, intr: Intrinsics,
     idx = rng.choice(len(points), n_points, replace=len(points) < n_points)
     if not margins:
         return points[idx]
-    valid = (depth_mm > 0) & np.asarray(mask_bool, dtype=bool)  # backproject's pixels, same order
-    return points[idx], outline_margins(mask_bool)[valid][idx]
+    return points[idx], point_margins(depth_mm, mask_bool)[idx]
 
 
 def count_valid(depth_mm: np.ndarray, mask_bool: np.ndarray) -> int:

@@ -110,8 +110,9 @@ class PointPool:
         """A batch on the pool's device: ``points`` (B, n_points, 3) without repeats (with repeats
         when the pools are smaller), ``R`` (B, 3, 3), ``t`` (B, 3), ``size`` (B, 3), ``category``
         (B,), ``handle_visible`` (B,); augmented unless ``augment`` is False, with ``AUGMENT`` updated
-        by ``augment_cfg`` (``p_outline``: points at an eroded outline are left out first); ``category_weights`` (n_categories,): how often each category's instances
-        are drawn, relative (default: every instance alike)."""
+        by ``augment_cfg`` (``p_outline``: points at an eroded outline are left out first);
+        ``category_weights`` (n_categories,): how often each category's instances are drawn,
+        relative (default: every instance alike)."""
         from genpose_ros.data.dataset import AUGMENT, augment_batch, outline_keep
 
         if self.count == 0:

@@ -147,9 +147,9 @@ class PoseEstimator:
         the verifier rates worse than ``roll_above_deg`` are estimated again from their cloud
         (``points`` (B, N, 3), camera frame) rolled about the optical axis by each of
         ``roll_turns`` - 1 equal steps (the view a rolled camera has of them), with the
-        score_scaling sampler and its ``settings`` (without roll keys). Its turn check and polish run on every rolled
-        estimate (``roll_turn_check: all``) or only on the one the verifier rates best without
-        them (``best``: a third of the work with 4 turns). The rolled estimate the verifier rates
+        score_scaling sampler and its ``settings`` (without roll keys). Its turn check and polish
+        run on every rolled estimate (``roll_turn_check: all``) or only on the one the verifier
+        rates best without them (``best``: a third of the work with 4 turns). The rolled estimate the verifier rates
         best, rolled back, replaces the pose when it is rated ``roll_margin_deg`` better.
         Without a verifier: off."""
         if self.verifier is None:
@@ -253,14 +253,13 @@ class PoseEstimator:
         if mode in VERIFIED_MODES:
             kwargs["verify"] = self._verify(pts, categories)
         roll = {k: kwargs.pop(k) for k in ROLL_KEYS if k in kwargs}
-        # rolled estimates: score scaling, with this call's settings when it is the mode
-        rolled = kwargs if mode == "score_scaling" else sampler_settings("score_scaling", {}, self.config)
-        rolled = {k: v for k, v in rolled.items() if k not in ROLL_KEYS and k != "verify"}
         cond = self.model.encode(pts, cat)  # (B, F) once per object
         t_enc = time.perf_counter()
         sample = sampling.get_sampler(mode)(self.model, self.sde, cond, generator=self.generator, **kwargs)
         R, t = geometry.denormalize_pose(sample.pose, centroid)
-        if roll.get("roll_turns", 0) > 1:
+        if roll.get("roll_turns", 0) > 1:  # rolled estimates: score scaling, this call's settings when it is the mode
+            rolled = kwargs if mode == "score_scaling" else sampler_settings("score_scaling", {}, self.config)
+            rolled = {k: v for k, v in rolled.items() if k not in ROLL_KEYS and k != "verify"}
             R, t = self._roll_check(pts + centroid[:, None], cat, list(categories), R, t, roll, rolled)
         if self.size_net is None:
             size = self.model.predict_size(cond, cat)
