@@ -85,8 +85,9 @@ class Rig:
 
 
 def test_masks_pair_has_colour_header(ros_context, tiny_weights):
-    # colour only: no depth image, so no depth clean-up (an RGB model needs none)
-    rig = Rig(ros_context, {"weights": str(tiny_weights), "score_threshold": 0.0, "depth_cleanup": False}, "/t1")
+    # colour only: no depth image, so no depth clean-up or support plane (an RGB model needs none)
+    rig = Rig(ros_context, {"weights": str(tiny_weights), "score_threshold": 0.0, "depth_cleanup": False,
+                            "support_plane": False}, "/t1")
     try:
         header = _header(7, 123)
         stamp = (7, 123)
@@ -106,7 +107,7 @@ def test_masks_pair_has_colour_header(ros_context, tiny_weights):
         assert scores == sorted(scores, reverse=True) and 0 <= min(scores) <= max(scores) <= 1
         assert all(i.category in CATEGORIES for i in instances)
         assert rig.node.latencies and not rig.node.problems
-        assert rig.node.segmenter.depth_cleanup is False
+        assert rig.node.segmenter.depth_cleanup is False and rig.node.segmenter.support is None
     finally:
         rig.close()
 
@@ -184,6 +185,11 @@ def test_ground_truth_source_republishes_true_masks(ros_context):
 def test_unknown_source_is_refused(ros_context):
     with pytest.raises(ValueError, match="unknown source 'lidar'"):
         MaskRCNNNode(context=ros_context, parameter_overrides=[Parameter("source", value="lidar")])
+
+
+def test_bad_support_plane_setting_is_refused(ros_context):
+    with pytest.raises(ValueError, match="support grow_px must be a whole number of pixels 0-10, got 40"):
+        MaskRCNNNode(context=ros_context, parameter_overrides=[Parameter("support_grow_px", value=40)])
 
 
 def test_nonfinite_weights_are_refused_and_the_node_keeps_serving(ros_context, tiny_weights, tmp_path):

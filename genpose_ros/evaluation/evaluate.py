@@ -59,6 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-depth-cleanup", action="store_true",
                    help="with --masks <segmenter>: use its masks untrimmed by depth (ablation of "
                         "config/maskrcnn.yaml's depth_cleanup)")
+    p.add_argument("--no-support-plane", action="store_true",
+                   help="with --masks <segmenter>: masks not fitted to the table plane (ablation of "
+                        "config/maskrcnn.yaml's support_plane)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="sampler overrides, e.g. --set n_steps=10 solver=heun num_candidates=20")
 
@@ -113,16 +116,20 @@ def evaluate_estimator(args: argparse.Namespace, out: Path) -> tuple[dict, str]:
         prefixes = list_frames(args.data)[:args.max_frames]
         if not prefixes:
             raise ValueError(f"no frames under {args.data}")
-        from genpose_ros.segmentation.load import load_segmenter
+        from genpose_ros.segmentation.load import load_segmenter, segmenter_options
 
-        segmenter = None if args.masks == "ground_truth" else load_segmenter(
-            args.masks, args.device, depth_cleanup=not args.no_depth_cleanup)
+        options = segmenter_options()   # config/maskrcnn.yaml, as maskrcnn_node runs it
+        options["depth_cleanup"] &= not args.no_depth_cleanup
+        if args.no_support_plane:
+            options["support"] = None
+        segmenter = None if args.masks == "ground_truth" else load_segmenter(args.masks, args.device, **options)
         res = runner.run_frames(est, prefixes, args.mode, overrides, seed=args.seed,
                                 segmenter=segmenter, erode=args.erode_masks)
         plots.plot_hypotheses(plots.hypothesis_examples(est, prefixes, seed=args.seed), out / "hypotheses.png")
     s = report.summary(res["records"], res["latency_ms"], args.iou)
     s.update(mode=args.mode, checkpoint=str(ckpt), overrides=overrides, wall_s=time.time() - t0,
              masks=args.masks + (" (no depth clean-up)" if args.no_depth_cleanup else "")
+             + (" (no support plane)" if args.no_support_plane else "")
              + (f" eroded {args.erode_masks[0]} px ({', '.join(OUTLINE_SIDES[i] for i in args.erode_masks[1])})"
                 if args.erode_masks else ""))
     if res.get("segment_ms"):

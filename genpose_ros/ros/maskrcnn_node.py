@@ -12,7 +12,9 @@ Sources:
   (focal length); without a matching, usable,
   same-size depth image it warns and segments from colour alone. With ``depth_cleanup`` (any
   model) the depth image also trims every mask: parts cut off from the object by a depth step
-  (background caught at the outline) are dropped.
+  (background caught at the outline) are dropped; with ``support_plane`` it fits them to the
+  table: pixels on the table's plane are dropped, a missed band of a few pixels along an
+  object's foot is added.
 - ``ground_truth``: republishes the simulator's true masks pair (realsense_node ``source: sim``)
   on the same output topics, to evaluate the pose stage alone.
 
@@ -54,6 +56,10 @@ PARAMS = {
     "score_threshold": 0.5,
     "mask_threshold": 0.5,
     "depth_cleanup": True,         # drop mask parts cut off by depth steps (background at outlines)
+    "support_plane": True,         # fit masks to the table plane (segmentation/support.py)
+    "support_trim_height": 0.003,  # m, mask pixels closer to the plane are dropped
+    "support_grow_px": 0,          # px, masks grow onto free pixels ...
+    "support_grow_height": 0.01,   # m, ... at least this high above the plane
     "expected_width": 0,           # > 0: frames of another size are rejected with a warning
     "expected_height": 0,
     "color_topic": "camera/camera/color/image_raw",     # relative: follow the namespace
@@ -78,6 +84,9 @@ class MaskRCNNNode(Node):
         p = self.p = declare(self, PARAMS)
         if p["source"] not in SOURCES:
             raise ValueError(f"unknown source {p['source']!r}; expected {' or '.join(SOURCES)}")
+        from genpose_ros.segmentation.load import segmenter_options
+
+        self.options = segmenter_options(p)   # checked here: a bad value stops the node with one line
         self._problems = ProblemLog(self.get_logger())
         self.problems = self._problems.items
         self.latencies: deque[float] = deque(maxlen=200)
@@ -125,10 +134,8 @@ class MaskRCNNNode(Node):
         from genpose_ros.segmentation.model import CheckpointError
 
         self.get_logger().info(f"loading Mask R-CNN weights {weights}")
-        thresholds = {"score_threshold": self.p["score_threshold"],
-                      "mask_threshold": self.p["mask_threshold"], "depth_cleanup": self.p["depth_cleanup"]}
         try:
-            seg = load_segmenter(weights, self.p["device"], **thresholds)
+            seg = load_segmenter(weights, self.p["device"], **self.options)
         except (CheckpointError, FileNotFoundError, OSError, RuntimeError) as exc:
             self.weights_error = str(exc)
             self.warn(f"Mask R-CNN weights not loaded: {exc}"
@@ -145,7 +152,7 @@ class MaskRCNNNode(Node):
             if prm.name == "weights" and not self.load_weights(str(prm.value)):
                 return SetParametersResult(successful=False, reason=self.weights_error)
             if prm.name == "score_threshold":
-                self.p["score_threshold"] = float(prm.value)
+                self.p["score_threshold"] = self.options["score_threshold"] = float(prm.value)
                 if self.segmenter is not None:
                     self.segmenter.score_threshold = float(prm.value)
         return SetParametersResult(successful=True)
@@ -174,8 +181,7 @@ class MaskRCNNNode(Node):
             raise ValueError(f"wrong image size {msg.width}x{msg.height}, expected {ew}x{eh}")
         rgb = image_to_rgb(msg, COLOR_ENCODINGS)
         t0 = time.perf_counter()
-        wants_depth = self.segmenter.uses_depth or self.segmenter.depth_cleanup
-        depth = self.matching_depth(msg, rgb.shape[:2]) if wants_depth else None
+        depth = self.matching_depth(msg, rgb.shape[:2]) if self.segmenter.wants_depth else None
         if self.closing:  # closed while this frame waited for its depth image
             return
         dets = self.segmenter.predict(rgb, depth, fx=self.fx)        # best first
@@ -205,7 +211,7 @@ class MaskRCNNNode(Node):
         if self.segmenter.uses_depth:
             who, fallback = "RGB-D model", "segmenting from colour alone"
         else:
-            who, fallback = "depth_cleanup", "masks not trimmed by depth"
+            who, fallback = "depth clean-up", "masks not fitted to depth"
         t = stamp_ns(color)
         # a driver may publish colour before depth: its depth image may still be on its way
         with self.depth_arrived:

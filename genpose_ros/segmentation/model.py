@@ -33,6 +33,7 @@ from genpose_ros.config import checked
 from genpose_ros.data.pointcloud import drop_depth_islands
 from genpose_ros.segmentation.inputs import (D435_FX, check_depth, check_mode, check_rgb,
                                              input_normalisation, stack_input)
+from genpose_ros.segmentation.support import SupportPlane, snap_masks
 
 __all__ = ["CheckpointError", "Detection2D", "Segmenter", "SegmenterConfig", "build_model", "load_checkpoint",
            "save_checkpoint", "transfer_weights"]
@@ -270,11 +271,14 @@ class Segmenter:
 
     def __init__(self, model: nn.Module, cfg: SegmenterConfig, device: str = "cpu",
                  score_threshold: float = 0.5, mask_threshold: float = 0.5,
-                 label_map: dict[int, str] | None = None, depth_cleanup: bool = True):
+                 label_map: dict[int, str] | None = None, depth_cleanup: bool = True,
+                 support: SupportPlane | None = None):
         """``label_map``: network class id -> NOCS category (default: NOCS ids 1..6); classes
-        not in it are dropped (a COCO model's person, chair, ...). ``depth_cleanup``: where a
-        depth image is given, drop the parts of each mask cut off by depth steps
-        (``data.pointcloud.drop_depth_islands``: background caught at the outline)."""
+        not in it are dropped (a COCO model's person, chair, ...). Where a depth image is given:
+        ``support`` fits the masks to the table they stand on (``segmentation.support``: pixels
+        of table dropped, a missed band along an object's foot added), ``depth_cleanup`` drops
+        the parts of each mask cut off by depth steps (``data.pointcloud.drop_depth_islands``:
+        background caught at the outline)."""
         self.label_map = label_map or {k + 1: c for k, c in enumerate(CATEGORIES)}
         self.model = model.to(device).eval()
         self.cfg = cfg
@@ -282,6 +286,7 @@ class Segmenter:
         self.score_threshold = float(score_threshold)
         self.mask_threshold = float(mask_threshold)
         self.depth_cleanup = bool(depth_cleanup)
+        self.support = support
         set_test_size(self.model, cfg)
 
     @classmethod
@@ -293,6 +298,11 @@ class Segmenter:
     def uses_depth(self) -> bool:
         return self.cfg.input == "rgbd"
 
+    @property
+    def wants_depth(self) -> bool:
+        """Whether a depth image changes the result (network input or mask clean-up)."""
+        return self.uses_depth or self.depth_cleanup or self.support is not None
+
     @torch.inference_mode()
     def predict(self, rgb: np.ndarray, depth: np.ndarray | None = None, fx: float | None = None,
                 score_threshold: float | None = None) -> list[Detection2D]:
@@ -302,14 +312,14 @@ class Segmenter:
         of another size or type raises ``ValueError``, as does a bad colour image."""
         rgb = check_rgb(rgb)
         h, w = rgb.shape[:2]
-        if depth is not None and (self.uses_depth or self.depth_cleanup):
+        if depth is not None and self.wants_depth:
             check_depth(depth, (h, w))
         # Shrink to the network's input size here, so the depth channels are computed at that
         # size (cheap) and the network's own resize step has nothing left to do.
         scale = min(1.0, self.cfg.min_size / min(h, w), self.cfg.max_size / max(h, w))
         rgb_s, depth_s = resize_input(rgb, depth if self.uses_depth else None, scale, self.cfg.nearest)
-        fx = (D435_FX * w / 640.0 if fx is None else float(fx)) * scale
-        x = stack_input(rgb_s, depth_s, fx=fx, mode=self.cfg.input).to(self.device)
+        fx = D435_FX * w / 640.0 if fx is None else float(fx)
+        x = stack_input(rgb_s, depth_s, fx=fx * scale, mode=self.cfg.input).to(self.device)
         thr = self.score_threshold if score_threshold is None else float(score_threshold)
         # Filter inside the ROI heads, so masks are only computed and pasted for kept boxes.
         self.model.roi_heads.score_thresh = min(max(thr, 1e-3), 0.999)
@@ -318,6 +328,8 @@ class Segmenter:
         keep = (out["scores"] >= thr) & known.to(out["scores"].device)
         soft = paste_back(out["masks"][keep], (h, w), self.cfg.mask_offset_px)   # (N, h, w)
         masks = (soft >= self.mask_threshold).cpu().numpy().reshape(-1, h, w)
+        if depth is not None and self.support is not None:
+            masks = snap_masks(masks, depth, fx, self.support)
         if depth is not None and self.depth_cleanup:
             masks = np.array([drop_depth_islands(depth, m) for m in masks]).reshape(-1, h, w)
         labels = out["labels"][keep].cpu().numpy()

@@ -1,0 +1,120 @@
+"""Masks fitted to the table they stand on.
+
+A tabletop object's mask drawn by the network is off by a few pixels at its outline. Where the
+object meets the table that matters most: pixels of table caught at its foot pull its cloud
+below the object, and a missed band along the foot of an object seen from above (its
+foreshortened wall) lifts the cloud's bottom by centimetres. Both are cheap to tell apart
+in the depth image: the table is the dominant plane of the scene.
+
+``fit_plane`` finds that plane (RANSAC on the depth pixels outside every mask, then a
+least-squares fit on its inliers); ``snap_masks`` drops the mask pixels lying on it and, with
+``grow_px`` (off by default: measured, docs/segmentation.md), grows each mask by a few pixels
+onto depth pixels clearly above it that no other mask holds.
+
+Points are back-projected with the principal point at the image centre. A principal point
+off by a few pixels shears the whole scene by the same linear map, which keeps planes planes
+and changes heights above them by well under a percent.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SupportPlane:
+    """Settings of ``snap_masks`` (``config/maskrcnn.yaml``'s ``support_*`` keys)."""
+
+    trim_height: float = 0.003   # m: mask pixels closer to the plane than this are dropped
+    grow_px: int = 0             # px: masks grow by up to this many pixels ...
+    grow_height: float = 0.01    # m: ... onto depth pixels at least this high above the plane
+    inlier_m: float = 0.006      # m: RANSAC inlier distance
+    min_inliers: float = 0.2     # fraction of the sampled pixels the plane must hold, else no snapping
+    iterations: int = 64
+    samples: int = 1000          # depth pixels the plane is fitted on (from every 4th row and column)
+
+    def __post_init__(self):
+        if self.trim_height < 0 or self.grow_height < 0 or self.inlier_m <= 0:
+            raise ValueError("support plane heights must be >= 0 m and inlier_m > 0 m")
+        if not 0 <= int(self.grow_px) <= 10 or int(self.grow_px) != self.grow_px:
+            raise ValueError(f"support grow_px must be a whole number of pixels 0-10, got {self.grow_px}")
+        if not 0 < self.min_inliers < 1 or self.iterations < 1 or self.samples < 3:
+            raise ValueError("support plane needs 0 < min_inliers < 1, iterations >= 1, samples >= 3")
+
+
+def _points(depth_mm: np.ndarray, fx: float, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    h, w = depth_mm.shape
+    z = depth_mm[rows, cols].astype(np.float64) / 1000.0
+    return np.stack([(cols - (w - 1) / 2) * z / fx, (rows - (h - 1) / 2) * z / fx, z], axis=1)
+
+
+def fit_plane(depth_mm: np.ndarray, fx: float, exclude: np.ndarray | None = None,
+              settings: SupportPlane = SupportPlane(), seed: int = 0) -> tuple[np.ndarray, float] | None:
+    """The dominant plane ``n . p + d = 0`` (unit ``n``, ``d > 0``: the camera on its positive
+    side) of the depth pixels outside ``exclude``, or None when no plane holds ``min_inliers``
+    of them."""
+    depth_mm = np.asarray(depth_mm)
+    valid = depth_mm[::4, ::4] > 0
+    if exclude is not None:
+        valid &= ~np.asarray(exclude, dtype=bool)[::4, ::4]
+    rows, cols = np.nonzero(valid)
+    if len(rows) < 3:
+        return None
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(rows), min(settings.samples, len(rows)), replace=False)
+    p = _points(depth_mm, fx, 4 * rows[pick], 4 * cols[pick])
+    triples = p[rng.integers(0, len(p), (settings.iterations, 3))]                 # (I, 3, 3)
+    normals = np.cross(triples[:, 1] - triples[:, 0], triples[:, 2] - triples[:, 0])
+    norms = np.linalg.norm(normals, axis=1)
+    ok = norms > 1e-12
+    if not ok.any():
+        return None
+    normals = normals[ok] / norms[ok, None]
+    offsets = -np.einsum("ij,ij->i", normals, triples[ok, 0])
+    counts = (np.abs(p @ normals.T + offsets) < settings.inlier_m).sum(axis=0)
+    best = int(np.argmax(counts))
+    inliers = np.abs(p @ normals[best] + offsets[best]) < settings.inlier_m
+    if inliers.mean() < settings.min_inliers:
+        return None
+    centre = p[inliers].mean(axis=0)
+    n = np.linalg.svd(p[inliers] - centre, full_matrices=False)[2][2]
+    d = -float(n @ centre)
+    return (-n, -d) if d < 0 else (n, d)
+
+
+def snap_masks(masks: np.ndarray, depth_mm: np.ndarray, fx: float,
+               settings: SupportPlane = SupportPlane()) -> np.ndarray:
+    """(N, H, W) bool ``masks`` (best detection first) with their pixels on the support plane
+    dropped and, with ``grow_px``, grown onto depth pixels above it that no mask holds (each to
+    one mask). Unchanged when no plane is found."""
+    import cv2
+
+    masks = np.asarray(masks, dtype=bool)
+    depth = np.asarray(depth_mm)
+    out = masks.copy()
+    if len(masks) == 0:
+        return out
+    claimed = masks.any(axis=0)
+    plane = fit_plane(depth, fx, claimed, settings)
+    if plane is None:
+        return out
+    n, d = plane
+    h, w = depth.shape
+    g = int(settings.grow_px)
+    kernel = np.ones((3, 3), np.uint8)
+    for m, snapped in zip(masks, out):   # the first mask (the best detection) claims a pixel first
+        rows, cols = np.nonzero(m.any(axis=1))[0], np.nonzero(m.any(axis=0))[0]
+        if len(rows) == 0:
+            continue
+        r0, r1, c0, c1 = max(rows[0] - g, 0), min(rows[-1] + g + 1, h), max(cols[0] - g, 0), min(cols[-1] + g + 1, w)
+        v, u = np.mgrid[r0:r1, c0:c1]
+        z = depth[r0:r1, c0:c1].astype(np.float64) / 1000.0
+        height = (n[0] * (u - (w - 1) / 2) + n[1] * (v - (h - 1) / 2)) * z / fx + n[2] * z + d
+        crop = snapped[r0:r1, c0:c1]                                  # a view: edits land in ``out``
+        crop &= ~((z > 0) & (height < settings.trim_height))
+        if g:
+            free = (z > 0) & (height >= settings.grow_height) & ~claimed[r0:r1, c0:c1]
+            crop |= cv2.dilate(m[r0:r1, c0:c1].astype(np.uint8), kernel, iterations=g).astype(bool) & free
+            claimed[r0:r1, c0:c1] |= crop
+    return out
