@@ -273,10 +273,10 @@ def report(weights, data, limit: int | None = None, device: str = "cpu", latency
     """Mask AP, confusion and latency of a weights file (or ``coco``) on a NOCS-layout folder;
     prints the table, writes the JSON and the confusion PNG where asked. Returns the table."""
     from genpose_ros.data import nocs_io
-    from genpose_ros.segmentation.load import load_segmenter
+    from genpose_ros.segmentation.load import load_segmenter, segmenter_options
     from genpose_ros.segmentation.targets import list_frames
 
-    seg = load_segmenter(str(weights), device)
+    seg = load_segmenter(str(weights), device, **segmenter_options())   # masks as maskrcnn_node draws them
     frames = list_frames(data)
     confusion = Confusion()
     table = evaluate(seg, frames, limit, confusion=confusion)
