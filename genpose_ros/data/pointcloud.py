@@ -32,12 +32,15 @@ KEEP_FRACTION = 0.2
 """Depth-connected parts with at least this fraction of the largest part's pixels are kept."""
 
 
-def _box(mask: np.ndarray) -> tuple[slice, slice] | None:
-    """The rows and columns of the bounding box of an (H, W) bool mask; None when it is empty."""
+def mask_box(mask: np.ndarray, pad: int = 0) -> tuple[slice, slice] | None:
+    """The rows and columns of the bounding box of an (H, W) bool mask, ``pad`` pixels wider
+    on each side within the image; None when the mask is empty."""
     rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
     if len(rows) == 0:
         return None
-    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+    h, w = mask.shape
+    return (slice(max(rows[0] - pad, 0), min(rows[-1] + pad + 1, h)),
+            slice(max(cols[0] - pad, 0), min(cols[-1] + pad + 1, w)))
 
 
 def drop_depth_islands(depth_mm: np.ndarray, mask_bool: np.ndarray, step_mm: float = DEPTH_STEP_MM,
@@ -55,7 +58,7 @@ def drop_depth_islands(depth_mm: np.ndarray, mask_bool: np.ndarray, step_mm: flo
     depth = np.asarray(depth_mm)
     mask = np.asarray(mask_bool, dtype=bool)
     valid = mask & (depth > 0)
-    box = _box(valid)  # work on the mask's box
+    box = mask_box(valid)  # work on the mask's box
     if box is None:
         return mask.copy()
     v, z = valid[box], depth[box].astype(np.float32)
@@ -92,7 +95,7 @@ def outline_margins(mask_bool: np.ndarray, cap: int = OUTLINE_CAP) -> np.ndarray
     augmentation, ``genpose_ros.data.dataset.outline_keep``)."""
     mask = np.asarray(mask_bool, dtype=bool)
     out = np.zeros(mask.shape + (len(OUTLINE_SIDES),), dtype=np.uint8)
-    box = _box(mask)
+    box = mask_box(mask)
     if box is None:
         return out
     padded = np.pad(mask[box], cap)  # the box's surroundings are outside the mask

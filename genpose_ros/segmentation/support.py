@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from genpose_ros.data.pointcloud import mask_box
+
 
 @dataclass(frozen=True)
 class SupportPlane:
@@ -106,17 +108,16 @@ def snap_masks(masks: np.ndarray, depth_mm: np.ndarray, fx: float,
     g = int(settings.grow_px)
     kernel = np.ones((3, 3), np.uint8)
     for m, snapped in zip(masks, out):   # the first mask (the best detection) claims a pixel first
-        rows, cols = np.nonzero(m.any(axis=1))[0], np.nonzero(m.any(axis=0))[0]
-        if len(rows) == 0:
+        box = mask_box(m, g)
+        if box is None:
             continue
-        r0, r1, c0, c1 = max(rows[0] - g, 0), min(rows[-1] + g + 1, h), max(cols[0] - g, 0), min(cols[-1] + g + 1, w)
-        v, u = np.mgrid[r0:r1, c0:c1]
-        z = depth[r0:r1, c0:c1].astype(np.float64) / 1000.0
+        v, u = np.mgrid[box]
+        z = depth[box].astype(np.float64) / 1000.0
         height = (n[0] * (u - (w - 1) / 2) + n[1] * (v - (h - 1) / 2)) * z / fx + n[2] * z + d
-        crop = snapped[r0:r1, c0:c1]                                  # a view: edits land in ``out``
+        crop = snapped[box]                                  # a view: edits land in ``out``
         crop &= ~((z > 0) & (height < settings.trim_height))
         if g:
-            free = (z > 0) & (height >= settings.grow_height) & ~claimed[r0:r1, c0:c1]
-            crop |= cv2.dilate(m[r0:r1, c0:c1].astype(np.uint8), kernel, iterations=g).astype(bool) & free
-            claimed[r0:r1, c0:c1] |= crop
+            free = (z > 0) & (height >= settings.grow_height) & ~claimed[box]
+            crop |= cv2.dilate(m[box].astype(np.uint8), kernel, iterations=g).astype(bool) & free
+            claimed[box] |= crop
     return out
