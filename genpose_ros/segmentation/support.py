@@ -30,7 +30,7 @@ from genpose_ros.data.pointcloud import mask_box
 class SupportPlane:
     """Settings of ``snap_masks`` (``config/maskrcnn.yaml``'s ``support_*`` keys)."""
 
-    trim_height: float = 0.003   # m: mask pixels closer to the plane than this are dropped
+    trim_height: float = 0.003   # m: mask pixels less than this above the plane (or beyond it) are dropped
     grow_px: int = 0             # px: masks grow by up to this many pixels ...
     grow_height: float = 0.01    # m: ... onto depth pixels at least this high above the plane
     inlier_m: float = 0.006      # m: RANSAC inlier distance
@@ -90,7 +90,7 @@ def fit_plane(depth_mm: np.ndarray, fx: float, exclude: np.ndarray | None = None
 def snap_masks(masks: np.ndarray, depth_mm: np.ndarray, fx: float,
                settings: SupportPlane = SupportPlane()) -> np.ndarray:
     """(N, H, W) bool ``masks`` (best detection first) with their pixels on the support plane
-    dropped and, with ``grow_px``, grown onto depth pixels above it that no mask holds (each to
+    (less than ``trim_height`` above it, or beyond it: background seen past the table) dropped and, with ``grow_px``, grown onto depth pixels above it that no mask holds (each to
     one mask). Unchanged when no plane is found."""
     import cv2
 
