@@ -90,8 +90,9 @@ def fit_plane(depth_mm: np.ndarray, fx: float, exclude: np.ndarray | None = None
 def snap_masks(masks: np.ndarray, depth_mm: np.ndarray, fx: float,
                settings: SupportPlane = SupportPlane()) -> np.ndarray:
     """(N, H, W) bool ``masks`` (best detection first) with their pixels on the support plane
-    (less than ``trim_height`` above it, or beyond it: background seen past the table) dropped and, with ``grow_px``, grown onto depth pixels above it that no mask holds (each to
-    one mask). Unchanged when no plane is found."""
+    (less than ``trim_height`` above it, or beyond it: background seen past the table) dropped
+    and, with ``grow_px``, grown onto depth pixels above it that no mask holds (each to one
+    mask). Unchanged when no plane is found."""
     import cv2
 
     masks = np.asarray(masks, dtype=bool)
