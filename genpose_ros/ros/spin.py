@@ -2,8 +2,9 @@
 
 Ctrl-C contract: one SIGINT stops a node within about a second with exit status 0 and no
 traceback, also when it lands in the middle of a callback (rclpy has already invalidated the
-context, so that callback's publish fails) and when a second SIGINT follows while the node
-cleans up (a terminal's Ctrl-C reaches ``genpose launch`` / ``ros2 launch`` and its nodes
+context, so that callback's publish fails), when it lands while rclpy converts a received
+message in C++ (which turns the KeyboardInterrupt into a RuntimeError), and when a second
+SIGINT follows while the node cleans up (a terminal's Ctrl-C reaches ``genpose launch`` / ``ros2 launch`` and its nodes
 together, and the launcher then forwards its own).
 
 A SIGINT while the node is still being constructed (importing torch / torchvision, loading a
@@ -69,8 +70,11 @@ def _run(node_cls, args, handler: _InterruptOnce) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as exc:
-        if not rclpy.ok():
-            pass  # shut down by a signal while a callback ran: its publish / timer failed
+        if not rclpy.ok() or handler.count:
+            # shut down by a signal while a callback ran (its publish / timer failed), or the
+            # KeyboardInterrupt landed inside rclpy's C++ message conversion, which reports it
+            # as "RuntimeError: Unable to convert call argument"
+            pass
         elif node is None and isinstance(exc, (FileNotFoundError, ValueError, RuntimeError)):
             print(f"[{node_cls.__name__}] cannot start: {exc}", file=sys.stderr, flush=True)
             return 1
