@@ -118,11 +118,13 @@ def evaluate_estimator(args: argparse.Namespace, out: Path) -> tuple[dict, str]:
             raise ValueError(f"no frames under {args.data}")
         from genpose_ros.segmentation.load import load_segmenter, segmenter_options
 
-        options = segmenter_options()   # config/maskrcnn.yaml, as maskrcnn_node runs it
-        options["depth_cleanup"] &= not args.no_depth_cleanup
-        if args.no_support_plane:
-            options["support"] = None
-        segmenter = None if args.masks == "ground_truth" else load_segmenter(args.masks, args.device, **options)
+        segmenter = None
+        if args.masks != "ground_truth":
+            options = segmenter_options()   # config/maskrcnn.yaml, as maskrcnn_node runs it
+            options["depth_cleanup"] &= not args.no_depth_cleanup
+            if args.no_support_plane:
+                options["support"] = None
+            segmenter = load_segmenter(args.masks, args.device, **options)
         res = runner.run_frames(est, prefixes, args.mode, overrides, seed=args.seed,
                                 segmenter=segmenter, erode=args.erode_masks)
         plots.plot_hypotheses(plots.hypothesis_examples(est, prefixes, seed=args.seed), out / "hypotheses.png")

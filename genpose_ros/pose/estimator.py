@@ -149,8 +149,9 @@ class PoseEstimator:
         ``roll_turns`` - 1 equal steps (the view a rolled camera has of them), with the
         score_scaling sampler and its ``settings`` (without roll keys). Its turn check and polish
         run on every rolled estimate (``roll_turn_check: all``) or only on the one the verifier
-        rates best without them (``best``: a third of the work with 4 turns). The rolled estimate the verifier rates
-        best, rolled back, replaces the pose when it is rated ``roll_margin_deg`` better.
+        rates best without them (``best``: a third of the work with 4 turns). The rolled
+        estimate the verifier rates best, rolled back, replaces the pose when it is rated
+        ``roll_margin_deg`` better.
         Without a verifier: off."""
         if self.verifier is None:
             return R, t

@@ -13,8 +13,8 @@ Sources:
   same-size depth image it warns and segments from colour alone. With ``depth_cleanup`` (any
   model) the depth image also trims every mask: parts cut off from the object by a depth step
   (background caught at the outline) are dropped; with ``support_plane`` it fits them to the
-  table: pixels on the table's plane are dropped, a missed band of a few pixels along an
-  object's foot is added.
+  table: pixels on the table's plane are dropped (and, with ``support_grow_px`` > 0, free
+  pixels above it along an object's foot are added).
 - ``ground_truth``: republishes the simulator's true masks pair (realsense_node ``source: sim``)
   on the same output topics, to evaluate the pose stage alone.
 

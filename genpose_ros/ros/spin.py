@@ -4,8 +4,8 @@ Ctrl-C contract: one SIGINT stops a node within about a second with exit status 
 traceback, also when it lands in the middle of a callback (rclpy has already invalidated the
 context, so that callback's publish fails), when it lands while rclpy converts a received
 message in C++ (which turns the KeyboardInterrupt into a RuntimeError), and when a second
-SIGINT follows while the node cleans up (a terminal's Ctrl-C reaches ``genpose launch`` / ``ros2 launch`` and its nodes
-together, and the launcher then forwards its own).
+SIGINT follows while the node cleans up (a terminal's Ctrl-C reaches ``genpose launch`` /
+``ros2 launch`` and its nodes together, and the launcher then forwards its own).
 
 A SIGINT while the node is still being constructed (importing torch / torchvision, loading a
 model) ends the process at once with status 0: there is nothing to clean up yet, and a

@@ -276,7 +276,7 @@ class Segmenter:
         """``label_map``: network class id -> NOCS category (default: NOCS ids 1..6); classes
         not in it are dropped (a COCO model's person, chair, ...). Where a depth image is given:
         ``support`` fits the masks to the table they stand on (``segmentation.support``: pixels
-        of table dropped, a missed band along an object's foot added), ``depth_cleanup`` drops
+        of table dropped; with ``grow_px``, free pixels above it added), ``depth_cleanup`` drops
         the parts of each mask cut off by depth steps (``data.pointcloud.drop_depth_islands``:
         background caught at the outline)."""
         self.label_map = label_map or {k + 1: c for k, c in enumerate(CATEGORIES)}

@@ -105,7 +105,6 @@ def snap_masks(masks: np.ndarray, depth_mm: np.ndarray, fx: float,
     if plane is None:
         return out
     n, d = plane
-    h, w = depth.shape
     g = int(settings.grow_px)
     kernel = np.ones((3, 3), np.uint8)
     for m, snapped in zip(masks, out):   # the first mask (the best detection) claims a pixel first
@@ -113,12 +112,12 @@ def snap_masks(masks: np.ndarray, depth_mm: np.ndarray, fx: float,
         if box is None:
             continue
         v, u = np.mgrid[box]
-        z = depth[box].astype(np.float64) / 1000.0
-        height = (n[0] * (u - (w - 1) / 2) + n[1] * (v - (h - 1) / 2)) * z / fx + n[2] * z + d
+        height = (_points(depth, fx, v.ravel(), u.ravel()) @ n + d).reshape(v.shape)
+        has_depth = depth[box] > 0
         crop = snapped[box]                                  # a view: edits land in ``out``
-        crop &= ~((z > 0) & (height < settings.trim_height))
+        crop &= ~(has_depth & (height < settings.trim_height))
         if g:
-            free = (z > 0) & (height >= settings.grow_height) & ~claimed[box]
+            free = has_depth & (height >= settings.grow_height) & ~claimed[box]
             crop |= cv2.dilate(m[box].astype(np.uint8), kernel, iterations=g).astype(bool) & free
             claimed[box] |= crop
     return out
