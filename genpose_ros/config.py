@@ -84,7 +84,7 @@ def sampler_settings(mode: str, overrides: dict | None = None, defaults: dict | 
                                               f"mode {mode}: schedule_kwargs of schedule {name}")
     if settings.get("num_candidates", 1) < 1:
         raise ConfigError(f"mode {mode}: num_candidates must be >= 1, got {settings['num_candidates']}")
-    for key in ("verify_turns", "verify_refine", "polish"):
+    for key in ("verify_turns", "verify_refine", "polish", "tilt_deg", "tilt_margin_deg"):
         if settings.get(key, 0) < 0:
             raise ConfigError(f"mode {mode}: {key} must be >= 0 (0: off), got {settings[key]}")
     if settings.get("roll_turn_check", "all") not in ROLL_TURN_CHECKS:

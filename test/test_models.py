@@ -74,6 +74,27 @@ def test_encoder_in_eval_mode_folds_its_batch_norms_and_computes_the_same():
     assert torch.allclose(enc(pts), fast, atol=1e-10)
 
 
+def test_heads_stacked_for_sampling_compute_what_the_modules_compute():
+    """Without gradients (sampling) the three heads run as two matrix products of their
+    stacked weights; they follow every change of the weights (an optimizer step)."""
+    torch.manual_seed(4)
+    net = PoseNet(TINY).double()
+    heads = net.score
+    for lin in heads.out:
+        torch.nn.init.normal_(lin.weight, std=0.1)
+    cproj = heads.condition(torch.randn(3, heads.cond_in[0].in_features, dtype=torch.float64)).detach()
+    opt = torch.optim.SGD(heads.parameters(), lr=0.1)
+    for K in (1, 4):
+        p, t = torch.randn(3, K, 9, dtype=torch.float64), torch.rand(3, K, dtype=torch.float64)
+        for _ in range(2):
+            plain = heads.raw(p, t, cproj)  # gradients on: the modules
+            with torch.no_grad():
+                torch.testing.assert_close(heads.raw(p, t, cproj), plain.detach(), atol=1e-12, rtol=0)
+            plain.square().sum().backward()
+            opt.step()
+            opt.zero_grad()
+
+
 def test_heads_zero_init_and_energy_score_is_its_gradient():
     torch.manual_seed(2)
     net = PoseNet(TINY).double()

@@ -32,7 +32,7 @@ class MixtureScore(nn.Module):
         return cond
 
     def forward(self, x, t, sigma, cond):
-        var = S ** 2 + sigma[..., None] ** 2  # (B, K, 1)
+        var = S ** 2 + (sigma[..., None] if torch.is_tensor(sigma) else sigma) ** 2  # (B, K, 1) or a float
         mus = torch.stack([MODE_A, MODE_B, MODE_C])  # (3, 9)
         w = torch.stack([cond[:, 0] * 0.5, cond[:, 0] * 0.5, cond[:, 1]], -1)  # (B, 3)
         d2 = ((x[:, :, None] - mus) ** 2).sum(-1)  # (B, K, 3)

@@ -11,7 +11,7 @@ from genpose_ros import CATEGORIES
 from genpose_ros.config import ConfigError
 from genpose_ros.paths import package_share
 from genpose_ros.pose.checkpoint import CheckpointError, save_checkpoint
-from genpose_ros.pose.size_net import SIZE_FORMAT, SizeNet, canonicalize, extent_fit, load_size_net
+from genpose_ros.pose.size_net import SIZE_FORMAT, SizeNet, axis_quantile, canonicalize, extent_fit, load_size_net
 
 SHIPPED = package_share() / "models" / "size_net.pt"
 SMALL = {"categories": list(CATEGORIES), "n_points": 64, "widths": [8, 16], "hidden": 16, "cat_dim": 4,
@@ -33,6 +33,13 @@ def test_canonicalize_undoes_the_pose():
     t = torch.tensor([[0.1, 0.2, 0.7], [-0.3, 0.0, 1.1]])
     cam = torch.einsum("bij,bnj->bni", R, local) + t[:, None]
     torch.testing.assert_close(canonicalize(cam, R, t), local, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 128])
+def test_axis_quantile_is_torchs(n):
+    x = torch.from_numpy(np.random.default_rng(n).normal(size=(4, n, 3))).float()
+    for q in (0.0, 0.03, 0.3, 0.5, 0.8, 0.97, 1.0):
+        torch.testing.assert_close(axis_quantile(x, q), torch.quantile(x, q, dim=1), atol=1e-5, rtol=0)
 
 
 def test_untrained_net_is_the_extent_fit_and_fit_follows_the_box():

@@ -183,6 +183,35 @@ def test_verified_rotations_keep_one_mode_and_best_turn_finds_the_right_turn():
     left = [float(_angle_to(truth)(best_turn(wrong, _angle_to(truth), 12, refine=k)[:, None])[0, 0])
             for k in (0, 1, 2)]
     np.testing.assert_allclose(left, [10.0, 5.0, 2.5], atol=0.05)
+    rated = []  # each refinement rates only the two new neighbours of the best so far
+
+    def counting(hyp):
+        rated.append(hyp.shape[1])
+        return _angle_to(truth)(hyp)
+
+    best_turn(wrong, counting, 12, refine=2)
+    assert rated == [12, 2, 2]
+
+
+def test_best_tilt_straightens_the_up_axis_it_rates_and_keeps_a_close_one():
+    from genpose_ros.pose.sampling import best_tilt
+
+    truth = _rot([[0.3, -0.2, 0.1], [-1.0, 0.4, 2.0]])
+
+    def up_error(R):  # degrees between the candidates' y axes and the truth's
+        cos = torch.einsum("bki,bi->bk", R[..., :, 1], truth[..., :, 1]).clamp(-1, 1)
+        return torch.rad2deg(torch.arccos(cos))
+
+    def errors(R):
+        return up_error(R[:, None])[:, 0].tolist()
+
+    off = truth @ _rot([[math.radians(5.0), 0.0, 0.0], [0.0, 0.0, math.radians(-7.0)]])  # 5 and 7 deg
+    fixed = best_tilt(off, up_error, 3.0)
+    assert max(errors(fixed)) < 1.5 and errors(off) == pytest.approx([5.0, 7.0], abs=1e-3)
+    assert torch.allclose(fixed @ fixed.transpose(1, 2), torch.eye(3).expand(2, 3, 3), atol=1e-5)
+    close = truth @ _rot([[math.radians(0.5), 0.0, 0.0], [0.0, 0.0, math.radians(0.5)]])
+    torch.testing.assert_close(best_tilt(close, up_error, 3.0, margin_deg=1.0), close)  # not 1 deg better
+    assert max(errors(best_tilt(off, up_error, 3.0, margin_deg=10.0))) > 4.9  # nothing 10 deg better
 
 
 def test_estimator_verifier_modes_and_errors(tmp_path, tiny_pose_checkpoint):
@@ -217,6 +246,17 @@ def test_estimator_verifier_modes_and_errors(tmp_path, tiny_pose_checkpoint):
         est.estimate(pts, ["camera", "mug"], mode="score_scaling", verify_turns=12, n_steps=3, polish=polish)
         nfe.append(est.last_timing["nfe"])
     assert nfe == [nfe[0], nfe[0] + 7, nfe[0] + 7]  # the polish: the tracking mode's 6 steps + 1 denoise
+    runs = []
+    for tilt in (0.0, 3.0):  # the tilt check moves the up axis by none, 3 or 6 deg, the translation stays
+        est.generator.manual_seed(5)  # (of categories whose box centre the SizeNet does not place)
+        est.rng = np.random.default_rng(5)
+        runs.append(est.estimate(pts, ["bowl", "can"], mode="score_scaling", n_steps=3, roll_turns=0,
+                                 tilt_deg=tilt, tilt_margin_deg=0.0))
+    up = np.degrees(np.arccos(np.clip(np.einsum("bi,bi->b", runs[0].R[:, :, 1], runs[1].R[:, :, 1]), -1, 1)))
+    assert all(min(abs(u - a) for a in (0.0, 3.0, 6.0)) < 0.05 for u in up), up
+    np.testing.assert_allclose(runs[1].t, runs[0].t, atol=1e-6)
+    with pytest.raises(ConfigError, match="mode score_scaling: tilt_deg must be >= 0"):
+        est.estimate(pts, ["bowl", "mug"], mode="score_scaling", tilt_deg=-2.0)
     from genpose_ros.config import sampler_settings
     from genpose_ros.pose.sampling import sample_tracking, turn_check
 

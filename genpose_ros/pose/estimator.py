@@ -14,7 +14,9 @@ checkpoint was trained with. The encoder runs once per object; all candidates an
 reuse its feature. The genpose and score_scaling modes end with a roll check (``roll_*``
 settings): an object the pose verifier rates badly is estimated again from its cloud rolled
 about the optical axis, and keeps a rolled estimate the verifier rates better (``_roll_check``;
-then the encoder runs a second time, on those objects' rolled clouds). Sizes come from the
+then the encoder runs a second time, on those objects' rolled clouds) and a tilt check
+(``tilt_*`` settings): the verifier rates the pose with its up axis tilted a few degrees each
+way and a clearly better tilt replaces it (``sampling.best_tilt``). Sizes come from the
 SizeNet on the points seen in the estimated object frame (``size`` in config/estimator.yaml;
 ``method: head`` uses the pose model's own size head instead).
 """
@@ -36,6 +38,7 @@ SINGLE_FRAME_MODES = tuple(m for m in MODES if m != "tracking")
 SIZE_METHODS = ("net", "head")
 VERIFIED_MODES = ("genpose", "score_scaling", "tracking")  # samplers that take the pose verifier (``verify``)
 ROLL_KEYS = ("roll_turns", "roll_above_deg", "roll_margin_deg", "roll_turn_check")  # the estimator's roll check, not the sampler's
+TILT_KEYS = ("tilt_deg", "tilt_margin_deg")  # the estimator's tilt check (sampling.best_tilt)
 
 
 def check_mode(mode: str, allowed=MODES) -> str:
@@ -193,6 +196,18 @@ class PoseEstimator:
         t[redo] = torch.where(better[:, None], tr[rows, best], t[redo])
         return R, t
 
+    def _tilt_check(self, points: torch.Tensor, categories: list[str], R: torch.Tensor, t: torch.Tensor,
+                    tilt: dict) -> torch.Tensor:
+        """The tilt check (``tilt_*`` settings, ``sampling.best_tilt``) of the poses R (B, 3, 3),
+        t (B, 3) rated by the verifier on ``points`` (B, N, 3), camera frame. Without a
+        verifier or with ``tilt_deg`` 0: off."""
+        deg = float(tilt.get("tilt_deg", 0.0))
+        if self.verifier is None or deg <= 0:
+            return R
+        vcat = self.verifier.category_index(categories, self.device)
+        return sampling.best_tilt(R, lambda cand: self.verifier.rotation_error(
+            points, cand, t[:, None].expand(-1, cand.shape[1], 3), vcat), deg, float(tilt.get("tilt_margin_deg", 0.0)))
+
     @property
     def categories(self) -> list[str]:
         return list(self.model.categories)
@@ -254,14 +269,16 @@ class PoseEstimator:
         if mode in VERIFIED_MODES:
             kwargs["verify"] = self._verify(pts, categories)
         roll = {k: kwargs.pop(k) for k in ROLL_KEYS if k in kwargs}
+        tilt = {k: kwargs.pop(k) for k in TILT_KEYS if k in kwargs}
         cond = self.model.encode(pts, cat)  # (B, F) once per object
         t_enc = time.perf_counter()
         sample = sampling.get_sampler(mode)(self.model, self.sde, cond, generator=self.generator, **kwargs)
         R, t = geometry.denormalize_pose(sample.pose, centroid)
         if roll.get("roll_turns", 0) > 1:  # rolled estimates: score scaling, this call's settings when it is the mode
             rolled = kwargs if mode == "score_scaling" else sampler_settings("score_scaling", {}, self.config)
-            rolled = {k: v for k, v in rolled.items() if k not in ROLL_KEYS and k != "verify"}
+            rolled = {k: v for k, v in rolled.items() if k not in ROLL_KEYS + TILT_KEYS and k != "verify"}
             R, t = self._roll_check(pts + centroid[:, None], cat, list(categories), R, t, roll, rolled)
+        R = self._tilt_check(pts + centroid[:, None], list(categories), R, t, tilt)
         if self.size_net is None:
             size = self.model.predict_size(cond, cat)
         else:

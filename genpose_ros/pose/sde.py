@@ -38,8 +38,11 @@ class VESDE:
         self.sigma_min, self.sigma_max, self.eps = float(sigma_min), float(sigma_max), float(eps)
         self._log_ratio = math.log(self.sigma_max / self.sigma_min)
 
-    def sigma(self, t: torch.Tensor) -> torch.Tensor:
-        """Marginal noise std at time t (same shape as t)."""
+    def sigma(self, t: torch.Tensor | float) -> torch.Tensor | float:
+        """Marginal noise std at time t (same shape as t; a float for a float: the samplers'
+        per-step constants without tensor operations)."""
+        if isinstance(t, (float, int)):
+            return self.sigma_min * math.exp(t * self._log_ratio)
         return self.sigma_min * torch.exp(t * self._log_ratio)
 
     def marginal_prob(self, x0: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,4 +57,4 @@ class VESDE:
     def ode_drift(self, score: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Probability-flow ODE velocity dx/dt = -1/2 g^2 score; score (..., D), t (...)."""
         g2 = 2 * self._log_ratio * self.sigma(t) ** 2
-        return -0.5 * g2[..., None] * score
+        return -0.5 * (g2[..., None] if torch.is_tensor(g2) else g2) * score
