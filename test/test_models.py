@@ -4,7 +4,7 @@ import torch
 
 from genpose_ros.pose.nets import PoseNet
 from genpose_ros.pose.pointnet2 import (LIGHT_ENCODER, PointNet2Encoder, ball_query,
-                                          farthest_point_sample)
+                                          farthest_point_sample, select_grouping)
 
 TINY = {"categories": ["bottle", "bowl", "camera", "can", "laptop", "mug"], "n_points": 128,
         "encoder": {"levels": [{"npoint": 32, "radii": [0.05, 0.1], "nsample": [8, 16], "mlps": [[8, 16], [8, 16]]}],
@@ -72,6 +72,22 @@ def test_encoder_in_eval_mode_folds_its_batch_norms_and_computes_the_same():
         for bn in (m for m in sa.modules() if isinstance(m, torch.nn.BatchNorm2d)):
             bn.eval()
     assert torch.allclose(enc(pts), fast, atol=1e-10)
+
+
+def test_encoder_reuses_the_neighbours_of_a_rolled_cloud():
+    """The roll check encodes clouds rotated about the optical axis: their FPS and ball-query
+    indices are those of the unrolled cloud, so it passes them instead of searching again."""
+    torch.manual_seed(5)
+    enc = PointNet2Encoder(**LIGHT_ENCODER).eval()
+    pts = torch.randn(3, 512, 3) * torch.tensor([0.03, 0.06, 0.02])
+    c, s = torch.cos(torch.tensor(2.0)), torch.sin(torch.tensor(2.0))
+    roll = torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    rolled = pts @ roll.T + torch.tensor([0.01, -0.02, 0.0])
+    rows = torch.tensor([2, 0])
+    grouping = enc.group(pts)
+    with torch.no_grad():
+        torch.testing.assert_close(enc(rolled[rows], select_grouping(grouping, rows)), enc(rolled[rows]))
+        assert not torch.allclose(enc(rolled[rows], select_grouping(grouping, rows.flip(0))), enc(rolled[rows]))
 
 
 def test_heads_stacked_for_sampling_compute_what_the_modules_compute():

@@ -31,6 +31,7 @@ import torch
 from genpose_ros import geometry
 from genpose_ros.config import ConfigError, checked, did_you_mean, estimator_config, sampler_settings
 from genpose_ros.pose import sampling
+from genpose_ros.pose.pointnet2 import select_grouping
 from genpose_ros.pose.sde import VESDE, get_sde
 
 MODES = tuple(sampling.SAMPLERS)
@@ -143,7 +144,7 @@ class PoseEstimator:
         return verify
 
     def _roll_check(self, points: torch.Tensor, cat: torch.Tensor, categories: list[str], R: torch.Tensor,
-                    t: torch.Tensor, roll: dict, settings: dict) -> tuple[torch.Tensor, torch.Tensor]:
+                    t: torch.Tensor, roll: dict, settings: dict, grouping: list) -> tuple[torch.Tensor, torch.Tensor]:
         """The roll check (``roll_*`` settings of the genpose and score_scaling modes): the model
         has learnt that objects mostly stand upright in the image, so a camera or a can lying on
         its side gets no right candidate. Objects whose pose (R (B, 3, 3), t (B, 3), camera frame)
@@ -154,7 +155,8 @@ class PoseEstimator:
         run on every rolled estimate (``roll_turn_check: all``) or only on the one the verifier
         rates best without them (``best``: a third of the work with 4 turns). The rolled
         estimate the verifier rates best, rolled back, replaces the pose when it is rated
-        ``roll_margin_deg`` better.
+        ``roll_margin_deg`` better. ``grouping``: the encoder's neighbour indices of the
+        unrolled clouds, which the rolled ones share (a roll keeps every distance).
         Without a verifier: off."""
         if self.verifier is None:
             return R, t
@@ -172,7 +174,8 @@ class PoseEstimator:
         names = [categories[i] for i in redo.tolist() for _ in range(n)]
         every = roll["roll_turn_check"] == "all"
         first = settings if every else dict(settings, verify_turns=0, polish=0)
-        cond = self.model.encode(pts, cat[redo].repeat_interleave(n))
+        cond = self.model.encode(pts, cat[redo].repeat_interleave(n),
+                                 select_grouping(grouping, redo.repeat_interleave(n)))
         verify = self._verify(pts, names)
         pose = sampling.get_sampler("score_scaling")(self.model, self.sde, cond, generator=self.generator,
                                                      verify=verify, **first).pose  # (G n, 9)
@@ -270,14 +273,15 @@ class PoseEstimator:
             kwargs["verify"] = self._verify(pts, categories)
         roll = {k: kwargs.pop(k) for k in ROLL_KEYS if k in kwargs}
         tilt = {k: kwargs.pop(k) for k in TILT_KEYS if k in kwargs}
-        cond = self.model.encode(pts, cat)  # (B, F) once per object
+        grouping = self.model.encoder.group(pts)  # neighbour indices, shared with the roll check's rolled clouds
+        cond = self.model.encode(pts, cat, grouping)  # (B, F) once per object
         t_enc = time.perf_counter()
         sample = sampling.get_sampler(mode)(self.model, self.sde, cond, generator=self.generator, **kwargs)
         R, t = geometry.denormalize_pose(sample.pose, centroid)
         if roll.get("roll_turns", 0) > 1:  # rolled estimates: score scaling, this call's settings when it is the mode
             rolled = kwargs if mode == "score_scaling" else sampler_settings("score_scaling", {}, self.config)
             rolled = {k: v for k, v in rolled.items() if k not in ROLL_KEYS + TILT_KEYS and k != "verify"}
-            R, t = self._roll_check(pts + centroid[:, None], cat, list(categories), R, t, roll, rolled)
+            R, t = self._roll_check(pts + centroid[:, None], cat, list(categories), R, t, roll, rolled, grouping)
         R = self._tilt_check(pts + centroid[:, None], list(categories), R, t, tilt)
         if self.size_net is None:
             size = self.model.predict_size(cond, cat)

@@ -100,6 +100,11 @@ def ball_query(radius: float, nsample: int, xyz: torch.Tensor, centres: torch.Te
     return idx
 
 
+def select_grouping(grouping: list, rows: torch.Tensor) -> list:
+    """``PointNet2Encoder.group``'s indices of the clouds ``rows`` (M,) of its batch."""
+    return [(centre_idx[rows], [idx[rows] for idx in neighbours]) for centre_idx, neighbours in grouping]
+
+
 def _gather(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """x (B, N, C), idx (B, ...) -> (B, ..., C)."""
     B = x.shape[0]
@@ -140,12 +145,21 @@ class SetAbstractionMSG(nn.Module):
         self.branches = nn.ModuleList(_mlp2d([in_channels + 3] + list(m)) for m in mlps)
         self.out_channels = sum(m[-1] for m in mlps)
 
-    def forward(self, xyz: torch.Tensor, feats: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """xyz (B, N, 3), feats (B, N, C) or None -> centres (B, S, 3), features (B, S, C')."""
-        centres = _gather(xyz, farthest_point_sample(xyz, self.npoint))
+    def group(self, xyz: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """xyz (B, N, 3) -> the FPS centres' indices (B, S) and per radius the neighbours' (B, S, k).
+        They depend on distances only: a rotated or shifted cloud has the same ones."""
+        centre_idx = farthest_point_sample(xyz, self.npoint)
+        centres = _gather(xyz, centre_idx)
+        return centre_idx, [ball_query(r, k, xyz, centres) for r, k in zip(self.radii, self.nsample)]
+
+    def forward(self, xyz: torch.Tensor, feats: torch.Tensor | None,
+                grouping: tuple[torch.Tensor, list[torch.Tensor]] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """xyz (B, N, 3), feats (B, N, C) or None, ``group``'s indices (computed when None) ->
+        centres (B, S, 3), features (B, S, C')."""
+        centre_idx, neighbours = grouping if grouping is not None else self.group(xyz)
+        centres = _gather(xyz, centre_idx)
         outs = []
-        for radius, k, mlp in zip(self.radii, self.nsample, self.branches):
-            idx = ball_query(radius, k, xyz, centres)  # (B, S, k)
+        for idx, mlp in zip(neighbours, self.branches):  # idx (B, S, k)
             grouped = _gather(xyz, idx) - centres[:, :, None, :]  # (B, S, k, 3) local coords
             if feats is not None:
                 grouped = torch.cat([grouped, _gather(feats, idx)], dim=-1)
@@ -179,14 +193,30 @@ class PointNet2Encoder(nn.Module):
         self.out_dim = global_mlp[-1]
         self.min_points = levels[0]["npoint"]
 
-    def forward(self, points: torch.Tensor) -> torch.Tensor:
+    def group(self, points: torch.Tensor) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
+        """Every level's FPS and ball-query indices of ``points`` (B, N, 3); ``forward`` takes
+        them back for the same cloud rotated or shifted (the estimator's roll check), which then
+        skips the neighbour search. Index with ``select_grouping``."""
+        self._check(points)
+        out, xyz = [], points
+        for sa in self.levels:
+            out.append(sa.group(xyz))
+            xyz = _gather(xyz, out[-1][0])
+        return out
+
+    def _check(self, points: torch.Tensor) -> None:
         if points.dim() != 3 or points.shape[-1] != 3:
             raise ValueError(f"PointNet2Encoder: expected points (B, N, 3), got {tuple(points.shape)}")
         if points.shape[1] < self.min_points:
             raise ValueError(f"PointNet2Encoder: needs at least {self.min_points} points, "
                              f"got {points.shape[1]}")
+
+    def forward(self, points: torch.Tensor, grouping: list | None = None) -> torch.Tensor:
+        """Points (B, N, 3) (with ``group``'s indices of the same cloud up to a rigid motion,
+        or None) -> (B, out_dim)."""
+        self._check(points)
         xyz, feats = points, None
-        for sa in self.levels:
-            xyz, feats = sa(xyz, feats)
+        for level, sa in enumerate(self.levels):
+            xyz, feats = sa(xyz, feats, None if grouping is None else grouping[level])
         h = torch.cat([xyz, feats], dim=-1).transpose(1, 2)  # (B, 3 + C, S)
         return self.global_mlp(h).amax(dim=-1)  # (B, out_dim)
