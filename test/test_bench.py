@@ -1,5 +1,6 @@
 """`genpose bench` end to end on tiny splits (untrained model: checks the report, not accuracy):
-the modes, the size ablation (SizeNet vs size head) and the wide split beside the standard one."""
+the modes, the size ablation (SizeNet vs size head), the roll and tilt check ablation and the
+wide split beside the standard one."""
 import json
 
 
@@ -23,6 +24,10 @@ def test_bench_reports_size_ablation_and_wide_split(tmp_path, tiny_pose_checkpoi
                                                       for s in ("head", "net", "net+centre")]
     assert rows[0]["5deg2cm"] == rows[1]["5deg2cm"]  # same poses for both size methods
     assert abs(rows[2]["IoU50"] - report["modes"]["genpose_verifier"]["iou50"]) < 0.01  # the defaults: verifier, SizeNet + centre
+    checks = report["ablations"]["checks"]  # the verifier rows without each of the estimator's checks
+    assert {name: sorted(rows) for name, rows in checks.items()} == {
+        name: ["roll check", "tilt check"] for name in ("genpose_verifier", "score_scaling_verifier")}
     md = (tmp_path / "bench.md").read_text()
+    assert "| score_scaling_verifier | without the tilt check |" in md
     assert "## Size: SizeNet (net) against the pose model's size head" in md
     assert f"## Wide split (`{tmp_path / 'test_wide'}`, 1 frames)" in md and "| wide | score_scaling |" in md

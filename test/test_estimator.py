@@ -274,6 +274,8 @@ def test_bench_runs_end_to_end(tiny_split, tiny_pose_checkpoint, tmp_path):
     assert report["modes"]["genpose_random"]["settings"]["ranking"] == "random"
     assert report["modes"]["genpose_verifier"]["settings"]["ranking"] == "verifier"
     assert report["modes"]["score_scaling"]["settings"]["verify_turns"] == 0  # the successor paper's sampler
+    assert report["modes"]["genpose_energy"]["settings"]["tilt_deg"] == 0.0  # the papers' rows: no checks
+    assert report["modes"]["score_scaling_verifier"]["settings"]["tilt_deg"] == sampler_settings("score_scaling")["tilt_deg"]
     turns = sampler_settings("score_scaling")["verify_turns"]  # config/estimator.yaml's
     assert report["modes"]["score_scaling_verifier"]["settings"]["verify_turns"] == turns
     assert (tmp_path / "bench_error_cdf.png").is_file() and out.with_suffix(".md").is_file()

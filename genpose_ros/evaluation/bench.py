@@ -118,8 +118,11 @@ def time_six(est, batch, mode: str, reps: int = 7, **kw) -> float:
     return float(np.median(times[1:]))
 
 
-PLAIN = {"verify_turns": 0, "roll_turns": 0}
-"""The papers' samplers: no turn check, no roll check (both need the pose verifier)."""
+PLAIN = {"verify_turns": 0, "roll_turns": 0, "tilt_deg": 0.0}
+"""The papers' samplers: no turn, roll or tilt check (they need the pose verifier)."""
+
+CHECKS = {"roll check": {"roll_turns": 0}, "tilt check": {"tilt_deg": 0.0}}
+"""The estimator's checks the verifier rows are measured without, one at a time."""
 
 
 def verifier_rows(est) -> list[tuple[str, str, dict]]:
@@ -287,14 +290,17 @@ def run(args: argparse.Namespace) -> int:
             abl["score_scaling"][name] = {k: r[k] for k in ("5deg2cm", "5deg5cm", "10deg2cm", "10deg5cm")}
             abl["score_scaling"][name]["per_category_5deg2cm"] = {c: v["5deg2cm"] for c, v in r["per_category"].items()}
             print(f"score scaling {name}: {abl['score_scaling'][name]}", flush=True)
-        abl["roll_check"] = {}
-        for name, mode, kw in verified:  # the verifier rows without the roll check
-            reseed()
-            res = runner.run_frames(est, prefixes, mode, {**kw, "roll_turns": 0}, seed=args.seed, progress=False)
-            r = _row(summary(res["records"], res["latency_ms"]))
-            abl["roll_check"][name] = {k: r[k] for k in ("5deg2cm", "5deg5cm", "10deg2cm", "10deg5cm", "iou75")}
-            abl["roll_check"][name]["ms_per_frame"] = round(time_six(est, six, mode, reps=3, **kw, roll_turns=0), 1)
-            print(f"{name} without the roll check: {abl['roll_check'][name]}", flush=True)
+        abl["checks"] = {}
+        for name, mode, kw in verified:  # the verifier rows without each check
+            abl["checks"][name] = {}
+            for check, off in CHECKS.items():
+                reseed()
+                res = runner.run_frames(est, prefixes, mode, {**kw, **off}, seed=args.seed, progress=False)
+                r = _row(summary(res["records"], res["latency_ms"]))
+                row = {k: r[k] for k in ("5deg2cm", "5deg5cm", "10deg2cm", "10deg5cm", "iou75")}
+                row["ms_per_frame"] = round(time_six(est, six, mode, reps=3, **kw, **off), 1)
+                abl["checks"][name][check] = row
+                print(f"{name} without the {check}: {row}", flush=True)
         abl["solvers"] = {}
         sub = prefixes[:args.solver_frames]
         for name, kw in {"euler 20 steps (default)": {"solver": "euler", "n_steps": 20},
@@ -364,16 +370,17 @@ def markdown(report: dict, base: Path) -> str:
                   "| schedule | 5deg2cm | 5deg5cm | 10deg2cm | 10deg5cm |", "|---|---|---|---|---|"]
         for name, r in abl["score_scaling"].items():
             lines.append(f"| {name} | {fmt(r['5deg2cm'])} | {fmt(r['5deg5cm'])} | {fmt(r['10deg2cm'])} | {fmt(r['10deg5cm'])} |")
-    if abl.get("roll_check"):
-        lines += ["", "## Roll check ablation (the verifier rows; `with`: the default, config/estimator.yaml "
-                  "`roll_turns`)", "",
-                  "| mode | roll check | 5deg2cm | 10deg5cm | IoU75 | ms_per_frame |", "|---|---|---|---|---|---|"]
-        for name, r in abl["roll_check"].items():
+    if abl.get("checks"):
+        lines += ["", "## Roll and tilt check ablation (the verifier rows; `all`: the defaults of "
+                  "config/estimator.yaml, `roll_turns` and `tilt_deg`)", "",
+                  "| mode | checks | 5deg2cm | 10deg5cm | IoU75 | ms_per_frame |", "|---|---|---|---|---|---|"]
+        for name, rows in abl["checks"].items():
             row = report["modes"].get(name, {})
-            lines.append(f"| {name} | with | {fmt(row.get('5deg2cm'))} | {fmt(row.get('10deg5cm'))} | "
+            lines.append(f"| {name} | all | {fmt(row.get('5deg2cm'))} | {fmt(row.get('10deg5cm'))} | "
                          f"{fmt(row.get('iou75'))} | {fmt(row.get('ms_per_frame'))} |")
-            lines.append(f"| {name} | without | {fmt(r['5deg2cm'])} | {fmt(r['10deg5cm'])} | {fmt(r['iou75'])} | "
-                         f"{fmt(r['ms_per_frame'])} |")
+            for check, r in rows.items():
+                lines.append(f"| {name} | without the {check} | {fmt(r['5deg2cm'])} | {fmt(r['10deg5cm'])} | "
+                             f"{fmt(r['iou75'])} | {fmt(r['ms_per_frame'])} |")
     if abl.get("solvers"):
         lines += ["", "## ODE solvers (genpose mode, K=50)", "",
                   "| solver | frames | 5deg2cm | 10deg5cm | network evals | ms_per_frame |", "|---|---|---|---|---|---|"]
