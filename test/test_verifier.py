@@ -246,6 +246,10 @@ def test_estimator_verifier_modes_and_errors(tmp_path, tiny_pose_checkpoint):
         est.estimate(pts, ["camera", "mug"], mode="score_scaling", verify_turns=12, n_steps=3, polish=polish)
         nfe.append(est.last_timing["nfe"])
     assert nfe == [nfe[0], nfe[0] + 7, nfe[0] + 7]  # the polish: the tracking mode's 6 steps + 1 denoise
+    short = PoseEstimator.from_checkpoint(tiny_pose_checkpoint, config={  # the polish follows the estimator's config
+        "verifier": {"checkpoint": str(path)}, "modes": {"tracking": {"n_steps": 2}}})
+    short.estimate(pts, ["camera", "mug"], mode="score_scaling", verify_turns=12, n_steps=3, polish=3)
+    assert short.last_timing["nfe"] == nfe[0] + 3
     runs = []
     for tilt in (0.0, 3.0):  # the tilt check moves the up axis by none, 3 or 6 deg, the translation stays
         est.generator.manual_seed(5)  # (of categories whose box centre the SizeNet does not place)

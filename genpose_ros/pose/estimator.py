@@ -76,6 +76,7 @@ class PoseEstimator:
         self.last_timing: dict = {}
         self.size_net = self._load_size_net(self.config["size"])
         self.verifier = self._load_verifier(self.config["verifier"]["checkpoint"])
+        self.polish = sampler_settings("tracking", {}, self.config)  # the turn check's polish samples as tracking does
 
     def _load_size_net(self, cfg: dict):
         """The SizeNet of ``cfg`` (config/estimator.yaml ``size``), or None for the size head."""
@@ -178,14 +179,14 @@ class PoseEstimator:
                                  select_grouping(grouping, redo.repeat_interleave(n)))
         verify = self._verify(pts, names)
         pose = sampling.get_sampler("score_scaling")(self.model, self.sde, cond, generator=self.generator,
-                                                     verify=verify, **first).pose  # (G n, 9)
+                                                     verify=verify, tracking=self.polish, **first).pose  # (G n, 9)
         roll_of = torch.arange(n, device=self.device).expand(G, n)  # (G, m): the roll of each estimate
         if not every:  # the best roll of each object, then its turn check and polish
             roll_of = verify(pose[:, None])[:, 0].reshape(G, n).argmin(dim=1, keepdim=True)
             pick = rows * n + roll_of[:, 0]
             pose, _ = sampling.turn_check(self.model, self.sde, cond[pick], pose[pick], 0,
                                           self._verify(pts[pick], [names[i] for i in pick.tolist()]),
-                                          settings, self.generator)
+                                          settings, self.generator, self.polish)
             centroid = centroid[pick]
         Rr, tr = geometry.denormalize_pose(pose, centroid)  # rolled camera frames
         Rz_back = Rz.transpose(1, 2)[roll_of.reshape(-1)]
@@ -271,6 +272,8 @@ class PoseEstimator:
             raise ValueError(f"prev_poses is only used by the tracking mode, not {mode!r}")
         if mode in VERIFIED_MODES:
             kwargs["verify"] = self._verify(pts, categories)
+        if mode in ("genpose", "score_scaling"):
+            kwargs["tracking"] = self.polish
         roll = {k: kwargs.pop(k) for k in ROLL_KEYS if k in kwargs}
         tilt = {k: kwargs.pop(k) for k in TILT_KEYS if k in kwargs}
         grouping = self.model.encoder.group(pts)  # neighbour indices, shared with the roll check's rolled clouds
@@ -280,7 +283,7 @@ class PoseEstimator:
         R, t = geometry.denormalize_pose(sample.pose, centroid)
         if roll.get("roll_turns", 0) > 1:  # rolled estimates: score scaling, this call's settings when it is the mode
             rolled = kwargs if mode == "score_scaling" else sampler_settings("score_scaling", {}, self.config)
-            rolled = {k: v for k, v in rolled.items() if k not in ROLL_KEYS + TILT_KEYS and k != "verify"}
+            rolled = {k: v for k, v in rolled.items() if k not in ROLL_KEYS + TILT_KEYS + ("verify", "tracking")}
             R, t = self._roll_check(pts + centroid[:, None], cat, list(categories), R, t, roll, rolled, grouping)
         R = self._tilt_check(pts + centroid[:, None], list(categories), R, t, tilt)
         if self.size_net is None:

@@ -227,14 +227,15 @@ def _verified_rotations(hyp: torch.Tensor, verify: Callable, near_deg: float, ke
 
 @register_sampler("genpose")
 def sample_genpose(model: PoseNet, sde: VESDE, cond: torch.Tensor, generator: torch.Generator | None = None,
-                   verify: Callable | None = None, **settings) -> Sample:
+                   verify: Callable | None = None, tracking: dict | None = None, **settings) -> Sample:
     """GenPose: K candidates from the prior at T0, ODE, energy ranking, keep the top
     ``keep_ratio``, average. ``ranking="verifier"`` keeps the rotations by ``verify``
     (hypotheses (B, K, 9) -> predicted rotation errors (B, K), the estimator's pose verifier):
     those within ``verify_deg`` of the candidate it rates best, of those the top ``keep_ratio``;
     the translations still by the energy. With ``verify_turns`` > 1 the average's rotation is then
     turned about its y axis as score scaling's turn check does (``turn_check``), its translation
-    kept. ``settings`` override config/estimator.yaml's ``modes.genpose``."""
+    kept. ``settings`` override config/estimator.yaml's ``modes.genpose``; ``tracking``: the
+    tracking mode's settings for the turn check's polish (config/estimator.yaml's when None)."""
     s = sampler_settings("genpose", settings)
     if s["ranking"] not in RANKINGS:
         raise ValueError(f"unknown ranking {s['ranking']!r}; expected one of {RANKINGS}")
@@ -258,7 +259,7 @@ def sample_genpose(model: PoseNet, sde: VESDE, cond: torch.Tensor, generator: to
         keep_rot = keep_t = None
     pose, score = aggregate(hyp, keep_rot, keep_t)
     if s["verify_turns"] > 1:  # the turn check moves the rotation; the energy-ranked translation stays
-        turned, nfe = turn_check(model, sde, cond, pose, nfe, verify, s, generator)
+        turned, nfe = turn_check(model, sde, cond, pose, nfe, verify, s, generator, tracking)
         pose = torch.cat([turned[:, :6], pose[:, 6:]], dim=1)
     return Sample(pose, hyp, score, nfe)
 
@@ -323,35 +324,38 @@ def _turned(pose: torch.Tensor, verify: Callable | None, turns: int, refine: int
 
 
 def turn_check(model: PoseNet, sde: VESDE, cond: torch.Tensor, pose: torch.Tensor, nfe: int,
-               verify: Callable | None, s: dict, generator: torch.Generator | None) -> tuple[torch.Tensor, int]:
+               verify: Callable | None, s: dict, generator: torch.Generator | None,
+               tracking: dict | None = None) -> tuple[torch.Tensor, int]:
     """With ``verify_turns`` > 1 (settings ``s``): ``best_turn`` of the poses (B, 9) and, with
-    ``polish`` > 0, a warm-started sample from there as the tracking mode runs it, with ``polish``
-    candidates averaged. Returns the poses and the network evaluations per candidate."""
+    ``polish`` > 0, a warm-started sample from there as the tracking mode runs it (its settings
+    ``tracking``, config/estimator.yaml's when None), with ``polish`` candidates averaged.
+    Returns the poses and the network evaluations per candidate."""
     if s["verify_turns"] <= 1:
         return pose, nfe
     pose = _turned(pose, verify, s["verify_turns"], s["verify_refine"])
     if s["polish"] > 0:
         polished = sample_tracking(model, sde, cond, prev=pose, generator=generator,
-                                   num_candidates=int(s["polish"]), verify_turns=0)
+                                   **{**(tracking or {}), "num_candidates": int(s["polish"]), "verify_turns": 0})
         pose, nfe = polished.pose, nfe + polished.nfe
     return pose, nfe
 
 
 @register_sampler("score_scaling")
 def sample_score_scaling(model: PoseNet, sde: VESDE, cond: torch.Tensor, generator: torch.Generator | None = None,
-                         verify: Callable | None = None, **settings) -> Sample:
+                         verify: Callable | None = None, tracking: dict | None = None, **settings) -> Sample:
     """Score-scaled ODE, 1..K candidates from the prior at T0, plain average (no energy
     network). With ``verify`` (the estimator's pose verifier) and ``verify_turns`` > 1, the
     average is turned about its y axis to the best of ``verify_turns`` turns the verifier rates
     (``best_turn``) and, with ``polish`` > 0, sampled once more from there with the tracking mode's
-    warm start (``polish`` candidates, averaged). ``settings`` override config/estimator.yaml's
+    warm start (``polish`` candidates, averaged; ``tracking``: that mode's settings,
+    config/estimator.yaml's when None). ``settings`` override config/estimator.yaml's
     ``modes.score_scaling``."""
     s = sampler_settings("score_scaling", settings)
     B, K = cond.shape[0], int(s["num_candidates"])
     x0 = sde.prior_sampling((B, K, 9), s["t0"], generator, cond.device)
     hyp, nfe = ode_sample(model, sde, cond, x0, **_ode(s))
     pose, score = aggregate(hyp)
-    pose, nfe = turn_check(model, sde, cond, pose, nfe, verify, s, generator)
+    pose, nfe = turn_check(model, sde, cond, pose, nfe, verify, s, generator, tracking)
     return Sample(pose, hyp, score, nfe)
 
 
