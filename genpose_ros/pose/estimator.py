@@ -281,15 +281,16 @@ class PoseEstimator:
         t_enc = time.perf_counter()
         sample = sampling.get_sampler(mode)(self.model, self.sde, cond, generator=self.generator, **kwargs)
         R, t = geometry.denormalize_pose(sample.pose, centroid)
+        cam = pts + centroid[:, None]  # the points in the camera frame, for the checks and the SizeNet
         if roll.get("roll_turns", 0) > 1:  # rolled estimates: score scaling, this call's settings when it is the mode
             rolled = kwargs if mode == "score_scaling" else sampler_settings("score_scaling", {}, self.config)
             rolled = {k: v for k, v in rolled.items() if k not in ROLL_KEYS + TILT_KEYS + ("verify", "tracking")}
-            R, t = self._roll_check(pts + centroid[:, None], cat, list(categories), R, t, roll, rolled, grouping)
-        R = self._tilt_check(pts + centroid[:, None], list(categories), R, t, tilt)
+            R, t = self._roll_check(cam, cat, list(categories), R, t, roll, rolled, grouping)
+        R = self._tilt_check(cam, list(categories), R, t, tilt)
         if self.size_net is None:
             size = self.model.predict_size(cond, cat)
         else:
-            size, t_box = self.size_net.predict(pts + centroid[:, None], R, t,
+            size, t_box = self.size_net.predict(cam, R, t,
                                                 self.size_net.category_index(list(categories), self.device))
             moved = torch.tensor([c in self.config["size"]["centre"] for c in categories], device=self.device)
             t = torch.where(moved[:, None], t_box, t)
