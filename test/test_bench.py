@@ -1,6 +1,6 @@
 """`genpose bench` end to end on tiny splits (untrained model: checks the report, not accuracy):
-the modes, the size ablation (SizeNet vs size head), the roll and tilt check ablation and the
-wide split beside the standard one."""
+the modes, the size ablation (SizeNet vs size head), the roll, tilt check and support plane
+ablation and the wide split beside the standard one."""
 import json
 
 
@@ -23,10 +23,14 @@ def test_bench_reports_size_ablation_and_wide_split(tmp_path, tiny_pose_checkpoi
     assert [(r["mode"], r["size"]) for r in rows] == [(m, s) for m in ("genpose", "score_scaling")
                                                       for s in ("head", "net", "net+centre")]
     assert rows[0]["5deg2cm"] == rows[1]["5deg2cm"]  # same poses for both size methods
-    assert abs(rows[2]["IoU50"] - report["modes"]["genpose_verifier"]["iou50"]) < 0.01  # the defaults: verifier, SizeNet + centre
     checks = report["ablations"]["checks"]  # the verifier rows without each of the estimator's checks
     assert {name: sorted(rows) for name, rows in checks.items()} == {
-        name: ["roll check", "tilt check"] for name in ("genpose_verifier", "score_scaling_verifier")}
+        name: ["roll check", "support plane", "tilt check"] for name in ("genpose_verifier", "score_scaling_verifier")}
+    # the size ablation runs without the table plane: its defaults row is the verifier row without it
+    assert abs(rows[2]["IoU75"] - checks["genpose_verifier"]["support plane"]["iou75"]) < 0.01
+    modes = report["modes"]
+    assert not modes["genpose_energy"]["settings"]["support_plane"] and not modes["score_scaling"]["settings"]["support_plane"]
+    assert modes["genpose_verifier"]["settings"]["support_plane"] and modes["score_scaling_verifier"]["settings"]["support_plane"]
     md = (tmp_path / "bench.md").read_text()
     assert "| score_scaling_verifier | without the tilt check |" in md
     assert "## Size: SizeNet (net) against the pose model's size head" in md

@@ -113,3 +113,110 @@ def test_shipped_segmenter_masks_leave_the_table(scene_frame):
     assert sum(int((d.mask & on_table).sum()) for d in with_plane) == 0
     for a, b in zip(with_plane, without):
         assert not (a.mask & ~b.mask).any() and a.category == b.category
+
+
+# -- poses fitted to the table (pose/support.py) ----------------------------------------------------
+
+def test_table_plane_is_in_the_camera_frame_with_an_off_centre_principal_point(scene_frame):
+    from genpose_ros.pose.support import table_plane
+
+    frame, T = scene_frame
+    K = replace(frame.intrinsics, cx=frame.intrinsics.cx + 40.0, cy=frame.intrinsics.cy - 30.0)
+    rays = K.pixel_rays().astype(np.float64)             # re-project the table's depth with the shifted K
+    up, height = T[:3, :3].T @ np.array([0.0, 0.0, 1.0]), T[2, 3]
+    z = height / np.clip(-(rays @ up), 1e-6, None)         # rays meeting the plane up . p + height = 0
+    depth = np.where((z > 0) & (z < 5), z * 1000, 0).astype(np.uint16)
+    n, d = table_plane(depth, K)
+    assert np.degrees(np.arccos(np.clip(n @ up, -1, 1))) < 0.5 and abs(d - height) < 0.005
+    with pytest.raises(ValueError, match="differ in size"):
+        table_plane(depth, K, np.zeros((2, 10, 10), bool))
+
+
+def _box(tilt_deg: float, bottom: float, size=(0.06, 0.12, 0.06), x: float = 0.0):
+    """An upright box (y along the plane's normal z) tilted about x, its lowest point ``bottom``
+    above the plane z = 0."""
+    import torch
+    from scipy.spatial.transform import Rotation
+
+    R = torch.tensor(Rotation.from_euler("x", tilt_deg, degrees=True).as_matrix() @ np.array(
+        [[1, 0, 0], [0, 0, -1], [0, 1, 0]]), dtype=torch.float64)   # object y -> world z
+    s = torch.tensor(size, dtype=torch.float64)
+    reach = 0.5 * (s * R[2].abs()).sum()
+    return R, torch.tensor([x, 0.0, float(bottom + reach)], dtype=torch.float64), s
+
+
+PLANE = (np.array([0.0, 0.0, 1.0]), 0.0)
+
+
+def _rest(boxes, **kw):
+    import torch
+    from genpose_ros.pose.support import RestSettings, rest_on_plane
+
+    R, t, s = (torch.stack(x) for x in zip(*boxes))
+    return rest_on_plane(R, t, s, PLANE, RestSettings(**kw))
+
+
+def test_rest_on_plane_aligns_and_extends_a_box_standing_on_the_table():
+    import torch
+
+    R0, t0, s0 = _box(5.0, 0.03)            # 5 deg off, its bottom 3 cm up (a missed band at its foot)
+    R, t, s = _rest([(R0, t0, s0)])
+    assert torch.allclose(R[0, :, 1], torch.tensor([0.0, 0.0, 1.0], dtype=R.dtype), atol=1e-9)  # y on the normal
+    assert torch.allclose(R[0].T @ R[0], torch.eye(3, dtype=R.dtype), atol=1e-9)
+    top_aligned = t0[2] + 0.5 * s0[1]                                  # the top once aligned about its centre
+    assert abs(float(t[0, 2] - 0.5 * s[0, 1])) < 1e-9                 # bottom on the plane
+    assert abs(float(t[0, 2] + 0.5 * s[0, 1] - top_aligned)) < 1e-9    # top kept
+    assert torch.allclose(s[0, [0, 2]], s0[[0, 2]])
+    # an upside-down box is aligned the same way (its y axis onto the downward normal)
+    Ru, tu, su = _box(175.0, 0.0)
+    R, _, _ = _rest([(Ru, tu, su)])
+    assert torch.allclose(R[0, :, 1], torch.tensor([0.0, 0.0, -1.0], dtype=R.dtype), atol=1e-9)
+
+
+@pytest.mark.parametrize("tilt, bottom, aligned, extended", [
+    (12.0, 0.03, False, False),   # leaning: left as estimated
+    (0.0, 0.002, True, False),    # on the table already (under min_gap)
+    (5.0, 0.12, True, False),     # held above the table (over max_gap)
+    (0.0, -0.01, True, False),    # reaching into the table: not moved
+])
+def test_rest_on_plane_leaves_what_does_not_stand_on_the_table(tilt, bottom, aligned, extended):
+    import torch
+
+    R0, t0, s0 = _box(tilt, bottom)
+    R, t, s = _rest([(R0, t0, s0)])
+    assert bool(torch.allclose(R, R0[None])) != aligned or tilt == 0.0
+    assert torch.allclose(s[0], s0) and torch.allclose(t[0], t0)
+    R, t, s = _rest([(R0, t0, s0)], align_deg=0.0)      # off
+    assert torch.equal(R[0], R0) and torch.equal(t[0], t0)
+
+
+def test_rest_on_plane_keeps_a_stacked_object_on_the_one_under_it():
+    import torch
+
+    below = _box(0.0, 0.0, size=(0.16, 0.05, 0.16))                 # a bowl on the table, 5 cm high
+    above = _box(3.0, 0.052, size=(0.08, 0.10, 0.08), x=0.01)       # a can standing on it
+    beside = _box(3.0, 0.03, size=(0.08, 0.10, 0.08), x=0.4)        # a can beside both, 3 cm short
+    R, t, s = _rest([below, above, beside])
+    assert torch.allclose(s[1], above[2]) and abs(float(t[1, 2] - above[1][2])) < 1e-3   # not pulled into the bowl
+    assert abs(float(t[2, 2] - 0.5 * s[2, 1])) < 1e-9                                    # the free one rests
+
+
+def test_estimator_fits_its_poses_to_the_plane_it_is_given(tiny_pose_checkpoint):
+    from genpose_ros.config import ConfigError
+    from genpose_ros.pose.estimator import PoseEstimator
+
+    rng = np.random.default_rng(0)
+    pts = (rng.normal(0, 0.03, (4, 256, 3)) + [0.0, 0.0, 0.8]).astype(np.float32)
+    cats = ["bottle", "mug", "can", "laptop"]
+    plane = (np.array([0.0, -0.8, -0.6]), 0.6)
+    runs = {}
+    for key, kw in (("free", {}), ("plane", {"support_plane": plane})):
+        est = PoseEstimator.from_checkpoint(tiny_pose_checkpoint, seed=3)
+        runs[key] = est.estimate(pts, cats, mode="score_scaling", **kw)
+    cos = np.abs(np.einsum("bij,i->bj", runs["free"].R, plane[0])).max(axis=1)
+    near = cos >= np.cos(np.radians(8.0))
+    after = np.abs(np.einsum("bij,i->bj", runs["plane"].R, plane[0])).max(axis=1)
+    assert np.all(after[near] > 1 - 1e-5)                                    # aligned
+    assert np.allclose(runs["plane"].R[~near], runs["free"].R[~near], atol=1e-6)   # the others as sampled
+    with pytest.raises(ConfigError, match="align_deg"):
+        PoseEstimator.from_checkpoint(tiny_pose_checkpoint, config={"support": {"align_deg": 60.0}})

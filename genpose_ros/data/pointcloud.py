@@ -5,6 +5,8 @@ A predicted mask that spills over the object's outline takes in pixels of whatev
 or beside it. The point encoder's farthest-point sampling picks exactly those points, so one or
 two percent of them move a pose by centimetres. ``drop_depth_islands`` removes them from a
 mask: the pixels joined to its main part through neighbouring pixels of similar depth stay.
+``fit_plane`` finds the dominant plane of a depth image (the table, for the segmenter's masks
+and the estimator's poses).
 """
 from __future__ import annotations
 
@@ -150,3 +152,52 @@ def object_points(depth_mm: np.ndarray, mask_bool: np.ndarray, intr: Intrinsics,
 def count_valid(depth_mm: np.ndarray, mask_bool: np.ndarray) -> int:
     """Number of pixels inside the mask with a depth measurement."""
     return int(np.count_nonzero((np.asarray(depth_mm) > 0) & np.asarray(mask_bool, dtype=bool)))
+
+
+def depth_points(depth_mm: np.ndarray, fx: float, rows: np.ndarray, cols: np.ndarray, fy: float | None = None,
+                 principal: tuple[float, float] | None = None) -> np.ndarray:
+    """(M, 3) float64 points (m) of the depth pixels (``rows``, ``cols``); the principal point
+    (cx, cy) defaults to the image centre, ``fy`` to ``fx``."""
+    h, w = depth_mm.shape
+    cx, cy = principal if principal is not None else ((w - 1) / 2, (h - 1) / 2)
+    z = depth_mm[rows, cols].astype(np.float64) / 1000.0
+    return np.stack([(cols - cx) * z / fx, (rows - cy) * z / (fy or fx), z], axis=1)
+
+
+def fit_plane(depth_mm: np.ndarray, fx: float, exclude: np.ndarray | None = None, *, fy: float | None = None,
+              principal: tuple[float, float] | None = None, inlier_m: float = 0.006, min_inliers: float = 0.2,
+              iterations: int = 64, samples: int = 1000, seed: int = 0) -> tuple[np.ndarray, float] | None:
+    """The dominant plane ``n . p + d = 0`` (unit ``n``, ``d > 0``: the camera on its positive
+    side) of the depth pixels (H, W uint16 mm) outside ``exclude``: RANSAC, ``iterations``
+    planes through three of ``samples`` pixels from every 4th row and column, ``inlier_m``
+    inlier distance, then a least-squares fit on the inliers; None when it holds fewer than
+    ``min_inliers`` of them. Back-projected with ``fx``, ``fy`` (default ``fx``) and the
+    ``principal`` point (cx, cy; default the image centre): pass the camera's to have the plane
+    in its frame."""
+    depth_mm = np.asarray(depth_mm)
+    valid = depth_mm[::4, ::4] > 0
+    if exclude is not None:
+        valid &= ~np.asarray(exclude, dtype=bool)[::4, ::4]
+    rows, cols = np.nonzero(valid)
+    if len(rows) < 3:
+        return None
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(rows), min(samples, len(rows)), replace=False)
+    p = depth_points(depth_mm, fx, 4 * rows[pick], 4 * cols[pick], fy, principal)
+    triples = p[rng.integers(0, len(p), (iterations, 3))]                 # (I, 3, 3)
+    normals = np.cross(triples[:, 1] - triples[:, 0], triples[:, 2] - triples[:, 0])
+    norms = np.linalg.norm(normals, axis=1)
+    ok = norms > 1e-12
+    if not ok.any():
+        return None
+    normals = normals[ok] / norms[ok, None]
+    offsets = -np.einsum("ij,ij->i", normals, triples[ok, 0])
+    counts = (np.abs(p @ normals.T + offsets) < inlier_m).sum(axis=0)
+    best = int(np.argmax(counts))
+    inliers = np.abs(p @ normals[best] + offsets[best]) < inlier_m
+    if inliers.mean() < min_inliers:
+        return None
+    centre = p[inliers].mean(axis=0)
+    n = np.linalg.svd(p[inliers] - centre, full_matrices=False)[2][2]
+    d = -float(n @ centre)
+    return (-n, -d) if d < 0 else (n, d)

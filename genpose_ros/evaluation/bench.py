@@ -118,11 +118,18 @@ def time_six(est, batch, mode: str, reps: int = 7, **kw) -> float:
     return float(np.median(times[1:]))
 
 
-PLAIN = {"verify_turns": 0, "roll_turns": 0, "tilt_deg": 0.0}
-"""The papers' samplers: no turn, roll or tilt check (they need the pose verifier)."""
+PLAIN = {"verify_turns": 0, "roll_turns": 0, "tilt_deg": 0.0, "support": False}
+"""The papers' samplers: no turn, roll or tilt check (they need the pose verifier), no table
+plane (``support``: the runner's, not a sampler setting)."""
 
-CHECKS = {"roll check": {"roll_turns": 0}, "tilt check": {"tilt_deg": 0.0}}
+CHECKS = {"roll check": {"roll_turns": 0}, "tilt check": {"tilt_deg": 0.0}, "support plane": {"support": False}}
 """The estimator's checks the verifier rows are measured without, one at a time."""
+
+
+def _runs(kw: dict) -> tuple[dict, bool | None]:
+    """(sampler settings, ``support`` for the runner) of a row's settings."""
+    kw = dict(kw)
+    return kw, kw.pop("support", None)
 
 
 def verifier_rows(est) -> list[tuple[str, str, dict]]:
@@ -231,10 +238,13 @@ def run(args: argparse.Namespace) -> int:
 
     def mode_run(name, mode, keep=False, frames=None, **kw):
         reseed()
-        res = runner.run_frames(est, frames or prefixes, mode, kw, seed=args.seed, keep_hypotheses=keep)
+        kw, support = _runs(kw)
+        res = runner.run_frames(est, frames or prefixes, mode, kw, seed=args.seed, keep_hypotheses=keep,
+                                support=support)
         row = _row(summary(res["records"], res["latency_ms"]))
         row["ms_per_frame"] = round(time_six(est, six, mode, **kw), 1)
-        row["settings"] = {"mode": mode, **settings(mode, **kw)}
+        row["settings"] = {"mode": mode, **settings(mode, **kw),
+                           "support_plane": est.config["support"]["plane"] if support is None else support}
         report["modes"][name] = row
         print(f"{name}: 5deg2cm {row['5deg2cm']} 10deg5cm {row['10deg5cm']} iou50 {row['iou50']} "
               f"{row['ms_per_frame']} ms/frame", flush=True)
@@ -271,7 +281,8 @@ def run(args: argparse.Namespace) -> int:
         for name, mode, kw in [("genpose_energy", "genpose", {"ranking": "energy", **PLAIN}),
                                ("score_scaling", "score_scaling", PLAIN)] + verified:
             reseed()
-            res = runner.run_frames(est, wide_prefixes, mode, kw, seed=args.seed)
+            kw, support = _runs(kw)
+            res = runner.run_frames(est, wide_prefixes, mode, kw, seed=args.seed, support=support)
             report["wide"]["modes"][name] = _row(summary(res["records"], res["latency_ms"]))
             print(f"wide {name}: 5deg2cm {report['wide']['modes'][name]['5deg2cm']}", flush=True)
 
@@ -295,10 +306,11 @@ def run(args: argparse.Namespace) -> int:
             abl["checks"][name] = {}
             for check, off in CHECKS.items():
                 reseed()
-                res = runner.run_frames(est, prefixes, mode, {**kw, **off}, seed=args.seed, progress=False)
+                run_kw, support = _runs({**kw, **off})
+                res = runner.run_frames(est, prefixes, mode, run_kw, seed=args.seed, progress=False, support=support)
                 r = _row(summary(res["records"], res["latency_ms"]))
                 row = {k: r[k] for k in ("5deg2cm", "5deg5cm", "10deg2cm", "10deg5cm", "iou75")}
-                row["ms_per_frame"] = round(time_six(est, six, mode, reps=3, **kw, **off), 1)
+                row["ms_per_frame"] = round(time_six(est, six, mode, reps=3, **run_kw), 1)
                 abl["checks"][name][check] = row
                 print(f"{name} without the {check}: {row}", flush=True)
         abl["solvers"] = {}

@@ -60,8 +60,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --masks <segmenter>: use its masks untrimmed by depth (ablation of "
                         "config/maskrcnn.yaml's depth_cleanup)")
     p.add_argument("--no-support-plane", action="store_true",
-                   help="with --masks <segmenter>: masks not fitted to the table plane (ablation of "
-                        "config/maskrcnn.yaml's support_plane)")
+                   help="no table plane: poses not fitted to it (config/estimator.yaml support.plane) and, "
+                        "with --masks <segmenter>, masks not fitted to it (config/maskrcnn.yaml support_plane)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="sampler overrides, e.g. --set n_steps=10 solver=heun num_candidates=20")
 
@@ -109,9 +109,10 @@ def evaluate_estimator(args: argparse.Namespace, out: Path) -> tuple[dict, str]:
     apply_threads(args)
     est = PoseEstimator.from_checkpoint(ckpt, device=args.device, seed=args.seed)
     t0 = time.time()
+    support = False if args.no_support_plane else None   # None: config/estimator.yaml's support.plane
     if args.mode == "tracking":
         res = runner.run_tracking(est, args.data, overrides, args.init_mode, seed=args.seed,
-                                  max_frames=args.max_frames)
+                                  max_frames=args.max_frames, support=support)
     else:
         prefixes = list_frames(args.data)[:args.max_frames]
         if not prefixes:
@@ -126,7 +127,7 @@ def evaluate_estimator(args: argparse.Namespace, out: Path) -> tuple[dict, str]:
                 options["support"] = None
             segmenter = load_segmenter(args.masks, args.device, **options)
         res = runner.run_frames(est, prefixes, args.mode, overrides, seed=args.seed,
-                                segmenter=segmenter, erode=args.erode_masks)
+                                segmenter=segmenter, erode=args.erode_masks, support=support)
         plots.plot_hypotheses(plots.hypothesis_examples(est, prefixes, seed=args.seed), out / "hypotheses.png")
     s = report.summary(res["records"], res["latency_ms"], args.iou)
     s.update(mode=args.mode, checkpoint=str(ckpt), overrides=overrides, wall_s=time.time() - t0,

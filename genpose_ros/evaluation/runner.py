@@ -3,7 +3,9 @@
 (``pose/tracker.py``). Masks come from the ground truth, or from a segmenter run on the frame's
 colour and depth (``segmenter=``), as NOCS and GenPose evaluate: each detection is matched to
 the unmatched ground-truth object of its category that it overlaps most (mask IoU >= 0.5, best
-score first); objects left over are missed, detections left over are false positives."""
+score first); objects left over are missed, detections left over are false positives.
+Each frame's table plane (``pose.support.table_plane``, outside the masks used) goes to the
+estimator when ``support`` (default: config/estimator.yaml ``support.plane``), as the nodes do."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,7 +15,16 @@ from tqdm import tqdm
 
 from genpose_ros.data.nocs_io import list_frames, read_frame
 from genpose_ros.data.pointcloud import TooFewPointsError, object_points, outline_margins
+from genpose_ros.pose.support import table_plane
 from genpose_ros.pose.tracker import Tracker, TrackerSettings
+
+
+def frame_plane(estimator, frame, masks, support: bool | None = None):
+    """The table plane of ``frame`` outside ``masks`` ((H, W) or (N, H, W) bool) when ``support``
+    (None: the estimator's config ``support.plane``), else None."""
+    if support is None:
+        support = bool(estimator.config["support"]["plane"])
+    return table_plane(frame.depth, frame.intrinsics, masks) if support else None
 
 
 def frame_batch(frame, n_points: int, rng: np.random.Generator, erode: tuple[int, tuple[int, ...]] | None = None):
@@ -90,9 +101,11 @@ def make_record(inst, image=None, R=None, t=None, size=None, score=None) -> dict
 
 def run_frames(estimator, prefixes: list[str], mode: str, overrides: dict | None = None, n_points: int = 1024,
                seed: int = 0, keep_hypotheses: bool = False, progress: bool = True,
-               segmenter=None, erode: tuple[int, tuple[int, ...]] | None = None) -> dict:
+               segmenter=None, erode: tuple[int, tuple[int, ...]] | None = None,
+               support: bool | None = None) -> dict:
     """Single-frame evaluation: one estimate() call per frame (all its objects in one batch);
-    ``erode``: ground-truth masks eroded as in ``frame_batch``.
+    ``erode``: ground-truth masks eroded as in ``frame_batch``; ``support``: with the table plane
+    (None: config's ``support.plane``).
 
     Returns {"records": [...], "latency_ms": [...per frame...], "frames": [(prefix, frame, frame records)],
     "hypotheses": [(K, 4, 4) per record] when keep_hypotheses}; with a ``segmenter``, its masks
@@ -104,7 +117,7 @@ def run_frames(estimator, prefixes: list[str], mode: str, overrides: dict | None
         frame = read_frame(prefix)
         if segmenter is not None:
             recs = run_frame_detections(estimator, segmenter, frame, k, mode, overrides, n_points,
-                                        rng, out)
+                                        rng, out, support)
             out["records"] += recs
             out["frames"].append((prefix, frame, recs))
             continue
@@ -112,7 +125,9 @@ def run_frames(estimator, prefixes: list[str], mode: str, overrides: dict | None
         recs = []
         if ok:
             est = estimator.estimate(points, [i.category for i in ok], mode=mode,
-                                     return_hypotheses=keep_hypotheses, **(overrides or {}))
+                                     return_hypotheses=keep_hypotheses,
+                                     support_plane=frame_plane(estimator, frame, frame.mask > 0, support),
+                                     **(overrides or {}))
             out["latency_ms"].append(estimator.last_timing["total_ms"])
             for j, inst in enumerate(ok):
                 recs.append(make_record(inst, k, est.R[j], est.t[j], est.size[j], float(est.score[j])))
@@ -140,7 +155,7 @@ def label_rest(frames: list) -> None:
 
 
 def run_frame_detections(estimator, segmenter, frame, image, mode, overrides, n_points, rng,
-                         out: dict) -> list[dict]:
+                         out: dict, support: bool | None = None) -> list[dict]:
     """One frame with the segmenter's masks: records of every ground-truth object (matched or
     missed) and of every unmatched detection (false positive)."""
     import time
@@ -152,7 +167,9 @@ def run_frame_detections(estimator, segmenter, frame, image, mode, overrides, n_
     pairs = match_detections(frame, kept)
     preds = {}
     if kept:
-        est = estimator.estimate(points, [d.category for d in kept], mode=mode, **(overrides or {}))
+        plane = frame_plane(estimator, frame, np.stack([d.mask for d in detections]), support)
+        est = estimator.estimate(points, [d.category for d in kept], mode=mode, support_plane=plane,
+                                 **(overrides or {}))
         out["latency_ms"].append(estimator.last_timing["total_ms"])
         preds = {d: (est.R[d], est.t[d], est.size[d], float(est.score[d])) for d in range(len(kept))}
     owner = {g: d for d, g in pairs.items()}
@@ -171,11 +188,11 @@ def sequence_folders(root) -> list[Path]:
 
 def run_tracking(estimator, root, overrides: dict | None = None, init_mode: str | None = None,
                  n_points: int = 1024, seed: int = 0, max_frames: int | None = None, progress: bool = True,
-                 settings: TrackerSettings | None = None) -> dict:
+                 settings: TrackerSettings | None = None, support: bool | None = None) -> dict:
     """The tracker over each sequence under ``root`` in frame order (a fresh tracker per sequence):
     objects are associated, warm-started and re-initialised as in tracking_node; ``init_mode`` is
     the from-scratch mode (None: the estimator's default mode), ``overrides`` the tracking steps' sampler settings, ``settings`` a
-    ``TrackerSettings``. Frames where every object was warm-started count in ``latency_ms``,
+    ``TrackerSettings``, ``support`` as ``run_frames``'. Frames where every object was warm-started count in ``latency_ms``,
     the others in ``init_latency_ms``."""
     rng = np.random.default_rng(seed)
     out = {"records": [], "latency_ms": [], "init_latency_ms": [], "frames": []}
@@ -187,7 +204,8 @@ def run_tracking(estimator, root, overrides: dict | None = None, init_mode: str 
             points, ok, missed = frame_batch(frame, n_points, rng)
             recs = []
             if ok:
-                step = tracker.step(points, [i.category for i in ok], [frame.mask == i.instance_id for i in ok])
+                step = tracker.step(points, [i.category for i in ok], [frame.mask == i.instance_id for i in ok],
+                                    frame_plane(estimator, frame, frame.mask > 0, support))
                 (out["init_latency_ms"] if step.full else out["latency_ms"]).append(step.ms)
                 recs = [make_record(inst, image, step.R[j], step.t[j], step.size[j], float(step.score[j]))
                         for j, inst in enumerate(ok)]

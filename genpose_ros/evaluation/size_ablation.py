@@ -58,7 +58,8 @@ def size_errors(records: list[dict]) -> dict:
 
 def run_ablation(data: str, ckpt: str, modes: list[str], methods: list[str], max_frames: int | None = None,
                  seed: int = 0, size_ckpt: str | None = None, device: str = "cpu") -> list[dict]:
-    """One row per (mode, size method): IoU and 5deg2cm means, IoU75 per category, ``size_errors``."""
+    """One row per (mode, size method): IoU and 5deg2cm means, IoU75 per category, ``size_errors``;
+    without the table plane, which would extend both methods' boxes down to it."""
     from genpose_ros.data.nocs_io import list_frames
     from genpose_ros.evaluation.runner import run_frames
     from genpose_ros.evaluation.tables import nocs_tables
@@ -74,7 +75,7 @@ def run_ablation(data: str, ckpt: str, modes: list[str], methods: list[str], max
             size_cfg = {"method": method, **({} if centre else {"centre": []}),
                         **({"checkpoint": size_ckpt} if size_ckpt else {})}
             est = PoseEstimator.from_checkpoint(ckpt, device=device, config={"size": size_cfg}, seed=seed)
-            res = run_frames(est, prefixes, mode, seed=seed)
+            res = run_frames(est, prefixes, mode, seed=seed, support=False)
             tables = nocs_tables(res["records"])
             acc = tables["accuracy"]
             means = {k: acc[k]["mean"] for k in ("IoU25", "IoU50", "IoU75", "5deg2cm", "10deg5cm")}

@@ -30,9 +30,11 @@ import torch
 
 from genpose_ros import geometry
 from genpose_ros.config import ConfigError, checked, did_you_mean, estimator_config, sampler_settings
+from genpose_ros.evaluation.metrics import SYMMETRIC_CATEGORIES
 from genpose_ros.pose import sampling
 from genpose_ros.pose.pointnet2 import select_grouping
 from genpose_ros.pose.sde import VESDE, get_sde
+from genpose_ros.pose.support import RestSettings, rest_on_plane
 
 MODES = tuple(sampling.SAMPLERS)
 SINGLE_FRAME_MODES = tuple(m for m in MODES if m != "tracking")
@@ -77,6 +79,10 @@ class PoseEstimator:
         self.size_net = self._load_size_net(self.config["size"])
         self.verifier = self._load_verifier(self.config["verifier"]["checkpoint"])
         self.polish = sampler_settings("tracking", {}, self.config)  # the turn check's polish samples as tracking does
+        try:
+            self.rest = RestSettings.from_config(self.config["support"])
+        except ValueError as e:
+            raise ConfigError(f"estimator config: {e}") from None
 
     def _load_size_net(self, cfg: dict):
         """The SizeNet of ``cfg`` (config/estimator.yaml ``size``), or None for the size head."""
@@ -134,15 +140,21 @@ class PoseEstimator:
 
     def _verify(self, pts: torch.Tensor, categories: list[str]):
         """The verifier as a sampler's ``verify``: hypotheses (B, K, 9) relative to the centred
-        cloud ``pts`` (B, N, 3) -> predicted rotation errors (B, K); None without a verifier."""
+        cloud ``pts`` (B, N, 3) -> predicted rotation errors (B, K) (or those of the objects
+        ``rows`` when given: hypotheses (len(rows), K, 9)); None without a verifier."""
         if self.verifier is None:
             return None
         vcat = self.verifier.category_index(list(categories), self.device)
 
-        def verify(hyp: torch.Tensor) -> torch.Tensor:
-            return self.verifier.rotation_error(pts, geometry.rot6d_to_rotmat(hyp[..., :6]), hyp[..., 6:], vcat)
+        def verify(hyp: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+            p, c = (pts, vcat) if rows is None else (pts[rows], vcat[rows])
+            return self.verifier.rotation_error(p, geometry.rot6d_to_rotmat(hyp[..., :6]), hyp[..., 6:], c)
 
         return verify
+
+    def _turnable(self, categories: list[str]) -> torch.Tensor:
+        """(B,) bool: the objects a turn about their y axis changes (not bottle, bowl, can)."""
+        return torch.tensor([c not in SYMMETRIC_CATEGORIES for c in categories], device=self.device)
 
     def _roll_check(self, points: torch.Tensor, cat: torch.Tensor, categories: list[str], R: torch.Tensor,
                     t: torch.Tensor, roll: dict, settings: dict, grouping: list) -> tuple[torch.Tensor, torch.Tensor]:
@@ -178,15 +190,17 @@ class PoseEstimator:
         cond = self.model.encode(pts, cat[redo].repeat_interleave(n),
                                  select_grouping(grouping, redo.repeat_interleave(n)))
         verify = self._verify(pts, names)
+        turnable = self._turnable(names)
         pose = sampling.get_sampler("score_scaling")(self.model, self.sde, cond, generator=self.generator,
-                                                     verify=verify, tracking=self.polish, **first).pose  # (G n, 9)
+                                                     verify=verify, tracking=self.polish, turnable=turnable,
+                                                     **first).pose  # (G n, 9)
         roll_of = torch.arange(n, device=self.device).expand(G, n)  # (G, m): the roll of each estimate
         if not every:  # the best roll of each object, then its turn check and polish
             roll_of = verify(pose[:, None])[:, 0].reshape(G, n).argmin(dim=1, keepdim=True)
             pick = rows * n + roll_of[:, 0]
             pose, _ = sampling.turn_check(self.model, self.sde, cond[pick], pose[pick], 0,
                                           self._verify(pts[pick], [names[i] for i in pick.tolist()]),
-                                          settings, self.generator, self.polish)
+                                          settings, self.generator, self.polish, turnable[pick])
             centroid = centroid[pick]
         Rr, tr = geometry.denormalize_pose(pose, centroid)  # rolled camera frames
         Rz_back = Rz.transpose(1, 2)[roll_of.reshape(-1)]
@@ -232,7 +246,7 @@ class PoseEstimator:
 
     @torch.no_grad()
     def estimate(self, points, categories: list[str], mode: str | None = None, prev_poses=None,
-                 return_hypotheses: bool = False, **overrides) -> Estimate:
+                 return_hypotheses: bool = False, support_plane=None, **overrides) -> Estimate:
         """Estimate pose and size of B objects.
 
         Args:
@@ -242,6 +256,8 @@ class PoseEstimator:
             mode: one of ``MODES``; None = config/estimator.yaml's ``default_mode``.
             prev_poses: (B, 4, 4) previous camera-frame poses (tracking only).
             return_hypotheses: also return the K candidate poses (B, K, 4, 4).
+            support_plane: the table's plane (n (3,), d), camera frame (``support.table_plane``):
+                the poses are fitted to it (``support.rest_on_plane``, config ``support``).
             overrides: sampler settings (num_candidates, n_steps, solver, t0, ranking, schedule, ...).
         """
         mode = check_mode(mode or self.config["default_mode"])
@@ -272,6 +288,7 @@ class PoseEstimator:
             raise ValueError(f"prev_poses is only used by the tracking mode, not {mode!r}")
         if mode in VERIFIED_MODES:
             kwargs["verify"] = self._verify(pts, categories)
+            kwargs["turnable"] = self._turnable(list(categories))
         if mode in ("genpose", "score_scaling"):
             kwargs["tracking"] = self.polish
         roll = {k: kwargs.pop(k) for k in ROLL_KEYS if k in kwargs}
@@ -284,7 +301,7 @@ class PoseEstimator:
         cam = pts + centroid[:, None]  # the points in the camera frame, for the checks and the SizeNet
         if roll.get("roll_turns", 0) > 1:  # rolled estimates: score scaling, this call's settings when it is the mode
             rolled = kwargs if mode == "score_scaling" else sampler_settings("score_scaling", {}, self.config)
-            rolled = {k: v for k, v in rolled.items() if k not in ROLL_KEYS + TILT_KEYS + ("verify", "tracking")}
+            rolled = {k: v for k, v in rolled.items() if k not in ROLL_KEYS + TILT_KEYS + ("verify", "tracking", "turnable")}
             R, t = self._roll_check(cam, cat, list(categories), R, t, roll, rolled, grouping)
         R = self._tilt_check(cam, list(categories), R, t, tilt)
         if self.size_net is None:
@@ -294,6 +311,8 @@ class PoseEstimator:
                                                 self.size_net.category_index(list(categories), self.device))
             moved = torch.tensor([c in self.config["size"]["centre"] for c in categories], device=self.device)
             t = torch.where(moved[:, None], t_box, t)
+        if support_plane is not None:
+            R, t, size = rest_on_plane(R, t, size, support_plane, self.rest)
         hyp = None
         if return_hypotheses:
             Rh, th = geometry.denormalize_pose(sample.hypotheses, centroid[:, None])

@@ -227,7 +227,8 @@ def _verified_rotations(hyp: torch.Tensor, verify: Callable, near_deg: float, ke
 
 @register_sampler("genpose")
 def sample_genpose(model: PoseNet, sde: VESDE, cond: torch.Tensor, generator: torch.Generator | None = None,
-                   verify: Callable | None = None, tracking: dict | None = None, **settings) -> Sample:
+                   verify: Callable | None = None, tracking: dict | None = None,
+                   turnable: torch.Tensor | None = None, **settings) -> Sample:
     """GenPose: K candidates from the prior at T0, ODE, energy ranking, keep the top
     ``keep_ratio``, average. ``ranking="verifier"`` keeps the rotations by ``verify``
     (hypotheses (B, K, 9) -> predicted rotation errors (B, K), the estimator's pose verifier):
@@ -259,7 +260,7 @@ def sample_genpose(model: PoseNet, sde: VESDE, cond: torch.Tensor, generator: to
         keep_rot = keep_t = None
     pose, score = aggregate(hyp, keep_rot, keep_t)
     if s["verify_turns"] > 1:  # the turn check moves the rotation; the energy-ranked translation stays
-        turned, nfe = turn_check(model, sde, cond, pose, nfe, verify, s, generator, tracking)
+        turned, nfe = turn_check(model, sde, cond, pose, nfe, verify, s, generator, tracking, turnable)
         pose = torch.cat([turned[:, :6], pose[:, 6:]], dim=1)
     return Sample(pose, hyp, score, nfe)
 
@@ -312,27 +313,38 @@ def best_tilt(R: torch.Tensor, rate: Callable, deg: float, margin_deg: float = 0
     return torch.where(better[:, None, None], cand[rows, best], R)
 
 
-def _turned(pose: torch.Tensor, verify: Callable | None, turns: int, refine: int = 0) -> torch.Tensor:
+def _turned(pose: torch.Tensor, verify: Callable | None, turns: int, refine: int = 0,
+            turnable: torch.Tensor | None = None) -> torch.Tensor:
     """``best_turn`` of the poses (B, 9) when ``turns`` > 1 (settings ``verify_turns``,
-    ``verify_refine``), else the poses; a turn check without a verifier raises ValueError."""
+    ``verify_refine``), else the poses; a turn check without a verifier raises ValueError.
+    ``turnable`` (B,) bool: only those rows are turned (``verify(hyp, rows)`` rates a subset);
+    a turn of an object symmetric about its y axis changes nothing the verifier could tell."""
     if turns <= 1:
         return pose
     if verify is None:
         raise ValueError(f"verify_turns {turns} needs a pose verifier (config/estimator.yaml "
                          "verifier.checkpoint); 0 switches the turn check off")
-    return best_turn(pose, verify, int(turns), int(refine))
+    if turnable is None:
+        return best_turn(pose, verify, int(turns), int(refine))
+    rows = torch.nonzero(turnable)[:, 0]
+    if len(rows) == 0:
+        return pose
+    out = pose.clone()
+    out[rows] = best_turn(pose[rows], lambda hyp: verify(hyp, rows), int(turns), int(refine))
+    return out
 
 
 def turn_check(model: PoseNet, sde: VESDE, cond: torch.Tensor, pose: torch.Tensor, nfe: int,
                verify: Callable | None, s: dict, generator: torch.Generator | None,
-               tracking: dict | None = None) -> tuple[torch.Tensor, int]:
-    """With ``verify_turns`` > 1 (settings ``s``): ``best_turn`` of the poses (B, 9) and, with
-    ``polish`` > 0, a warm-started sample from there as the tracking mode runs it (its settings
-    ``tracking``, config/estimator.yaml's when None), with ``polish`` candidates averaged.
+               tracking: dict | None = None, turnable: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+    """With ``verify_turns`` > 1 (settings ``s``): ``best_turn`` of the poses (B, 9) (of the
+    ``turnable`` rows, ``_turned``) and, with ``polish`` > 0, a warm-started sample of all of
+    them from there as the tracking mode runs it (its settings ``tracking``,
+    config/estimator.yaml's when None), with ``polish`` candidates averaged.
     Returns the poses and the network evaluations per candidate."""
     if s["verify_turns"] <= 1:
         return pose, nfe
-    pose = _turned(pose, verify, s["verify_turns"], s["verify_refine"])
+    pose = _turned(pose, verify, s["verify_turns"], s["verify_refine"], turnable)
     if s["polish"] > 0:
         polished = sample_tracking(model, sde, cond, prev=pose, generator=generator,
                                    **{**(tracking or {}), "num_candidates": int(s["polish"]), "verify_turns": 0})
@@ -342,7 +354,8 @@ def turn_check(model: PoseNet, sde: VESDE, cond: torch.Tensor, pose: torch.Tenso
 
 @register_sampler("score_scaling")
 def sample_score_scaling(model: PoseNet, sde: VESDE, cond: torch.Tensor, generator: torch.Generator | None = None,
-                         verify: Callable | None = None, tracking: dict | None = None, **settings) -> Sample:
+                         verify: Callable | None = None, tracking: dict | None = None,
+                         turnable: torch.Tensor | None = None, **settings) -> Sample:
     """Score-scaled ODE, 1..K candidates from the prior at T0, plain average (no energy
     network). With ``verify`` (the estimator's pose verifier) and ``verify_turns`` > 1, the
     average is turned about its y axis to the best of ``verify_turns`` turns the verifier rates
@@ -355,7 +368,7 @@ def sample_score_scaling(model: PoseNet, sde: VESDE, cond: torch.Tensor, generat
     x0 = sde.prior_sampling((B, K, 9), s["t0"], generator, cond.device)
     hyp, nfe = ode_sample(model, sde, cond, x0, **_ode(s))
     pose, score = aggregate(hyp)
-    pose, nfe = turn_check(model, sde, cond, pose, nfe, verify, s, generator, tracking)
+    pose, nfe = turn_check(model, sde, cond, pose, nfe, verify, s, generator, tracking, turnable)
     return Sample(pose, hyp, score, nfe)
 
 
@@ -373,7 +386,7 @@ def sample_regression(model: PoseNet, sde: VESDE, cond: torch.Tensor, generator:
 @register_sampler("tracking")
 def sample_tracking(model: PoseNet, sde: VESDE, cond: torch.Tensor, prev: torch.Tensor | None = None,
                     generator: torch.Generator | None = None, verify: Callable | None = None,
-                    **settings) -> Sample:
+                    turnable: torch.Tensor | None = None, **settings) -> Sample:
     """Warm start: K candidates drawn from the SDE's marginal at T0 around the previous pose
     (B, 9, centroid-relative), score-scaled ODE, plain average. ``settings`` override
     config/estimator.yaml's ``modes.tracking``."""
@@ -382,7 +395,7 @@ def sample_tracking(model: PoseNet, sde: VESDE, cond: torch.Tensor, prev: torch.
     if prev.shape != (cond.shape[0], 9):
         raise ValueError(f"tracking: previous poses must be ({cond.shape[0]}, 9), got {tuple(prev.shape)}")
     s = sampler_settings("tracking", settings)
-    prev = _turned(prev, verify, s["verify_turns"], s["verify_refine"])  # turned as the verifier rates best
+    prev = _turned(prev, verify, s["verify_turns"], s["verify_refine"], turnable)  # turned as the verifier rates best
     B, K = cond.shape[0], int(s["num_candidates"])
     mean, std = sde.marginal_prob(prev[:, None, :].expand(B, K, 9), torch.tensor(s["t0"]))
     x0 = mean + std * torch.randn(B, K, 9, generator=generator, device=cond.device)

@@ -82,9 +82,10 @@ class Tracker:
         self.n_resets += 1
         return n
 
-    def step(self, points: np.ndarray, categories: list[str], masks: list[np.ndarray]) -> TrackStep:
+    def step(self, points: np.ndarray, categories: list[str], masks: list[np.ndarray],
+             support_plane=None) -> TrackStep:
         """One frame: ``points`` (B, N, 3) camera frame, a category and an (H, W) bool mask per
-        instance."""
+        instance; ``support_plane``: the table's plane, as ``PoseEstimator.estimate`` takes it."""
         s = self.settings
         centroids = [p.mean(axis=0) for p in points]
         match = associate(self.tracks, masks, centroids, categories, s.iou_min, s.max_centroid_dist)
@@ -97,10 +98,10 @@ class Tracker:
                         hypotheses=[None] * B)
         if warm:
             prev = np.stack([self.tracks[match[i]].T for i in warm]).astype(np.float32)
-            self._estimate(out, warm, points, categories, "tracking", prev_poses=prev)
+            self._estimate(out, warm, points, categories, "tracking", prev_poses=prev, support_plane=support_plane)
             self.n_tracked += len(warm)
         if full:
-            self._estimate(out, full, points, categories, self.mode)
+            self._estimate(out, full, points, categories, self.mode, support_plane=support_plane)
             self.n_full += len(full)
         out.names = self._update(match, warm, categories, masks, centroids, out)
         return out

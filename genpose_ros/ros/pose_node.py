@@ -13,7 +13,9 @@ from frame to frame (`genpose_ros.identity`); symmetric objects get the stable y
 Bad input (wrong encoding, sizes, no or implausible depth, no camera_info, empty mask, unknown
 class, inputs that never synchronise, repeated or older stamps, too many instances, scores
 outside [0, 1]) is reported as a warning naming the problem (docs/ros.md, "Input checks"), and
-the next frame is processed as usual.
+the next frame is processed as usual. With config/estimator.yaml's ``support.plane`` the
+table's plane is fitted to the depth outside the masks and the poses are fitted to it
+(``genpose_ros.pose.support``).
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from vision_msgs.msg import Detection2DArray
 from genpose_ros.identity import IdentityTable
 from genpose_ros.paths import pose_checkpoint
 from genpose_ros.pose.canonical import canonical_poses, pose_covariance
+from genpose_ros.pose.support import table_plane
 from genpose_ros.pose.tracker import TrackerSettings
 from genpose_ros.ros.frame_input import InputProblem, instance_points, read_frame
 from genpose_ros.ros.pose_outputs import PoseOutputs, empty_result
@@ -230,10 +233,17 @@ class PoseNode(Node):
         if not cats:
             return [], [], *empty_result(0), None
         est = self.estimator.estimate(batch.points, cats, mode=self.p["mode"], return_hypotheses=True,
-                                      **self.overrides)
+                                      support_plane=self.support_plane(frame), **self.overrides)
         score = est.score * seg_scores(batch)  # mask confidence x agreement of the pose samples
         names = self.identities.assign(cats, [i.mask for i in batch.instances], centroids(batch))
         return names, cats, est.R, est.t, est.size, score, list(est.hypotheses)
+
+    def support_plane(self, frame):
+        """The table's plane in the camera frame, fitted to the depth outside every mask of the
+        frame, when config/estimator.yaml's ``support.plane`` is on (else or without one: None)."""
+        if not self.estimator.config["support"]["plane"] or not frame.instances:
+            return None
+        return table_plane(frame.depth_mm, frame.intrinsics, np.stack([i.mask for i in frame.instances]))
 
     def final_report(self, text: str):
         """Log a closing summary, also when rclpy is already shut down (Ctrl-C)."""

@@ -6,14 +6,15 @@ below the object, and a missed band along the foot of an object seen from above 
 foreshortened wall) lifts the cloud's bottom by centimetres. Both are cheap to tell apart
 in the depth image: the table is the dominant plane of the scene.
 
-``fit_plane`` finds that plane (RANSAC on the depth pixels outside every mask, then a
-least-squares fit on its inliers); ``snap_masks`` drops the mask pixels lying on it and, with
+``fit_plane`` finds that plane (``data.pointcloud.fit_plane``: RANSAC on the depth pixels
+outside every mask, then a least-squares fit on its inliers); ``snap_masks`` drops the mask pixels lying on it and, with
 ``grow_px`` (off by default: measured, docs/segmentation.md), grows each mask by a few pixels
 onto depth pixels clearly above it that no other mask holds. Where the floor or a wall holds
 more of the pixels than the table, the plane is that one: mask pixels on it are background
 too, and nothing above it is dropped.
 
-Points are back-projected with the principal point at the image centre. A principal point
+Points are back-projected with the principal point at the image centre (the segmenter is
+given fx only; the pose stage fits the plane with the camera's intrinsics, pose/support.py). A principal point
 off by a few pixels shears the whole scene by the same linear map, which keeps planes planes
 and changes heights above them by well under a percent.
 """
@@ -23,7 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from genpose_ros.data.pointcloud import mask_box
+from genpose_ros.data.pointcloud import depth_points, mask_box
+from genpose_ros.data.pointcloud import fit_plane as depth_plane
 
 
 @dataclass(frozen=True)
@@ -47,44 +49,12 @@ class SupportPlane:
             raise ValueError("support plane needs 0 < min_inliers < 1, iterations >= 1, samples >= 3")
 
 
-def _points(depth_mm: np.ndarray, fx: float, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    h, w = depth_mm.shape
-    z = depth_mm[rows, cols].astype(np.float64) / 1000.0
-    return np.stack([(cols - (w - 1) / 2) * z / fx, (rows - (h - 1) / 2) * z / fx, z], axis=1)
-
-
 def fit_plane(depth_mm: np.ndarray, fx: float, exclude: np.ndarray | None = None,
               settings: SupportPlane = SupportPlane(), seed: int = 0) -> tuple[np.ndarray, float] | None:
-    """The dominant plane ``n . p + d = 0`` (unit ``n``, ``d > 0``: the camera on its positive
-    side) of the depth pixels outside ``exclude``, or None when no plane holds ``min_inliers``
-    of them."""
-    depth_mm = np.asarray(depth_mm)
-    valid = depth_mm[::4, ::4] > 0
-    if exclude is not None:
-        valid &= ~np.asarray(exclude, dtype=bool)[::4, ::4]
-    rows, cols = np.nonzero(valid)
-    if len(rows) < 3:
-        return None
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(len(rows), min(settings.samples, len(rows)), replace=False)
-    p = _points(depth_mm, fx, 4 * rows[pick], 4 * cols[pick])
-    triples = p[rng.integers(0, len(p), (settings.iterations, 3))]                 # (I, 3, 3)
-    normals = np.cross(triples[:, 1] - triples[:, 0], triples[:, 2] - triples[:, 0])
-    norms = np.linalg.norm(normals, axis=1)
-    ok = norms > 1e-12
-    if not ok.any():
-        return None
-    normals = normals[ok] / norms[ok, None]
-    offsets = -np.einsum("ij,ij->i", normals, triples[ok, 0])
-    counts = (np.abs(p @ normals.T + offsets) < settings.inlier_m).sum(axis=0)
-    best = int(np.argmax(counts))
-    inliers = np.abs(p @ normals[best] + offsets[best]) < settings.inlier_m
-    if inliers.mean() < settings.min_inliers:
-        return None
-    centre = p[inliers].mean(axis=0)
-    n = np.linalg.svd(p[inliers] - centre, full_matrices=False)[2][2]
-    d = -float(n @ centre)
-    return (-n, -d) if d < 0 else (n, d)
+    """``data.pointcloud.fit_plane`` with the RANSAC settings of ``settings`` (principal point at
+    the image centre)."""
+    return depth_plane(depth_mm, fx, exclude, inlier_m=settings.inlier_m, min_inliers=settings.min_inliers,
+                       iterations=settings.iterations, samples=settings.samples, seed=seed)
 
 
 def snap_masks(masks: np.ndarray, depth_mm: np.ndarray, fx: float,
@@ -112,7 +82,7 @@ def snap_masks(masks: np.ndarray, depth_mm: np.ndarray, fx: float,
         if box is None:
             continue
         v, u = np.mgrid[box]
-        height = (_points(depth, fx, v.ravel(), u.ravel()) @ n + d).reshape(v.shape)
+        height = (depth_points(depth, fx, v.ravel(), u.ravel()) @ n + d).reshape(v.shape)
         has_depth = depth[box] > 0
         crop = snapped[box]                                  # a view: edits land in ``out``
         crop &= ~(has_depth & (height < settings.trim_height))
