@@ -193,6 +193,31 @@ def test_verified_rotations_keep_one_mode_and_best_turn_finds_the_right_turn():
     assert rated == [12, 2, 2]
 
 
+def test_turn_check_turns_only_the_objects_a_turn_changes():
+    from genpose_ros import geometry
+    from genpose_ros.pose.sampling import _turned
+
+    truth = _rot([[0.3, -0.2, 0.1], [0.1, 0.4, -0.2], [-0.3, 0.2, 0.2]])
+    wrong = geometry.pose_to_vec(truth @ _rot([[0, math.radians(150), 0]] * 3), torch.zeros(3, 3))
+    seen = []
+
+    def verify(hyp, rows=None):  # the estimator's verify: rows picks the objects rated
+        seen.append(None if rows is None else rows.tolist())
+        target = truth if rows is None else truth[rows]
+        return _angle_to(target)(hyp)
+
+    turnable = torch.tensor([True, False, True])  # the middle one: a bottle, bowl or can
+    out = _turned(wrong, verify, 12, 0, turnable)
+    assert seen == [[0, 2]]
+    torch.testing.assert_close(out[1], wrong[1])
+    assert all(float(_angle_to(truth[i:i + 1])(out[i:i + 1, None])[0, 0]) < 16.0 for i in (0, 2))
+    seen.clear()
+    torch.testing.assert_close(_turned(wrong, verify, 12, 0, torch.zeros(3, dtype=torch.bool)), wrong)
+    assert seen == []  # nothing to turn: the verifier is not asked
+    _turned(wrong, verify, 12, 0)
+    assert seen == [None]  # without turnable: every object
+
+
 def test_best_tilt_straightens_the_up_axis_it_rates_and_keeps_a_close_one():
     from genpose_ros.pose.sampling import best_tilt
 
@@ -225,6 +250,8 @@ def test_estimator_verifier_modes_and_errors(tmp_path, tiny_pose_checkpoint):
     pts = (rng.normal(size=(2, 256, 3)) * 0.03 + [0.0, 0.0, 0.6]).astype(np.float32)
     est = PoseEstimator.from_checkpoint(tiny_pose_checkpoint, config={"verifier": {"checkpoint": str(path)}})
     assert est.verifier is not None
+    assert est._turnable(["bottle", "mug", "can", "camera", "bowl", "laptop"]).tolist() == [
+        False, True, False, True, False, True]   # a turn about the up axis changes nothing of a symmetric object
     a = est.estimate(pts, ["camera", "mug"], mode="genpose", ranking="verifier", num_candidates=8, n_steps=3)
     assert a.R.shape == (2, 3, 3) and np.isfinite(a.R).all()
     # GenPose's turn check turns the average about its own y axis and keeps its translation (of
