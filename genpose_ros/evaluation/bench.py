@@ -383,8 +383,8 @@ def markdown(report: dict, base: Path) -> str:
         for name, r in abl["score_scaling"].items():
             lines.append(f"| {name} | {fmt(r['5deg2cm'])} | {fmt(r['5deg5cm'])} | {fmt(r['10deg2cm'])} | {fmt(r['10deg5cm'])} |")
     if abl.get("checks"):
-        lines += ["", "## Roll and tilt check ablation (the verifier rows; `all`: the defaults of "
-                  "config/estimator.yaml, `roll_turns` and `tilt_deg`)", "",
+        lines += ["", "## Roll check, tilt check and support plane ablation (the verifier rows; `all`: the "
+                  "defaults of config/estimator.yaml, `roll_turns`, `tilt_deg` and `support.plane`)", "",
                   "| mode | checks | 5deg2cm | 10deg5cm | IoU75 | ms_per_frame |", "|---|---|---|---|---|---|"]
         for name, rows in abl["checks"].items():
             row = report["modes"].get(name, {})
