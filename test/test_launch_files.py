@@ -60,6 +60,7 @@ def test_xarm_sim_honours_frame_rate_and_publish_tf():
     cam = _params(procs["realsense_node"])
     assert cam["source"] == "sim" and cam["frame_rate"] == "3.5" and cam["publish_tf"] == "false"
     assert _params(procs["xarm_demo_node"])["publish_tf"] == "false"
+    assert _params(procs["tracking_node"])["gravity_frame"] == "link_base"   # the table plane faces up in the base
 
 
 def test_node_commands_run_our_modules():

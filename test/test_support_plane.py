@@ -128,6 +128,9 @@ def test_table_plane_is_in_the_camera_frame_with_an_off_centre_principal_point(s
     depth = np.where((z > 0) & (z < 5), z * 1000, 0).astype(np.uint16)
     n, d = table_plane(depth, K)
     assert np.degrees(np.arccos(np.clip(n @ up, -1, 1))) < 0.5 and abs(d - height) < 0.005
+    assert table_plane(depth, K, up=up) is not None                    # it faces up: the table
+    side = np.cross(up, [1.0, 0.0, 0.0])
+    assert table_plane(depth, K, up=side / np.linalg.norm(side)) is None   # facing sideways: a wall
     with pytest.raises(ValueError, match="differ in size"):
         table_plane(depth, K, np.zeros((2, 10, 10), bool))
 

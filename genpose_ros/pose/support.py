@@ -15,7 +15,9 @@ depth pixels outside the objects' masks, ``data.pointcloud.fit_plane``) settles 
 
 Objects tilted further (leaning on another), held above the table or standing on something the
 call does not hold (a coaster thicker than ``max_gap`` is fine, a thinner one is not) keep the
-estimate.
+estimate. The plane is the dominant one outside the masks: given the world's up direction
+(``table_plane(up=...)``; the nodes' ``gravity_frame``) a plane facing elsewhere (a wall) is
+refused.
 """
 from __future__ import annotations
 
@@ -49,18 +51,27 @@ class RestSettings:
         return cls(float(cfg["align_deg"]), float(cfg["min_gap"]), float(cfg["max_gap"]))
 
 
-def table_plane(depth_mm: np.ndarray, intrinsics, masks=None) -> tuple[np.ndarray, float] | None:
+def table_plane(depth_mm: np.ndarray, intrinsics, masks=None, up=None,
+                max_tilt_deg: float = 30.0) -> tuple[np.ndarray, float] | None:
     """The table's plane ``n . p + d = 0`` in the camera frame (unit ``n`` towards the camera)
     from a depth image (H, W) uint16 mm, ``intrinsics`` (fx, fy, cx, cy attributes), leaving out
-    the pixels of ``masks`` (H, W) bool or (N, H, W) bool; None when no plane holds."""
+    the pixels of ``masks`` (H, W) bool or (N, H, W) bool; None when no plane holds. With ``up``
+    (3,), the world's up direction in the camera frame (gravity from TF or an IMU), a plane whose
+    normal is more than ``max_tilt_deg`` from it is no table (a wall): None."""
     exclude = None
     if masks is not None:
         masks = np.asarray(masks, dtype=bool)
         exclude = masks.any(axis=0) if masks.ndim == 3 else masks
         if exclude.shape != np.shape(depth_mm):
             raise ValueError(f"masks {exclude.shape} and depth {np.shape(depth_mm)} differ in size")
-    return fit_plane(depth_mm, float(intrinsics.fx), exclude, fy=float(intrinsics.fy),
-                     principal=(float(intrinsics.cx), float(intrinsics.cy)))
+    plane = fit_plane(depth_mm, float(intrinsics.fx), exclude, fy=float(intrinsics.fy),
+                      principal=(float(intrinsics.cx), float(intrinsics.cy)))
+    if plane is not None and up is not None:
+        up = np.asarray(up, dtype=np.float64)
+        cos = float(plane[0] @ up) / max(float(np.linalg.norm(up)), 1e-12)
+        if cos < np.cos(np.radians(max_tilt_deg)):
+            return None
+    return plane
 
 
 def rest_on_plane(R: torch.Tensor, t: torch.Tensor, size: torch.Tensor, plane: tuple,

@@ -15,7 +15,8 @@ class, inputs that never synchronise, repeated or older stamps, too many instanc
 outside [0, 1]) is reported as a warning naming the problem (docs/ros.md, "Input checks"), and
 the next frame is processed as usual. With config/estimator.yaml's ``support.plane`` the
 table's plane is fitted to the depth outside the masks and the poses are fitted to it
-(``genpose_ros.pose.support``).
+(``genpose_ros.pose.support``); with ``gravity_frame`` (the robot's base) only a plane facing up
+in that frame counts as the table.
 """
 from __future__ import annotations
 
@@ -69,6 +70,8 @@ PARAMS = {  # the one table of this node's parameters and defaults (config/pose_
     "frame_prefix": "",           # prepended to every object's TF frame and Detection3D.id
     "publish_hypotheses": False,
     "publish_overlay": True,
+    "gravity_frame": "",          # a TF frame whose +z is up (the robot's base); set: a table plane whose normal
+    "support_max_tilt_deg": 30.0,  # is further than this from it (a wall) is not used (config/estimator.yaml support)
     # identity across frames: minimum mask IoU, or maximum point-centroid distance (m), and
     # the frames an unseen object keeps its name; the defaults of the tracker's association
     **{k: getattr(TrackerSettings(), k) for k in ("iou_min", "max_centroid_dist", "max_lost")},
@@ -126,6 +129,11 @@ class PoseNode(Node):
         self._info = None
         self.identities = IdentityTable(self.p["iou_min"], self.p["max_centroid_dist"],
                                         self.p["max_lost"])
+        if self.p["gravity_frame"]:  # the world's up direction for the table plane
+            from genpose_ros.ros.tf import TransformBuffer, TransformListener
+
+            self.tf_buffer = TransformBuffer()
+            self._tf_listener = TransformListener(self.tf_buffer, self)
 
         self.outputs = PoseOutputs(self, self.p["output_prefix"], self.p["publish_hypotheses"],
                                    self.p["publish_overlay"])
@@ -240,10 +248,33 @@ class PoseNode(Node):
 
     def support_plane(self, frame):
         """The table's plane in the camera frame, fitted to the depth outside every mask of the
-        frame, when config/estimator.yaml's ``support.plane`` is on (else or without one: None)."""
+        frame, when config/estimator.yaml's ``support.plane`` is on (else or without one: None);
+        with ``gravity_frame``, only a plane facing up in it (no plane while TF lacks it)."""
         if not self.estimator.config["support"]["plane"] or not frame.instances:
             return None
-        return table_plane(frame.depth_mm, frame.intrinsics, np.stack([i.mask for i in frame.instances]))
+        up = None
+        if self.p["gravity_frame"]:
+            up = self.gravity_up(frame.header)
+            if up is None:
+                return None
+        return table_plane(frame.depth_mm, frame.intrinsics, np.stack([i.mask for i in frame.instances]),
+                           up, self.p["support_max_tilt_deg"])
+
+    def gravity_up(self, header):
+        """``gravity_frame``'s +z axis in the image's frame at its stamp (else the latest), or None
+        with a warning while TF has no such transform."""
+        from genpose_ros.ros.tf import TransformLookupError
+
+        stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+        for time_ns in (stamp_ns, None):
+            try:
+                T = self.tf_buffer.lookup(header.frame_id, self.p["gravity_frame"], time_ns)
+                return T[:3, 2]
+            except TransformLookupError as exc:
+                problem = exc
+        self.warn(f"gravity_frame {self.p['gravity_frame']!r}: no transform to {header.frame_id!r} yet "
+                  f"({problem}); no table plane for this frame")
+        return None
 
     def final_report(self, text: str):
         """Log a closing summary, also when rclpy is already shut down (Ctrl-C)."""
