@@ -192,8 +192,8 @@ def run_tracking(estimator, root, overrides: dict | None = None, init_mode: str 
     """The tracker over each sequence under ``root`` in frame order (a fresh tracker per sequence):
     objects are associated, warm-started and re-initialised as in tracking_node; ``init_mode`` is
     the from-scratch mode (None: the estimator's default mode), ``overrides`` the tracking steps' sampler settings, ``settings`` a
-    ``TrackerSettings``, ``support`` as ``run_frames``'. Frames where every object was warm-started count in ``latency_ms``,
-    the others in ``init_latency_ms``."""
+    ``TrackerSettings``, ``support`` as ``run_frames``'. Frames where every object was
+    warm-started count in ``latency_ms``, the others in ``init_latency_ms``."""
     rng = np.random.default_rng(seed)
     out = {"records": [], "latency_ms": [], "init_latency_ms": [], "frames": []}
     for seq in tqdm(sequence_folders(root), desc="eval tracking", disable=not progress, mininterval=5):

@@ -301,7 +301,8 @@ class PoseEstimator:
         cam = pts + centroid[:, None]  # the points in the camera frame, for the checks and the SizeNet
         if roll.get("roll_turns", 0) > 1:  # rolled estimates: score scaling, this call's settings when it is the mode
             rolled = kwargs if mode == "score_scaling" else sampler_settings("score_scaling", {}, self.config)
-            rolled = {k: v for k, v in rolled.items() if k not in ROLL_KEYS + TILT_KEYS + ("verify", "tracking", "turnable")}
+            passed = ROLL_KEYS + TILT_KEYS + ("verify", "tracking", "turnable")  # not sampler settings
+            rolled = {k: v for k, v in rolled.items() if k not in passed}
             R, t = self._roll_check(cam, cat, list(categories), R, t, roll, rolled, grouping)
         R = self._tilt_check(cam, list(categories), R, t, tilt)
         if self.size_net is None:
