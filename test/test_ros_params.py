@@ -18,6 +18,7 @@ TABLES = {
 # launch arguments that default to another value than the node's table, on purpose
 LAUNCH_OVERRIDES = {(launch, "realsense_node", param)  # a real camera at a real camera's rate
                     for launch in ("d435.launch.yaml", "xarm.launch.yaml") for param in ("source", "frame_rate")}
+LAUNCH_OVERRIDES.add(("xarm.launch.yaml", "tracking_node", "gravity_frame"))  # the robot's base is up
 PARAMS_FILES = {"realsense_node": "realsense.yaml", "maskrcnn_node": "maskrcnn.yaml", "pose_node": "pose_node.yaml",
                 "tracking_node": "tracking_node.yaml", "xarm_demo_node": "xarm6.yaml"}
 
