@@ -99,25 +99,38 @@ class Rig:
         assert len(self.detections[sec].detections) == n
 
 
-@pytest.fixture(scope="module")
-def pose_node(tiny_pose_checkpoint):
-    """One pose_node process for the module (the tests run in file order: the camera_info test
-    needs a node that has not seen camera_info yet)."""
+def start_pose_node(checkpoint, *params):
+    """A pose_node process with ``params`` (``name:=value``) and a `Rig` once both are connected."""
     context = rclpy.Context()
     rclpy.init(context=context)
+    args = [a for p in ("slop:=0.0", "min_points:=30") + params for a in ("-p", p)]
     proc = subprocess.Popen([sys.executable, "-m", "genpose_ros.ros.pose_node", "--ros-args",
-                             "-p", f"checkpoint:={tiny_pose_checkpoint}", "-p", "slop:=0.0",
-                             "-p", "min_points:=30", "-p", "publish_hypotheses:=true"])
+                             "-p", f"checkpoint:={checkpoint}", *args])
     rig = Rig(context)
     ready = rig.spin_until(lambda: all(p.get_subscription_count() > 0 for p in rig.pubs.values())
                            and rig.node.count_publishers("/genpose/detections") > 0, 30.0)
-    assert ready, "pose_node did not come up"
+    if not ready:
+        stop_pose_node(rig, proc)
+        pytest.fail("pose_node did not come up")
     time.sleep(0.3)
-    yield rig, proc
+    return rig, proc
+
+
+def stop_pose_node(rig, proc):
+    context = rig.node.context
     rig.node.destroy_node()
     context.try_shutdown()
     proc.send_signal(2)
     assert proc.wait(timeout=10) == 0
+
+
+@pytest.fixture(scope="module")
+def pose_node(tiny_pose_checkpoint):
+    """One pose_node process for the module (the tests run in file order: the camera_info test
+    needs a node that has not seen camera_info yet)."""
+    rig, proc = start_pose_node(tiny_pose_checkpoint, "publish_hypotheses:=true")
+    yield rig, proc
+    stop_pose_node(rig, proc)
 
 
 def test_missing_camera_info_then_recovers(pose_node):
