@@ -7,16 +7,16 @@ foreshortened wall) lifts the cloud's bottom by centimetres. Both are cheap to t
 in the depth image: the table is the dominant plane of the scene.
 
 ``fit_plane`` finds that plane (``data.pointcloud.fit_plane``: RANSAC on the depth pixels
-outside every mask, then a least-squares fit on its inliers); ``snap_masks`` drops the mask pixels lying on it and, with
-``grow_px`` (off by default: measured, docs/segmentation.md), grows each mask by a few pixels
-onto depth pixels clearly above it that no other mask holds. Where the floor or a wall holds
-more of the pixels than the table, the plane is that one: mask pixels on it are background
-too, and nothing above it is dropped.
+outside every mask, then a least-squares fit on its inliers); ``snap_masks`` drops the mask
+pixels lying on it and, with ``grow_px`` (off by default: measured, docs/segmentation.md),
+grows each mask by a few pixels onto depth pixels clearly above it that no other mask holds.
+Where the floor or a wall holds more of the pixels than the table, the plane is that one: mask
+pixels on it are background too, and nothing above it is dropped.
 
 Points are back-projected with the principal point at the image centre (the segmenter is
-given fx only; the pose stage fits the plane with the camera's intrinsics, pose/support.py). A principal point
-off by a few pixels shears the whole scene by the same linear map, which keeps planes planes
-and changes heights above them by well under a percent.
+given fx only; the pose stage fits the plane with the camera's intrinsics, pose/support.py).
+A principal point off by a few pixels shears the whole scene by the same linear map, which
+keeps planes planes and changes heights above them by well under a percent.
 """
 from __future__ import annotations
 
