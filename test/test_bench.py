@@ -25,13 +25,16 @@ def test_bench_reports_size_ablation_and_wide_split(tmp_path, tiny_pose_checkpoi
     assert rows[0]["5deg2cm"] == rows[1]["5deg2cm"]  # same poses for both size methods
     checks = report["ablations"]["checks"]  # the verifier rows without each of the estimator's checks
     assert {name: sorted(rows) for name, rows in checks.items()} == {
-        name: ["roll check", "support plane", "tilt check"] for name in ("genpose_verifier", "score_scaling_verifier")}
+        name: ["border extension", "roll check", "support plane", "tilt check"]
+        for name in ("genpose_verifier", "score_scaling_verifier")}
     # the size ablation runs without the table plane: its defaults row is the verifier row without it
     assert abs(rows[2]["IoU75"] - checks["genpose_verifier"]["support plane"]["iou75"]) < 0.01
     modes = report["modes"]
     plane = {name: row["settings"]["support_plane"] for name, row in modes.items() if "support_plane" in row["settings"]}
     assert not plane["genpose_energy"] and not plane["score_scaling"]            # the papers' samplers
     assert plane["genpose_verifier"] and plane["score_scaling_verifier"]
+    border = {name: row["settings"]["border"] for name, row in modes.items() if "border" in row["settings"]}
+    assert not border["genpose_energy"] and border["score_scaling_verifier"]
     md = (tmp_path / "bench.md").read_text()
     assert "| score_scaling_verifier | without the tilt check |" in md
     assert "## Size: SizeNet (net) against the pose model's size head" in md

@@ -118,18 +118,19 @@ def time_six(est, batch, mode: str, reps: int = 7, **kw) -> float:
     return float(np.median(times[1:]))
 
 
-PLAIN = {"verify_turns": 0, "roll_turns": 0, "tilt_deg": 0.0, "support": False}
+PLAIN = {"verify_turns": 0, "roll_turns": 0, "tilt_deg": 0.0, "support": False, "border": False}
 """The papers' samplers: no turn, roll or tilt check (they need the pose verifier), no table
-plane (``support``: the runner's, not a sampler setting)."""
+plane, no border extension (``support``, ``border``: the runner's, not sampler settings)."""
 
-CHECKS = {"roll check": {"roll_turns": 0}, "tilt check": {"tilt_deg": 0.0}, "support plane": {"support": False}}
+CHECKS = {"roll check": {"roll_turns": 0}, "tilt check": {"tilt_deg": 0.0}, "support plane": {"support": False},
+          "border extension": {"border": False}}
 """The estimator's checks the verifier rows are measured without, one at a time."""
 
 
-def _runs(kw: dict) -> tuple[dict, bool | None]:
-    """(sampler settings, ``support`` for the runner) of a row's settings."""
+def _runs(kw: dict) -> tuple[dict, dict]:
+    """(sampler settings, the runner's ``support`` and ``border``) of a row's settings."""
     kw = dict(kw)
-    return kw, kw.pop("support", None)
+    return kw, {"support": kw.pop("support", None), "border": kw.pop("border", True)}
 
 
 def verifier_rows(est) -> list[tuple[str, str, dict]]:
@@ -238,13 +239,13 @@ def run(args: argparse.Namespace) -> int:
 
     def mode_run(name, mode, keep=False, frames=None, **kw):
         reseed()
-        kw, support = _runs(kw)
-        res = runner.run_frames(est, frames or prefixes, mode, kw, seed=args.seed, keep_hypotheses=keep,
-                                support=support)
+        kw, scene = _runs(kw)
+        res = runner.run_frames(est, frames or prefixes, mode, kw, seed=args.seed, keep_hypotheses=keep, **scene)
         row = _row(summary(res["records"], res["latency_ms"]))
         row["ms_per_frame"] = round(time_six(est, six, mode, **kw), 1)
         row["settings"] = {"mode": mode, **settings(mode, **kw),
-                           "support_plane": est.config["support"]["plane"] if support is None else support}
+                           "support_plane": est.config["support"]["plane"] if scene["support"] is None else scene["support"],
+                           "border": scene["border"]}
         report["modes"][name] = row
         print(f"{name}: 5deg2cm {row['5deg2cm']} 10deg5cm {row['10deg5cm']} iou50 {row['iou50']} "
               f"{row['ms_per_frame']} ms/frame", flush=True)
@@ -281,8 +282,8 @@ def run(args: argparse.Namespace) -> int:
         for name, mode, kw in [("genpose_energy", "genpose", {"ranking": "energy", **PLAIN}),
                                ("score_scaling", "score_scaling", PLAIN)] + verified:
             reseed()
-            kw, support = _runs(kw)
-            res = runner.run_frames(est, wide_prefixes, mode, kw, seed=args.seed, support=support)
+            kw, scene = _runs(kw)
+            res = runner.run_frames(est, wide_prefixes, mode, kw, seed=args.seed, **scene)
             report["wide"]["modes"][name] = _row(summary(res["records"], res["latency_ms"]))
             print(f"wide {name}: 5deg2cm {report['wide']['modes'][name]['5deg2cm']}", flush=True)
 
@@ -306,8 +307,8 @@ def run(args: argparse.Namespace) -> int:
             abl["checks"][name] = {}
             for check, off in CHECKS.items():
                 reseed()
-                run_kw, support = _runs({**kw, **off})
-                res = runner.run_frames(est, prefixes, mode, run_kw, seed=args.seed, progress=False, support=support)
+                run_kw, scene = _runs({**kw, **off})
+                res = runner.run_frames(est, prefixes, mode, run_kw, seed=args.seed, progress=False, **scene)
                 r = _row(summary(res["records"], res["latency_ms"]))
                 row = {k: r[k] for k in ("5deg2cm", "5deg5cm", "10deg2cm", "10deg5cm", "iou75")}
                 row["ms_per_frame"] = round(time_six(est, six, mode, reps=3, **run_kw), 1)
@@ -383,8 +384,9 @@ def markdown(report: dict, base: Path) -> str:
         for name, r in abl["score_scaling"].items():
             lines.append(f"| {name} | {fmt(r['5deg2cm'])} | {fmt(r['5deg5cm'])} | {fmt(r['10deg2cm'])} | {fmt(r['10deg5cm'])} |")
     if abl.get("checks"):
-        lines += ["", "## Roll check, tilt check and support plane ablation (the verifier rows; `all`: the "
-                  "defaults of config/estimator.yaml, `roll_turns`, `tilt_deg` and `support.plane`)", "",
+        lines += ["", "## Roll check, tilt check, support plane and border extension ablation (the verifier rows; "
+                  "`all`: the defaults of config/estimator.yaml, `roll_turns`, `tilt_deg`, `support.plane` and "
+                  "`border.categories`)", "",
                   "| mode | checks | 5deg2cm | 10deg5cm | IoU75 | ms_per_frame |", "|---|---|---|---|---|---|"]
         for name, rows in abl["checks"].items():
             row = report["modes"].get(name, {})

@@ -62,6 +62,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-support-plane", action="store_true",
                    help="no table plane: poses not fitted to it (config/estimator.yaml support.plane) and, "
                         "with --masks <segmenter>, masks not fitted to it (config/maskrcnn.yaml support_plane)")
+    p.add_argument("--no-border-extension", action="store_true",
+                   help="boxes the image border cuts left as estimated (config/estimator.yaml border)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="sampler overrides, e.g. --set n_steps=10 solver=heun num_candidates=20")
 
@@ -112,7 +114,7 @@ def evaluate_estimator(args: argparse.Namespace, out: Path) -> tuple[dict, str]:
     support = False if args.no_support_plane else None   # None: config/estimator.yaml's support.plane
     if args.mode == "tracking":
         res = runner.run_tracking(est, args.data, overrides, args.init_mode, seed=args.seed,
-                                  max_frames=args.max_frames, support=support)
+                                  max_frames=args.max_frames, support=support, border=not args.no_border_extension)
     else:
         prefixes = list_frames(args.data)[:args.max_frames]
         if not prefixes:
@@ -127,12 +129,14 @@ def evaluate_estimator(args: argparse.Namespace, out: Path) -> tuple[dict, str]:
                 options["support"] = None
             segmenter = load_segmenter(args.masks, args.device, **options)
         res = runner.run_frames(est, prefixes, args.mode, overrides, seed=args.seed,
-                                segmenter=segmenter, erode=args.erode_masks, support=support)
+                                segmenter=segmenter, erode=args.erode_masks, support=support,
+                                border=not args.no_border_extension)
         plots.plot_hypotheses(plots.hypothesis_examples(est, prefixes, seed=args.seed), out / "hypotheses.png")
     s = report.summary(res["records"], res["latency_ms"], args.iou)
     s.update(mode=args.mode, checkpoint=str(ckpt), overrides=overrides, wall_s=time.time() - t0,
              masks=args.masks + (" (no depth clean-up)" if args.no_depth_cleanup else "")
              + (" (no support plane)" if args.no_support_plane else "")
+             + (" (no border extension)" if args.no_border_extension else "")
              + (f" eroded {args.erode_masks[0]} px ({', '.join(OUTLINE_SIDES[i] for i in args.erode_masks[1])})"
                 if args.erode_masks else ""))
     if res.get("segment_ms"):

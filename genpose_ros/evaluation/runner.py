@@ -5,7 +5,9 @@ colour and depth (``segmenter=``), as NOCS and GenPose evaluate: each detection 
 the unmatched ground-truth object of its category that it overlaps most (mask IoU >= 0.5, best
 score first); objects left over are missed, detections left over are false positives.
 Each frame's table plane (``pose.support.table_plane``, outside the masks used) goes to the
-estimator when ``support`` (default: config/estimator.yaml ``support.plane``), as the nodes do."""
+estimator when ``support`` (default: config/estimator.yaml ``support.plane``), and the objects'
+masks with the intrinsics when ``border`` (boxes the image border cuts, ``pose.border``), as the
+nodes do."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,6 +27,12 @@ def frame_plane(estimator, frame, masks, support: bool | None = None):
     if support is None:
         support = bool(estimator.config["support"]["plane"])
     return table_plane(frame.depth, frame.intrinsics, masks) if support else None
+
+
+def border_inputs(frame, masks, border: bool = True) -> dict:
+    """``estimate``'s ``masks`` and ``intrinsics`` for the objects' ``masks`` of ``frame`` when
+    ``border``, else nothing."""
+    return {"masks": masks, "intrinsics": frame.intrinsics} if border else {}
 
 
 def frame_batch(frame, n_points: int, rng: np.random.Generator, erode: tuple[int, tuple[int, ...]] | None = None):
@@ -102,10 +110,10 @@ def make_record(inst, image=None, R=None, t=None, size=None, score=None) -> dict
 def run_frames(estimator, prefixes: list[str], mode: str, overrides: dict | None = None, n_points: int = 1024,
                seed: int = 0, keep_hypotheses: bool = False, progress: bool = True,
                segmenter=None, erode: tuple[int, tuple[int, ...]] | None = None,
-               support: bool | None = None) -> dict:
+               support: bool | None = None, border: bool = True) -> dict:
     """Single-frame evaluation: one estimate() call per frame (all its objects in one batch);
     ``erode``: ground-truth masks eroded as in ``frame_batch``; ``support``: with the table plane
-    (None: config's ``support.plane``).
+    (None: config's ``support.plane``); ``border``: with the boxes the image border cuts extended.
 
     Returns {"records": [...], "latency_ms": [...per frame...], "frames": [(prefix, frame, frame records)],
     "hypotheses": [(K, 4, 4) per record] when keep_hypotheses}; with a ``segmenter``, its masks
@@ -117,7 +125,7 @@ def run_frames(estimator, prefixes: list[str], mode: str, overrides: dict | None
         frame = read_frame(prefix)
         if segmenter is not None:
             recs = run_frame_detections(estimator, segmenter, frame, k, mode, overrides, n_points,
-                                        rng, out, support)
+                                        rng, out, support, border)
             out["records"] += recs
             out["frames"].append((prefix, frame, recs))
             continue
@@ -127,6 +135,7 @@ def run_frames(estimator, prefixes: list[str], mode: str, overrides: dict | None
             est = estimator.estimate(points, [i.category for i in ok], mode=mode,
                                      return_hypotheses=keep_hypotheses,
                                      support_plane=frame_plane(estimator, frame, frame.mask > 0, support),
+                                     **border_inputs(frame, [frame.mask == i.instance_id for i in ok], border),
                                      **(overrides or {}))
             out["latency_ms"].append(estimator.last_timing["total_ms"])
             for j, inst in enumerate(ok):
@@ -155,7 +164,7 @@ def label_rest(frames: list) -> None:
 
 
 def run_frame_detections(estimator, segmenter, frame, image, mode, overrides, n_points, rng,
-                         out: dict, support: bool | None = None) -> list[dict]:
+                         out: dict, support: bool | None = None, border: bool = True) -> list[dict]:
     """One frame with the segmenter's masks: records of every ground-truth object (matched or
     missed) and of every unmatched detection (false positive)."""
     import time
@@ -169,7 +178,7 @@ def run_frame_detections(estimator, segmenter, frame, image, mode, overrides, n_
     if kept:
         plane = frame_plane(estimator, frame, np.stack([d.mask for d in detections]), support)
         est = estimator.estimate(points, [d.category for d in kept], mode=mode, support_plane=plane,
-                                 **(overrides or {}))
+                                 **border_inputs(frame, [d.mask for d in kept], border), **(overrides or {}))
         out["latency_ms"].append(estimator.last_timing["total_ms"])
         preds = {d: (est.R[d], est.t[d], est.size[d], float(est.score[d])) for d in range(len(kept))}
     owner = {g: d for d, g in pairs.items()}
@@ -188,11 +197,12 @@ def sequence_folders(root) -> list[Path]:
 
 def run_tracking(estimator, root, overrides: dict | None = None, init_mode: str | None = None,
                  n_points: int = 1024, seed: int = 0, max_frames: int | None = None, progress: bool = True,
-                 settings: TrackerSettings | None = None, support: bool | None = None) -> dict:
+                 settings: TrackerSettings | None = None, support: bool | None = None,
+                 border: bool = True) -> dict:
     """The tracker over each sequence under ``root`` in frame order (a fresh tracker per sequence):
     objects are associated, warm-started and re-initialised as in tracking_node; ``init_mode`` is
     the from-scratch mode (None: the estimator's default mode), ``overrides`` the tracking steps' sampler settings, ``settings`` a
-    ``TrackerSettings``, ``support`` as ``run_frames``'. Frames where every object was
+    ``TrackerSettings``, ``support`` and ``border`` as ``run_frames``'. Frames where every object was
     warm-started count in ``latency_ms``, the others in ``init_latency_ms``."""
     rng = np.random.default_rng(seed)
     out = {"records": [], "latency_ms": [], "init_latency_ms": [], "frames": []}
@@ -205,7 +215,8 @@ def run_tracking(estimator, root, overrides: dict | None = None, init_mode: str 
             recs = []
             if ok:
                 step = tracker.step(points, [i.category for i in ok], [frame.mask == i.instance_id for i in ok],
-                                    frame_plane(estimator, frame, frame.mask > 0, support))
+                                    frame_plane(estimator, frame, frame.mask > 0, support),
+                                    frame.intrinsics if border else None)
                 (out["init_latency_ms"] if step.full else out["latency_ms"]).append(step.ms)
                 recs = [make_record(inst, image, step.R[j], step.t[j], step.size[j], float(step.score[j]))
                         for j, inst in enumerate(ok)]

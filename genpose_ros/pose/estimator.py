@@ -18,7 +18,9 @@ then the encoder runs a second time, on those objects' rolled clouds) and a tilt
 (``tilt_*`` settings): the verifier rates the pose with its up axis tilted a few degrees each
 way and a clearly better tilt replaces it (``sampling.best_tilt``). Sizes come from the
 SizeNet on the points seen in the estimated object frame (``size`` in config/estimator.yaml;
-``method: head`` uses the pose model's own size head instead).
+``method: head`` uses the pose model's own size head instead). Given the table's plane, the
+boxes are fitted to it (``pose/support.py``); given the objects' masks and the intrinsics,
+boxes the image border cuts are extended beyond it (``pose/border.py``).
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from genpose_ros import geometry
 from genpose_ros.config import ConfigError, checked, did_you_mean, estimator_config, sampler_settings
 from genpose_ros.evaluation.metrics import SYMMETRIC_CATEGORIES
 from genpose_ros.pose import sampling
+from genpose_ros.pose.border import BorderSettings, border_cuts, extend_cut
 from genpose_ros.pose.pointnet2 import select_grouping
 from genpose_ros.pose.sde import VESDE, get_sde
 from genpose_ros.pose.support import RestSettings, rest_on_plane
@@ -81,8 +84,13 @@ class PoseEstimator:
         self.polish = sampler_settings("tracking", {}, self.config)  # the turn check's polish samples as tracking does
         try:
             self.rest = RestSettings.from_config(self.config["support"])
+            self.border = BorderSettings.from_config(self.config["border"])
         except ValueError as e:
             raise ConfigError(f"estimator config: {e}") from None
+        unknown = [c for c in self.border.categories if c not in self.categories]
+        if unknown:
+            raise ConfigError(f"estimator config: border.categories names categories the model does not know: "
+                              f"{unknown}; it knows {', '.join(self.categories)}")
 
     def _load_size_net(self, cfg: dict):
         """The SizeNet of ``cfg`` (config/estimator.yaml ``size``), or None for the size head."""
@@ -226,6 +234,15 @@ class PoseEstimator:
         return sampling.best_tilt(R, lambda cand: self.verifier.rotation_error(
             points, cand, t[:, None].expand(-1, cand.shape[1], 3), vcat), deg, float(tilt.get("tilt_margin_deg", 0.0)))
 
+    def _extend_cut(self, R, t, size, masks, intrinsics, categories: list[str], cat: torch.Tensor, plane):
+        """(t, size) with the boxes of ``border.categories`` that the image border cuts extended."""
+        wanted = np.array([c in self.border.categories for c in categories])
+        if not wanted.any():
+            return t, size
+        cuts = border_cuts(masks, self.border.border_px, self.border.min_pixels) & wanted[:, None]
+        return extend_cut(R, t, size, cuts, float(intrinsics.fx), float(intrinsics.fy),
+                          self.model.size_prior[cat].to(t.dtype), plane, self.border.min_cos)
+
     @property
     def categories(self) -> list[str]:
         return list(self.model.categories)
@@ -246,7 +263,8 @@ class PoseEstimator:
 
     @torch.no_grad()
     def estimate(self, points, categories: list[str], mode: str | None = None, prev_poses=None,
-                 return_hypotheses: bool = False, support_plane=None, **overrides) -> Estimate:
+                 return_hypotheses: bool = False, support_plane=None, masks=None, intrinsics=None,
+                 **overrides) -> Estimate:
         """Estimate pose and size of B objects.
 
         Args:
@@ -258,6 +276,9 @@ class PoseEstimator:
             return_hypotheses: also return the K candidate poses (B, K, 4, 4).
             support_plane: the table's plane (n (3,), d), camera frame (``support.table_plane``):
                 the poses are fitted to it (``support.rest_on_plane``, config ``support``).
+            masks, intrinsics: the objects' B image masks ((H, W) bool each) and the camera's
+                intrinsics (``fx``, ``fy``): boxes the image border cuts are extended beyond it
+                (``border.extend_cut``, config ``border``).
             overrides: sampler settings (num_candidates, n_steps, solver, t0, ranking, schedule, ...).
         """
         mode = check_mode(mode or self.config["default_mode"])
@@ -270,6 +291,10 @@ class PoseEstimator:
             raise ValueError(f"points: expected (B, N, 3), got {points.shape}")
         if len(categories) != len(points):
             raise ValueError(f"got {len(points)} point clouds but {len(categories)} categories")
+        if (masks is None) != (intrinsics is None):
+            raise ValueError("masks and intrinsics go together (the border extension needs both)")
+        if masks is not None and len(masks) != len(points):
+            raise ValueError(f"got {len(points)} point clouds but {len(masks)} masks")
         t_start = time.perf_counter()
         cat = self.model.category_index(list(categories))
         if len(cat) == 0:
@@ -314,6 +339,8 @@ class PoseEstimator:
             t = torch.where(moved[:, None], t_box, t)
         if support_plane is not None:
             R, t, size = rest_on_plane(R, t, size, support_plane, self.rest)
+        if masks is not None:
+            t, size = self._extend_cut(R, t, size, masks, intrinsics, list(categories), cat, support_plane)
         hyp = None
         if return_hypotheses:
             Rh, th = geometry.denormalize_pose(sample.hypotheses, centroid[:, None])

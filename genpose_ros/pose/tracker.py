@@ -83,9 +83,10 @@ class Tracker:
         return n
 
     def step(self, points: np.ndarray, categories: list[str], masks: list[np.ndarray],
-             support_plane=None) -> TrackStep:
+             support_plane=None, intrinsics=None) -> TrackStep:
         """One frame: ``points`` (B, N, 3) camera frame, a category and an (H, W) bool mask per
-        instance; ``support_plane``: the table's plane, as ``PoseEstimator.estimate`` takes it."""
+        instance; ``support_plane``: the table's plane, and ``intrinsics``: the camera's, with the
+        masks for boxes the image border cuts, as ``PoseEstimator.estimate`` takes them."""
         s = self.settings
         centroids = [p.mean(axis=0) for p in points]
         match = associate(self.tracks, masks, centroids, categories, s.iou_min, s.max_centroid_dist)
@@ -98,15 +99,19 @@ class Tracker:
                         hypotheses=[None] * B)
         if warm:
             prev = np.stack([self.tracks[match[i]].T for i in warm]).astype(np.float32)
-            self._estimate(out, warm, points, categories, "tracking", prev_poses=prev, support_plane=support_plane)
+            self._estimate(out, warm, points, categories, "tracking", masks, intrinsics, prev_poses=prev,
+                           support_plane=support_plane)
             self.n_tracked += len(warm)
         if full:
-            self._estimate(out, full, points, categories, self.mode, support_plane=support_plane)
+            self._estimate(out, full, points, categories, self.mode, masks, intrinsics, support_plane=support_plane)
             self.n_full += len(full)
         out.names = self._update(match, warm, categories, masks, centroids, out)
         return out
 
-    def _estimate(self, out: TrackStep, idx: list[int], points, categories, mode: str, **kw) -> None:
+    def _estimate(self, out: TrackStep, idx: list[int], points, categories, mode: str, masks, intrinsics,
+                  **kw) -> None:
+        if intrinsics is not None:
+            kw.update(masks=[masks[i] for i in idx], intrinsics=intrinsics)
         est = self.estimator.estimate(points[idx], [categories[i] for i in idx], mode=mode,
                                       return_hypotheses=True, **self.overrides.get(mode, {}), **kw)
         out.R[idx], out.t[idx], out.size[idx], out.score[idx] = est.R, est.t, est.size, est.score

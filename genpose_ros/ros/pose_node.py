@@ -241,7 +241,9 @@ class PoseNode(Node):
         if not cats:
             return [], [], *empty_result(0), None
         est = self.estimator.estimate(batch.points, cats, mode=self.p["mode"], return_hypotheses=True,
-                                      support_plane=self.support_plane(frame), **self.overrides)
+                                      support_plane=self.support_plane(frame),
+                                      masks=[i.mask for i in batch.instances], intrinsics=frame.intrinsics,
+                                      **self.overrides)
         score = est.score * seg_scores(batch)  # mask confidence x agreement of the pose samples
         names = self.identities.assign(cats, [i.mask for i in batch.instances], centroids(batch))
         return names, cats, est.R, est.t, est.size, score, list(est.hypotheses)

@@ -52,7 +52,8 @@ class TrackingNode(PoseNode):
             n = self.tracker.reset()
             self.get_logger().info(f"reset: dropping {n} tracks, re-estimating from scratch")
         cats = [i.category for i in batch.instances]
-        step = self.tracker.step(batch.points, cats, [i.mask for i in batch.instances], self.support_plane(frame))
+        step = self.tracker.step(batch.points, cats, [i.mask for i in batch.instances], self.support_plane(frame),
+                                 frame.intrinsics)
         return (step.names, cats, step.R, step.t, step.size, step.score * seg_scores(batch),
                 step.hypotheses)
 
