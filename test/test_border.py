@@ -46,7 +46,7 @@ def _extend(R, t, size, mask, plane=None):
 def test_a_box_cut_at_the_right_edge_grows_outwards_with_its_inner_face_kept():
     R = np.eye(3)
     seen_right = (CAM.width - CAM.cx) * 0.8 / CAM.fx        # where the image ends at 0.8 m: x = 0.427
-    t, size = np.array([(0.15 + seen_right) / 2, 0.0, 0.8]), np.array([seen_right - 0.15, 0.2, 0.25])
+    t, size = np.array([(0.15 + seen_right) / 2, 0.0, 0.8]), np.array([seen_right - 0.15, 0.22, 0.26])
     mask = box_mask(R, t, size)
     t2, s2, cuts = _extend(R, t, size, mask)
     assert cuts.tolist() == [False, True, False, False]
@@ -62,18 +62,32 @@ def test_a_box_cut_at_the_right_edge_grows_outwards_with_its_inner_face_kept():
 def test_the_cut_axis_is_the_one_running_out_of_the_image():
     # turned 90 deg about the camera's y: the box's z axis now runs along the image's x
     R = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])
-    t, size = np.array([0.33, 0.0, 0.8]), np.array([0.1, 0.2, 0.2])
+    t, size = np.array([0.33, 0.0, 0.8]), np.array([0.32, 0.22, 0.2])
     t2, s2, cuts = _extend(R, t, size, box_mask(R, t, size))
     assert cuts[1]
     assert s2[2] == pytest.approx(0.26) and np.allclose(s2[:2], size[:2])
     assert t2[0] - t[0] == pytest.approx(0.03)                                  # half of 0.26 - 0.2, outwards
 
 
+@pytest.mark.parametrize("uncut, width", [
+    ((0.9, 0.9), 0.9 * 0.32),     # a small laptop: its width scaled as its height and depth
+    ((0.5, 0.6), 0.85 * 0.32),    # far smaller than the mean: the scale's floor
+    ((1.5, 1.5), 1.2 * 0.32),     # far larger: its ceiling
+])
+def test_the_extension_is_scaled_as_the_uncut_axes(uncut, width):
+    R = np.eye(3)
+    seen_right = (CAM.width - CAM.cx) * 0.8 / CAM.fx
+    size = np.array([seen_right - 0.2, 0.22 * uncut[0], 0.26 * uncut[1]])
+    t = np.array([(0.2 + seen_right) / 2, 0.0, 0.8])
+    t2, s2, _ = _extend(R, t, size, box_mask(R, t, size))
+    assert s2[0] == pytest.approx(width) and t2[0] - s2[0] / 2 == pytest.approx(0.2)
+
+
 def test_a_box_is_not_extended_into_the_table():
     # seen from the front, cut at the image's bottom edge by its lower part; the table's normal
     # is the camera's -y (up in the image)
     R = np.eye(3)
-    t, size = np.array([0.0, 0.25, 0.8]), np.array([0.3, 0.12, 0.2])
+    t, size = np.array([0.0, 0.25, 0.8]), np.array([0.32, 0.12, 0.26])
     mask = box_mask(R, t, size)
     plane = (np.array([0.0, -1.0, 0.0]), 0.31)
     t2, s2, cuts = _extend(R, t, size, mask, plane)
@@ -88,6 +102,11 @@ def test_bad_border_settings_are_one_line():
         BorderSettings(min_cos=0.0)
     with pytest.raises(ValueError, match="border_px"):
         BorderSettings(border_px=0)
+    with pytest.raises(ValueError, match="scale_range"):
+        BorderSettings(scale_range=(1.1, 1.2))
+    with pytest.raises(ValueError, match=r"scale_range must be \[low, high\], got 0.9"):
+        BorderSettings.from_config({"categories": [], "border_px": 2, "min_pixels": 3, "min_cos": 0.7,
+                                    "scale_range": 0.9})
 
 
 def test_estimator_extends_only_its_border_categories(tiny_pose_checkpoint):

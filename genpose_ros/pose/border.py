@@ -4,9 +4,10 @@ An object that runs out of the image shows only part of itself: its cloud ends a
 edge, and a box fitted to the points seen (the SizeNet) ends there too, short along the cut
 axis and with its centre pulled into the image. Large objects close to the camera are cut
 often (seven of ten laptops of the validation splits touch an edge). Nothing in the cloud says
-how far the object goes on; the category does: a cut box shorter than the category's mean
-size along the cut axis (the training set's, ``size_prior`` of the pose checkpoint) is
-extended to it, outwards, the face inside the image kept (``extend_cut``, ``border`` in
+how far the object goes on; the category does: a cut box shorter along the cut axis than the
+category's mean size (the training set's, ``size_prior`` of the pose checkpoint), scaled as
+the box's uncut axes are (within ``scale_range``: a small laptop is narrow too), is extended
+to it, outwards, the face inside the image kept (``extend_cut``, ``border`` in
 config/estimator.yaml).
 
 - A mask is cut at an image edge when at least ``min_pixels`` of its pixels lie within
@@ -39,16 +40,24 @@ class BorderSettings:
     border_px: int = 2
     min_pixels: int = 3
     min_cos: float = 0.7
+    scale_range: tuple[float, float] = (0.85, 1.2)
 
     def __post_init__(self):
         if self.border_px < 1 or self.min_pixels < 1:
             raise ValueError(f"border border_px and min_pixels must be >= 1, got {self.border_px}, {self.min_pixels}")
         if not 0 < self.min_cos <= 1:
             raise ValueError(f"border min_cos must be in (0, 1], got {self.min_cos}")
+        lo, hi = self.scale_range
+        if not 0 < lo <= 1 <= hi:
+            raise ValueError(f"border scale_range must be [low <= 1, high >= 1], low > 0, got {list(self.scale_range)}")
 
     @classmethod
     def from_config(cls, cfg: dict) -> "BorderSettings":
-        return cls(tuple(cfg["categories"]), int(cfg["border_px"]), int(cfg["min_pixels"]), float(cfg["min_cos"]))
+        scale = cfg["scale_range"]
+        if not isinstance(scale, (list, tuple)) or len(scale) != 2:
+            raise ValueError(f"border scale_range must be [low, high], got {scale!r}")
+        return cls(tuple(cfg["categories"]), int(cfg["border_px"]), int(cfg["min_pixels"]), float(cfg["min_cos"]),
+                   (float(scale[0]), float(scale[1])))
 
 
 def border_cuts(masks, border_px: int = 2, min_pixels: int = 3) -> np.ndarray:
@@ -72,29 +81,37 @@ def _pixels(p: torch.Tensor, fx: float, fy: float) -> torch.Tensor:
 
 
 def extend_cut(R: torch.Tensor, t: torch.Tensor, size: torch.Tensor, cuts, fx: float, fy: float,
-               prior: torch.Tensor, plane=None, min_cos: float = 0.7) -> tuple[torch.Tensor, torch.Tensor]:
+               prior: torch.Tensor, plane=None, min_cos: float = 0.7,
+               scale_range: tuple[float, float] = (0.85, 1.2)) -> tuple[torch.Tensor, torch.Tensor]:
     """Boxes R (B, 3, 3), t (B, 3) (centres), size (B, 3), camera frame, cut where ``cuts``
     (B, 4) bool says (``border_cuts``; rows of False leave a box alone) extended along the cut
-    axis to ``prior`` (B, 3), outwards, as the module says. ``plane``: the table's (n, d) or None.
-    Returns new (t, size)."""
+    axis, outwards, to ``prior`` (B, 3) scaled as the box's uncut axes are (their mean log
+    ratio to the prior, clamped to ``scale_range``), as the module says. ``plane``: the table's
+    (n, d) or None. Returns new (t, size)."""
     cuts = torch.as_tensor(np.asarray(cuts, dtype=bool), device=R.device)
-    t, size = t.clone(), size.clone()
     rows = torch.arange(len(R), device=R.device)
+    ends = t[:, None, :] + STEP_M * R.transpose(1, 2)                      # (B, 3 axes, 3)
+    motion = _pixels(ends, fx, fy) - _pixels(t, fx, fy)[:, None, :]       # (B, 3, 2) pixels
+    moves = []                                                             # per edge: (axis, outward, cut)
     for side, (ux, uy) in enumerate(EDGES):
-        if not bool(cuts[:, side].any()):
-            continue
-        ends = t[:, None, :] + STEP_M * R.transpose(1, 2)                  # (B, 3 axes, 3)
-        motion = _pixels(ends, fx, fy) - _pixels(t, fx, fy)[:, None, :]   # (B, 3, 2) pixels
         toward = motion[..., 0] * ux + motion[..., 1] * uy                 # (B, 3)
         fit = toward.abs() >= min_cos * motion.norm(dim=-1).clamp_min(1e-9)
         k = torch.where(fit, toward.abs(), torch.full_like(toward, -1.0)).argmax(dim=1)
-        sign = torch.sign(toward[rows, k])
-        out = R[rows, :, k] * sign[:, None]                                 # the outward box axis
+        out = R[rows, :, k] * torch.sign(toward[rows, k])[:, None]         # the outward box axis
         ok = cuts[:, side] & fit[rows, k]
         if plane is not None:
             n = torch.as_tensor(np.asarray(plane[0]), dtype=R.dtype, device=R.device)
             ok &= out @ n >= -INTO_TABLE_COS
-        grow = torch.where(ok, (prior[rows, k] - size[rows, k]).clamp_min(0.0), torch.zeros_like(t[:, 0]))
+        moves.append((k, out, ok))
+    cut_axes = torch.zeros_like(size, dtype=torch.bool)
+    for k, _, ok in moves:
+        cut_axes[rows, k] |= ok
+    free = (~cut_axes).to(size.dtype)
+    log_ratio = (torch.log(size / prior) * free).sum(dim=1) / free.sum(dim=1).clamp_min(1.0)
+    want = prior * torch.exp(log_ratio).clamp(*scale_range)[:, None]      # (B, 3)
+    t, size = t.clone(), size.clone()
+    for k, out, ok in moves:
+        grow = torch.where(ok, (want[rows, k] - size[rows, k]).clamp_min(0.0), torch.zeros_like(t[:, 0]))
         size[rows, k] = size[rows, k] + grow
         t = t + 0.5 * grow[:, None] * out
     return t, size

@@ -241,7 +241,8 @@ class PoseEstimator:
             return t, size
         cuts = border_cuts(masks, self.border.border_px, self.border.min_pixels) & wanted[:, None]
         return extend_cut(R, t, size, cuts, float(intrinsics.fx), float(intrinsics.fy),
-                          self.model.size_prior[cat].to(t.dtype), plane, self.border.min_cos)
+                          self.model.size_prior[cat].to(t.dtype), plane, self.border.min_cos,
+                          self.border.scale_range)
 
     @property
     def categories(self) -> list[str]:
