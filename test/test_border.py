@@ -104,6 +104,9 @@ def test_bad_border_settings_are_one_line():
         BorderSettings(border_px=0)
     with pytest.raises(ValueError, match="scale_range"):
         BorderSettings(scale_range=(1.1, 1.2))
+    with pytest.raises(ValueError, match="categories must be a list of category names, got 'laptop'"):
+        BorderSettings.from_config({"categories": "laptop", "border_px": 2, "min_pixels": 3, "min_cos": 0.7,
+                                    "scale_range": [0.85, 1.2]})
     with pytest.raises(ValueError, match=r"scale_range must be \[low, high\], got 0.9"):
         BorderSettings.from_config({"categories": [], "border_px": 2, "min_pixels": 3, "min_cos": 0.7,
                                     "scale_range": 0.9})

@@ -3,7 +3,7 @@
 An object that runs out of the image shows only part of itself: its cloud ends at the image's
 edge, and a box fitted to the points seen (the SizeNet) ends there too, short along the cut
 axis and with its centre pulled into the image. Large objects close to the camera are cut
-often (seven of ten laptops of the validation splits touch an edge). Nothing in the cloud says
+often (seven of ten laptops of the val2 split touch an edge). Nothing in the cloud says
 how far the object goes on; the category does: a cut box shorter along the cut axis than the
 category's mean size (the training set's, ``size_prior`` of the pose checkpoint), scaled as
 the box's uncut axes are (within ``scale_range``: a small laptop is narrow too), is extended
@@ -18,7 +18,7 @@ config/estimator.yaml).
   in a low view is the table's doing, not the object's.
 
 Only ``categories`` are extended (laptops): for small objects the SizeNet's box from the seen
-points is closer than the mean (measured on val2, docs/bench.md).
+points is closer than the mean (measured on val2, config/estimator.yaml).
 """
 from __future__ import annotations
 
@@ -53,10 +53,12 @@ class BorderSettings:
 
     @classmethod
     def from_config(cls, cfg: dict) -> "BorderSettings":
-        scale = cfg["scale_range"]
+        scale, cats = cfg["scale_range"], cfg["categories"]
+        if not isinstance(cats, (list, tuple)):
+            raise ValueError(f"border categories must be a list of category names, got {cats!r}")
         if not isinstance(scale, (list, tuple)) or len(scale) != 2:
             raise ValueError(f"border scale_range must be [low, high], got {scale!r}")
-        return cls(tuple(cfg["categories"]), int(cfg["border_px"]), int(cfg["min_pixels"]), float(cfg["min_cos"]),
+        return cls(tuple(cats), int(cfg["border_px"]), int(cfg["min_pixels"]), float(cfg["min_cos"]),
                    (float(scale[0]), float(scale[1])))
 
 
