@@ -83,6 +83,22 @@ def test_the_extension_is_scaled_as_the_uncut_axes(uncut, width):
     assert s2[0] == pytest.approx(width) and t2[0] - s2[0] / 2 == pytest.approx(0.2)
 
 
+def test_an_axis_along_the_viewing_ray_is_never_the_cut_axis():
+    # on the optical axis, cut on the right: x runs out of the image, z along the ray does not move
+    R = np.eye(3)
+    t, size = np.array([0.0, 0.0, 0.8]), np.array([0.32, 0.22, 0.1])
+    mask = np.zeros((CAM.height, CAM.width), bool)
+    mask[200:280, 600:] = True
+    t2, s2, _ = _extend(R, t, size, mask)
+    assert np.allclose(s2, size) and np.allclose(t2, t)          # x already long enough, z untouched
+    # x along the ray (a hair off it), y and z 45 deg from the image's axes: with min_cos 0.9 no axis runs out
+    c = np.sqrt(0.5)
+    R = torch.tensor([[[0.0, c, c], [0.0, c, -c], [-1.0, 0.0, 0.0]]], dtype=torch.float64)
+    tt, ss = torch.tensor([[1e-6, 0.0, 0.8]], dtype=torch.float64), torch.tensor([[0.1, 0.1, 0.1]], dtype=torch.float64)
+    t2, s2 = extend_cut(R, tt, ss, border_cuts([mask]), CAM.fx, CAM.fy, PRIOR, min_cos=0.9)
+    assert torch.equal(s2, ss) and torch.equal(t2, tt)
+
+
 def test_a_box_is_not_extended_into_the_table():
     # seen from the front, cut at the image's bottom edge by its lower part; the table's normal
     # is the camera's -y (up in the image)

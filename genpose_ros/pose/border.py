@@ -29,6 +29,7 @@ import torch
 
 EDGES = ((-1.0, 0.0), (1.0, 0.0), (0.0, -1.0), (0.0, 1.0))  # outward image directions: left, right, top, bottom
 STEP_M = 0.05         # how far a box axis is moved to see where it goes in the image
+MIN_MOTION_PX = 1e-3  # an axis along the viewing ray does not move in the image: never the cut axis
 INTO_TABLE_COS = 0.5  # an extension pointing down into the table's plane beyond 60 deg is not made
 
 
@@ -97,7 +98,7 @@ def extend_cut(R: torch.Tensor, t: torch.Tensor, size: torch.Tensor, cuts, fx: f
     moves = []                                                             # per edge: (axis, outward, cut)
     for side, (ux, uy) in enumerate(EDGES):
         toward = motion[..., 0] * ux + motion[..., 1] * uy                 # (B, 3)
-        fit = toward.abs() >= min_cos * motion.norm(dim=-1).clamp_min(1e-9)
+        fit = (toward.abs() >= min_cos * motion.norm(dim=-1)) & (toward.abs() > MIN_MOTION_PX)
         k = torch.where(fit, toward.abs(), torch.full_like(toward, -1.0)).argmax(dim=1)
         out = R[rows, :, k] * torch.sign(toward[rows, k])[:, None]         # the outward box axis
         ok = cuts[:, side] & fit[rows, k]
