@@ -30,9 +30,9 @@ def frame_plane(estimator, frame, masks, support: bool | None = None):
 
 
 def border_inputs(frame, masks, border: bool = True) -> dict:
-    """``estimate``'s ``masks`` and ``intrinsics`` for the objects' ``masks`` of ``frame`` when
-    ``border``, else nothing."""
-    return {"masks": masks, "intrinsics": frame.intrinsics} if border else {}
+    """``estimate``'s ``masks`` and ``intrinsics`` for the objects' ``masks`` (an iterable, read
+    only when ``border``) of ``frame`` when ``border``, else nothing."""
+    return {"masks": list(masks), "intrinsics": frame.intrinsics} if border else {}
 
 
 def frame_batch(frame, n_points: int, rng: np.random.Generator, erode: tuple[int, tuple[int, ...]] | None = None):
@@ -135,7 +135,7 @@ def run_frames(estimator, prefixes: list[str], mode: str, overrides: dict | None
             est = estimator.estimate(points, [i.category for i in ok], mode=mode,
                                      return_hypotheses=keep_hypotheses,
                                      support_plane=frame_plane(estimator, frame, frame.mask > 0, support),
-                                     **border_inputs(frame, [frame.mask == i.instance_id for i in ok], border),
+                                     **border_inputs(frame, (frame.mask == i.instance_id for i in ok), border),
                                      **(overrides or {}))
             out["latency_ms"].append(estimator.last_timing["total_ms"])
             for j, inst in enumerate(ok):
@@ -178,7 +178,7 @@ def run_frame_detections(estimator, segmenter, frame, image, mode, overrides, n_
     if kept:
         plane = frame_plane(estimator, frame, np.stack([d.mask for d in detections]), support)
         est = estimator.estimate(points, [d.category for d in kept], mode=mode, support_plane=plane,
-                                 **border_inputs(frame, [d.mask for d in kept], border), **(overrides or {}))
+                                 **border_inputs(frame, (d.mask for d in kept), border), **(overrides or {}))
         out["latency_ms"].append(estimator.last_timing["total_ms"])
         preds = {d: (est.R[d], est.t[d], est.size[d], float(est.score[d])) for d in range(len(kept))}
     owner = {g: d for d, g in pairs.items()}

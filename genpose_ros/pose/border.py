@@ -95,6 +95,7 @@ def extend_cut(R: torch.Tensor, t: torch.Tensor, size: torch.Tensor, cuts, fx: f
     rows = torch.arange(len(R), device=R.device)
     ends = t[:, None, :] + STEP_M * R.transpose(1, 2)                      # (B, 3 axes, 3)
     motion = _pixels(ends, fx, fy) - _pixels(t, fx, fy)[:, None, :]       # (B, 3, 2) pixels
+    n = None if plane is None else torch.as_tensor(np.asarray(plane[0]), dtype=R.dtype, device=R.device)
     moves = []                                                             # per edge: (axis, outward, cut)
     for side, (ux, uy) in enumerate(EDGES):
         toward = motion[..., 0] * ux + motion[..., 1] * uy                 # (B, 3)
@@ -102,8 +103,7 @@ def extend_cut(R: torch.Tensor, t: torch.Tensor, size: torch.Tensor, cuts, fx: f
         k = torch.where(fit, toward.abs(), torch.full_like(toward, -1.0)).argmax(dim=1)
         out = R[rows, :, k] * torch.sign(toward[rows, k])[:, None]         # the outward box axis
         ok = cuts[:, side] & fit[rows, k]
-        if plane is not None:
-            n = torch.as_tensor(np.asarray(plane[0]), dtype=R.dtype, device=R.device)
+        if n is not None:
             ok &= out @ n >= -INTO_TABLE_COS
         moves.append((k, out, ok))
     cut_axes = torch.zeros_like(size, dtype=torch.bool)

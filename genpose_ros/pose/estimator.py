@@ -87,10 +87,14 @@ class PoseEstimator:
             self.border = BorderSettings.from_config(self.config["border"])
         except ValueError as e:
             raise ConfigError(f"estimator config: {e}") from None
-        unknown = [c for c in self.border.categories if c not in self.categories]
+        self._check_known("border.categories", self.border.categories)
+
+    def _check_known(self, key: str, names) -> None:
+        """ConfigError when the config list ``key`` names categories the pose model does not know."""
+        unknown = [c for c in names if c not in self.categories]
         if unknown:
-            raise ConfigError(f"estimator config: border.categories names categories the model does not know: "
-                              f"{unknown}; it knows {', '.join(self.categories)}")
+            raise ConfigError(f"estimator config: {key} names categories the model does not know: {unknown}; "
+                              f"it knows {', '.join(self.categories)}")
 
     def _load_size_net(self, cfg: dict):
         """The SizeNet of ``cfg`` (config/estimator.yaml ``size``), or None for the size head."""
@@ -98,10 +102,7 @@ class PoseEstimator:
         if method not in SIZE_METHODS:
             raise ConfigError(f"estimator config: size.method {method!r} unknown{did_you_mean(method, SIZE_METHODS)}; "
                               f"expected one of {', '.join(SIZE_METHODS)}")
-        unknown = [c for c in cfg["centre"] if c not in self.categories]
-        if unknown:
-            raise ConfigError(f"estimator config: size.centre names categories the model does not know: {unknown}; "
-                              f"it knows {', '.join(self.categories)}")
+        self._check_known("size.centre", cfg["centre"])
         if method == "head":
             return None
         from genpose_ros.paths import resolve
