@@ -31,17 +31,19 @@ def test_fps_backends_agree_and_spread_points():
         farthest_point_sample(xyz, 4, backend="cuda_ext")
 
 
-def test_ball_query_matches_brute_force():
+@pytest.mark.parametrize("radius, nsample", [(0.2, 8), (0.5, 40), (2.0, 150)])  # 150: more than the cloud has
+def test_ball_query_matches_brute_force(radius, nsample):
     torch.manual_seed(1)
     xyz = torch.rand(2, 100, 3)
     centres = xyz[:, :10]
-    idx = ball_query(0.2, 8, xyz, centres)
-    assert idx.shape == (2, 10, 8)
+    idx = ball_query(radius, nsample, xyz, centres)
+    assert idx.shape == (2, 10, nsample)
     d = torch.cdist(centres, xyz)
+    assert torch.equal(ball_query(radius, nsample, xyz, centres, d.square()), idx)  # shared distances
     for b in range(2):
         for s in range(10):
-            inside = torch.nonzero(d[b, s] <= 0.2).flatten().tolist()
-            expect = inside[:8] + [inside[0]] * (8 - len(inside[:8]))
+            inside = torch.nonzero(d[b, s] <= radius).flatten().tolist()
+            expect = inside[:nsample] + [inside[0]] * (nsample - len(inside[:nsample]))
             assert idx[b, s].tolist() == expect
 
 

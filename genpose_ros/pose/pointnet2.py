@@ -2,7 +2,7 @@
 
 Farthest point sampling (FPS) runs batched in torch on a GPU and through the compiled
 ``fpsample`` package on the CPU (a Python-loop FPS costs ~50 ms per 512-of-1024 selection there).
-Ball query is a batched distance + sort. Nothing needs a custom CUDA build.
+Ball query is a batched distance + running count + binary search. Nothing needs a custom CUDA build.
 
 The architecture is read from a config dict (see ``config/estimator.yaml``)::
 
@@ -79,25 +79,26 @@ def farthest_point_sample(xyz: torch.Tensor, npoint: int, backend: str | None = 
     return idx
 
 
-def ball_query(radius: float, nsample: int, xyz: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+def ball_query(radius: float, nsample: int, xyz: torch.Tensor, centres: torch.Tensor,
+               d2: torch.Tensor | None = None) -> torch.Tensor:
     """Up to ``nsample`` neighbours within ``radius`` of each centre (first ones in index order,
     padded with the first neighbour found, as in the reference CUDA kernel).
 
     Args:
-        xyz: (B, N, 3) points; centres: (B, S, 3), each itself a point of ``xyz``.
+        xyz: (B, N, 3) points; centres: (B, S, 3), each itself a point of ``xyz``;
+        d2: their squared distances (B, S, N) when already computed (the radii of one level share them).
     Returns:
         (B, S, nsample) long indices into ``xyz``.
     """
-    B, N, _ = xyz.shape
-    d2 = torch.cdist(centres, xyz).square_()  # (B, S, N)
-    idx = torch.where(d2 > radius * radius, N, torch.arange(N, device=xyz.device))  # N: outside
-    k = min(nsample, N)
-    idx = idx.topk(k, dim=-1, largest=False, sorted=True).values  # (B, S, k) smallest indices
-    first = idx[..., :1].clamp(max=N - 1)
-    idx = torch.where(idx == N, first.expand_as(idx), idx)
-    if k < nsample:
-        idx = torch.cat([idx, first.expand(*first.shape[:-1], nsample - k)], dim=-1)
-    return idx
+    N = xyz.shape[1]
+    if d2 is None:
+        d2 = torch.cdist(centres, xyz).square_()
+    # the running count of points within the radius is sorted along each row: the j-th neighbour
+    # is where the count first reaches j (a binary search, far cheaper than a top-k of the indices)
+    count = (d2 <= radius * radius).cumsum(-1, dtype=torch.int32)  # (B, S, N)
+    wanted = torch.arange(1, nsample + 1, dtype=torch.int32, device=xyz.device)
+    idx = torch.searchsorted(count, wanted.expand(*count.shape[:-1], nsample).contiguous())  # N: fewer found
+    return torch.where(idx == N, idx[..., :1].clamp(max=N - 1), idx)
 
 
 def select_grouping(grouping: list, rows: torch.Tensor) -> list:
@@ -150,7 +151,8 @@ class SetAbstractionMSG(nn.Module):
         They depend on distances only: a rotated or shifted cloud has the same ones."""
         centre_idx = farthest_point_sample(xyz, self.npoint)
         centres = _gather(xyz, centre_idx)
-        return centre_idx, [ball_query(r, k, xyz, centres) for r, k in zip(self.radii, self.nsample)]
+        d2 = torch.cdist(centres, xyz).square_()  # (B, S, N), shared by the radii
+        return centre_idx, [ball_query(r, k, xyz, centres, d2) for r, k in zip(self.radii, self.nsample)]
 
     def forward(self, xyz: torch.Tensor, feats: torch.Tensor | None,
                 grouping: tuple[torch.Tensor, list[torch.Tensor]] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
