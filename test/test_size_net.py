@@ -11,7 +11,8 @@ from genpose_ros import CATEGORIES
 from genpose_ros.config import ConfigError
 from genpose_ros.paths import package_share
 from genpose_ros.pose.checkpoint import CheckpointError, save_checkpoint
-from genpose_ros.pose.size_net import SIZE_FORMAT, SizeNet, axis_quantile, canonicalize, extent_fit, load_size_net
+from genpose_ros.pose.size_net import (SIZE_FORMAT, SizeNet, axis_quantile, canonicalize, extent_fit, load_size_net,
+                                       tail_quantiles)
 
 SHIPPED = package_share() / "models" / "size_net.pt"
 SMALL = {"categories": list(CATEGORIES), "n_points": 64, "widths": [8, 16], "hidden": 16, "cat_dim": 4,
@@ -40,6 +41,19 @@ def test_axis_quantile_is_torchs(n):
     x = torch.from_numpy(np.random.default_rng(n).normal(size=(4, n, 3))).float()
     for q in (0.0, 0.03, 0.3, 0.5, 0.8, 0.97, 1.0):
         torch.testing.assert_close(axis_quantile(x, q), torch.quantile(x, q, dim=1), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 40, 128, 256])
+def test_tail_quantiles_are_axis_quantiles(n):
+    rng = np.random.default_rng(n)
+    x = torch.from_numpy(rng.normal(size=(4, n, 3))).float()
+    x[1] = x[1].round(decimals=1)  # ties
+    x[2, :, 0] = 0.5  # one value on a whole axis
+    x[3] = x[3].abs()  # no negative values
+    for q in (0.5, 0.7, 0.9, 0.97, 1.0):
+        lo, hi, mag = tail_quantiles(x, q)
+        assert torch.equal(lo, axis_quantile(x, 1.0 - q)) and torch.equal(hi, axis_quantile(x, q))
+        assert torch.equal(mag, axis_quantile(x.abs(), q))
 
 
 def test_untrained_net_is_the_extent_fit_and_fit_follows_the_box():

@@ -48,6 +48,27 @@ def axis_quantile(x: torch.Tensor, q: float) -> torch.Tensor:
     return torch.lerp(below, above, w)
 
 
+def tail_quantiles(x: torch.Tensor, q: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``axis_quantile`` of (B, N, C) at ``1 - q`` and ``q`` and of ``|x|`` at ``q`` (q >= 0.5),
+    the same values from two top-k calls instead of three: the few largest ``|x|`` are among
+    the few largest and the few smallest ``x``."""
+    n = x.shape[1]
+    pos_lo, pos_hi = (1.0 - q) * (n - 1), q * (n - 1)
+    i_lo, i_hi = int(pos_lo), int(pos_hi)
+    m, m_lo = n - i_hi, min(i_lo + 2, n)  # how many of the largest / smallest each quantile reads
+    if q < 0.5 or 2 * max(m, m_lo) > n:
+        return axis_quantile(x, 1.0 - q), axis_quantile(x, q), axis_quantile(x.abs(), q)
+    xt = x.transpose(1, 2).contiguous()
+    large = xt.topk(m, dim=-1, largest=True, sorted=True).values  # descending
+    small = xt.topk(max(m, m_lo), dim=-1, largest=False, sorted=True).values  # ascending
+    mag = torch.cat([large.abs(), small[..., :m].abs()], dim=-1).topk(m, dim=-1, sorted=True).values
+
+    def upper(top: torch.Tensor) -> torch.Tensor:  # as axis_quantile's q >= 0.5 branch
+        return torch.lerp(top[..., m - 1], top[..., max(m - 2, 0)], pos_hi - i_hi)
+
+    return torch.lerp(small[..., i_lo], small[..., m_lo - 1], pos_lo - i_lo), upper(large), upper(mag)
+
+
 def extent_fit(local: torch.Tensor, q: float) -> torch.Tensor:
     """(B, N, 3) object-frame points -> (B, 3) box edges mirrored about the frame centre."""
     return (2.0 * axis_quantile(local.abs(), q)).clamp_min(MIN_EXTENT_M)
@@ -58,10 +79,10 @@ def point_features(net: nn.Module, local: torch.Tensor, quantile: float):
     the pooled features of ``net.point_mlp`` on the scale-free points (B, 2C: max, mean), the
     mirrored extent fit (B, 3), the ``1 - quantile`` and ``quantile`` coordinates (B, 3 each) and
     the seen extent between them (B, 3), metres."""
-    fit = extent_fit(local, quantile)
+    lo, hi, mag = tail_quantiles(local, quantile)
+    fit = (2.0 * mag).clamp_min(MIN_EXTENT_M)  # extent_fit
     scale = fit.amax(dim=-1)  # (B,)
     x = net.point_mlp(local / scale[:, None, None])  # (B, N, C) scale-free shape
-    lo, hi = axis_quantile(local, 1.0 - quantile), axis_quantile(local, quantile)
     pooled = torch.cat([x.amax(dim=1), x.mean(dim=1)], dim=-1)
     return pooled, fit, lo, hi, (hi - lo).clamp_min(MIN_EXTENT_M)
 
