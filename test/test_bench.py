@@ -35,7 +35,11 @@ def test_bench_reports_size_ablation_and_wide_split(tmp_path, tiny_pose_checkpoi
     assert plane["genpose_verifier"] and plane["score_scaling_verifier"]
     border = {name: row["settings"]["border"] for name, row in modes.items() if "border" in row["settings"]}
     assert not border["genpose_energy"] and border["score_scaling_verifier"]
+    # latency over several calls of the 6-object frame: their median and 90th percentile
+    assert all(0 < row["ms_per_frame"] <= row["ms_p90"] for row in modes.values())
+    assert all(0 < row["ms_per_frame"] <= row["ms_p90"] for rows in checks.values() for row in rows.values())
     md = (tmp_path / "bench.md").read_text()
+    assert "| ms_per_frame | ms_p90 |" in md
     assert "| score_scaling_verifier | without the tilt check |" in md
     assert "## Size: SizeNet (net) against the pose model's size head" in md
     assert f"## Wide split (`{tmp_path / 'test_wide'}`, 1 frames)" in md and "| wide | score_scaling |" in md
