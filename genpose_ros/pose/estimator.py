@@ -263,7 +263,7 @@ class PoseEstimator:
             pts = torch.gather(pts, 1, torch.from_numpy(idx)[..., None].expand(-1, -1, 3))
         return pts.to(self.device)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def estimate(self, points, categories: list[str], mode: str | None = None, prev_poses=None,
                  return_hypotheses: bool = False, support_plane=None, masks=None, intrinsics=None,
                  **overrides) -> Estimate:
