@@ -31,42 +31,42 @@ def canonicalize(points: torch.Tensor, R: torch.Tensor, t: torch.Tensor) -> torc
     return torch.bmm(points - t[:, None, :], R)
 
 
+def _tail(n: int, q: float) -> tuple[int, int, int, float]:
+    """Where ``axis_quantile`` reads the ``q`` quantile of n values: how many of the largest (q
+    >= 0.5, descending) or smallest (ascending) it takes, the two indices into them the linear
+    interpolation joins and its weight."""
+    pos = q * (n - 1)
+    i, w = int(pos), pos - int(pos)
+    if q >= 0.5:  # the n - i largest: index n - 1 - i of the ascending order is the last
+        return n - i, n - i - 1, max(n - i - 2, 0), w
+    return min(i + 2, n), i, min(i + 2, n) - 1, w
+
+
 def axis_quantile(x: torch.Tensor, q: float) -> torch.Tensor:
     """``torch.quantile(x, q, dim=1)`` (linear interpolation) of (B, N, C) -> (B, C), from the
     few largest or smallest values (``topk``) instead of a full sort: the verifier computes
     three per candidate, a few hundred candidates per call."""
-    n = x.shape[1]
-    pos = q * (n - 1)
-    i, w = int(pos), pos - int(pos)
+    count, a, b, w = _tail(x.shape[1], q)
     xt = x.transpose(1, 2).contiguous()  # (B, C, N): topk along contiguous memory
-    if q >= 0.5:  # the n - i largest, descending: index n - 1 - i of the ascending order is the last
-        top = xt.topk(n - i, dim=-1, largest=True, sorted=True).values
-        below, above = top[..., -1], top[..., max(n - i - 2, 0)]
-    else:
-        top = xt.topk(min(i + 2, n), dim=-1, largest=False, sorted=True).values
-        below, above = top[..., i], top[..., -1]
-    return torch.lerp(below, above, w)
+    top = xt.topk(count, dim=-1, largest=q >= 0.5, sorted=True).values
+    return torch.lerp(top[..., a], top[..., b], w)
 
 
 def tail_quantiles(x: torch.Tensor, q: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``axis_quantile`` of (B, N, C) at ``1 - q`` and ``q`` and of ``|x|`` at ``q`` (q >= 0.5),
+    """``axis_quantile`` of (B, N, C) at ``1 - q`` and ``q`` and of ``|x|`` at ``q`` (q > 0.5),
     the same values from two top-k calls instead of three: the few largest ``|x|`` are among
     the few largest and the few smallest ``x``."""
     n = x.shape[1]
-    pos_lo, pos_hi = (1.0 - q) * (n - 1), q * (n - 1)
-    i_lo, i_hi = int(pos_lo), int(pos_hi)
-    m, m_lo = n - i_hi, min(i_lo + 2, n)  # how many of the largest / smallest each quantile reads
-    if q < 0.5 or 2 * max(m, m_lo) > n:
+    m, a, b, w = _tail(n, q)  # of the largest
+    m_lo, a_lo, b_lo, w_lo = _tail(n, 1.0 - q)  # of the smallest
+    if q <= 0.5 or 2 * max(m, m_lo) > n:
         return axis_quantile(x, 1.0 - q), axis_quantile(x, q), axis_quantile(x.abs(), q)
     xt = x.transpose(1, 2).contiguous()
     large = xt.topk(m, dim=-1, largest=True, sorted=True).values  # descending
     small = xt.topk(max(m, m_lo), dim=-1, largest=False, sorted=True).values  # ascending
     mag = torch.cat([large.abs(), small[..., :m].abs()], dim=-1).topk(m, dim=-1, sorted=True).values
-
-    def upper(top: torch.Tensor) -> torch.Tensor:  # as axis_quantile's q >= 0.5 branch
-        return torch.lerp(top[..., m - 1], top[..., max(m - 2, 0)], pos_hi - i_hi)
-
-    return torch.lerp(small[..., i_lo], small[..., m_lo - 1], pos_lo - i_lo), upper(large), upper(mag)
+    return (torch.lerp(small[..., a_lo], small[..., b_lo], w_lo), torch.lerp(large[..., a], large[..., b], w),
+            torch.lerp(mag[..., a], mag[..., b], w))
 
 
 def extent_fit(local: torch.Tensor, q: float) -> torch.Tensor:
