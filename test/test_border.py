@@ -95,7 +95,7 @@ def test_an_axis_along_the_viewing_ray_is_never_the_cut_axis():
     c = np.sqrt(0.5)
     R = torch.tensor([[[0.0, c, c], [0.0, c, -c], [-1.0, 0.0, 0.0]]], dtype=torch.float64)
     tt, ss = torch.tensor([[1e-6, 0.0, 0.8]], dtype=torch.float64), torch.tensor([[0.1, 0.1, 0.1]], dtype=torch.float64)
-    t2, s2 = extend_cut(R, tt, ss, border_cuts([mask]), CAM.fx, CAM.fy, PRIOR, min_cos=0.9)
+    t2, s2 = extend_cut(R, tt, ss, border_cuts([mask]), CAM.fx, CAM.fy, PRIOR, settings=BorderSettings(min_cos=0.9))
     assert torch.equal(s2, ss) and torch.equal(t2, tt)
 
 

@@ -84,13 +84,14 @@ def _pixels(p: torch.Tensor, fx: float, fy: float) -> torch.Tensor:
 
 
 def extend_cut(R: torch.Tensor, t: torch.Tensor, size: torch.Tensor, cuts, fx: float, fy: float,
-               prior: torch.Tensor, plane=None, min_cos: float = 0.7,
-               scale_range: tuple[float, float] = (0.85, 1.2)) -> tuple[torch.Tensor, torch.Tensor]:
+               prior: torch.Tensor, plane=None,
+               settings: BorderSettings = BorderSettings()) -> tuple[torch.Tensor, torch.Tensor]:
     """Boxes R (B, 3, 3), t (B, 3) (centres), size (B, 3), camera frame, cut where ``cuts``
     (B, 4) bool says (``border_cuts``; rows of False leave a box alone) extended along the cut
     axis, outwards, to ``prior`` (B, 3) scaled as the box's uncut axes are (their mean log
-    ratio to the prior, clamped to ``scale_range``), as the module says. ``plane``: the table's
-    (n, d) or None. Returns new (t, size)."""
+    ratio to the prior, clamped to ``settings.scale_range``), as the module says; the cut axis
+    within ``settings.min_cos``. ``plane``: the table's (n, d) or None. Returns new (t, size)."""
+    min_cos, scale_range = settings.min_cos, settings.scale_range
     cuts = torch.as_tensor(np.asarray(cuts, dtype=bool), device=R.device)
     rows = torch.arange(len(R), device=R.device)
     ends = t[:, None, :] + STEP_M * R.transpose(1, 2)                      # (B, 3 axes, 3)

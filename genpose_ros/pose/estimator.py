@@ -242,8 +242,7 @@ class PoseEstimator:
             return t, size
         cuts = border_cuts(masks, self.border.border_px, self.border.min_pixels) & wanted[:, None]
         return extend_cut(R, t, size, cuts, float(intrinsics.fx), float(intrinsics.fy),
-                          self.model.size_prior[cat].to(t.dtype), plane, self.border.min_cos,
-                          self.border.scale_range)
+                          self.model.size_prior[cat].to(t.dtype), plane, self.border)
 
     @property
     def categories(self) -> list[str]:
