@@ -46,7 +46,7 @@ def add_checkpoint(p: argparse.ArgumentParser) -> None:
 
 def add_threads(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=non_negative_int, default=None,
-                   help="torch CPU threads (default: torch's choice; 1 is fastest on a busy CPU)")
+                   help="torch CPU threads (default or 0: torch's choice; 1 is fastest on a busy CPU)")
 
 
 def apply_threads(args: argparse.Namespace) -> None:

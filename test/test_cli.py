@@ -35,6 +35,18 @@ def test_sampler_override_type_is_checked_before_the_model_loads(capsys, tmp_pat
     assert rc == 2 and "unknown mode 'score_scalling'; did you mean 'score_scaling'?" in _one_line(err)
 
 
+def test_a_folder_that_is_not_a_dataset_stops_eval_and_bench_before_the_first_run(capsys, tmp_path):
+    (tmp_path / "holiday_color.png").write_bytes(b"")   # a colour image, but no labels beside it
+    for command, out in (("eval", "--out"), ("bench", "--json")):
+        rc, err = _run(capsys, command, "--data", str(tmp_path), out, str(tmp_path / "o"))
+        assert rc == 2
+        assert _one_line(err) == (f"genpose {command}: error: 1 of 1 frames under {tmp_path} have no labels "
+                                  f"(first: {tmp_path / 'holiday'}): not a dataset written by `genpose data "
+                                  "generate` or the NOCS/GenPose preprocessing")
+    rc, err = _run(capsys, "bench", "--data", str(tmp_path), "--wide", str(tmp_path / "nowhere"))
+    assert rc == 2 and _one_line(err) == f"genpose bench: error: --wide {tmp_path / 'nowhere'}: no such folder"
+
+
 def test_debug_shows_the_traceback(tmp_path):
     with pytest.raises(ConfigError, match="n_steps must be an integer"):
         cli.main(["--debug", "eval", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--set", "n_steps=abc"])

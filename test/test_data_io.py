@@ -62,6 +62,9 @@ def test_pickle_labels_only_on_request(tmp_path, rendered):
     os.remove(f"{prefix}_label.pkl")
     with pytest.raises(FileNotFoundError, match="no labels"):
         read_frame(prefix)
+    assert list_frames(tmp_path) == [str(prefix)]   # listing alone does not need them
+    with pytest.raises(FileNotFoundError, match=r"^1 of 1 frames under .* have no labels \(first: .*0000\)"):
+        list_frames(tmp_path, labelled=True)
 
 
 def test_nocs_camera_three_channel_depth(tmp_path):

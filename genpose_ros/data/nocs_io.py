@@ -119,12 +119,22 @@ def write_frame(folder, index: int, frame: Frame, write_pickle: bool = True) -> 
     return prefix
 
 
-def list_frames(folder) -> list[str]:
-    """Sorted prefixes of all frames (``*_color.png``) under ``folder``, recursively."""
+def list_frames(folder, labelled: bool = False) -> list[str]:
+    """Sorted prefixes of all frames (``*_color.png``) under ``folder``, recursively.
+
+    ``labelled=True`` checks up front that every frame has its ``_label.json`` or ``_label.pkl``
+    (an evaluation would otherwise stop at the first frame without, minutes in)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"dataset folder {folder} does not exist")
-    return sorted(str(p)[: -len("_color.png")] for p in folder.rglob("*_color.png"))
+    prefixes = sorted(str(p)[: -len("_color.png")] for p in folder.rglob("*_color.png"))
+    if labelled:
+        bare = [p for p in prefixes if not (Path(f"{p}_label.json").exists() or Path(f"{p}_label.pkl").exists())]
+        if bare:
+            raise FileNotFoundError(
+                f"{len(bare)} of {len(prefixes)} frames under {folder} have no labels (first: {bare[0]}): "
+                "not a dataset written by `genpose data generate` or the NOCS/GenPose preprocessing")
+    return prefixes
 
 
 LABEL_KEYS = ("class_ids", "instance_ids", "model_list", "rotations", "translations", "scales")

@@ -224,14 +224,22 @@ def run(args: argparse.Namespace) -> int:
     from genpose_ros.paths import pose_checkpoint
     from genpose_ros.pose.estimator import PoseEstimator
 
+    for given, flag in ((args.seq, "--seq"), (args.wide, "--wide")):
+        if given and not Path(given).is_dir():
+            raise FileNotFoundError(f"{flag} {given}: no such folder")
     ckpt = pose_checkpoint(args.checkpoint)
     apply_threads(args)
     t_start = time.time()
     est = PoseEstimator.from_checkpoint(ckpt, device=args.device, seed=args.seed)
-    prefixes = list_frames(args.data)[:args.max_frames]
+    prefixes = list_frames(args.data, labelled=True)[:args.max_frames]
     if not prefixes:
         raise ValueError(f"no frames under {args.data}")
     seq = args.seq or (str(Path(args.data)) + "_seq")
+    if Path(seq).is_dir():   # every split is checked before the first run, not minutes in
+        for folder in runner.sequence_folders(seq):
+            list_frames(folder, labelled=True)
+    wide = args.wide or (str(Path(args.data)) + "_wide")
+    wide_prefixes = list_frames(wide, labelled=True)[:args.max_frames] if Path(wide).is_dir() else []
     images = Path(args.images)
     images.mkdir(parents=True, exist_ok=True)
     six = six_object_batch(prefixes)
@@ -284,9 +292,7 @@ def run(args: argparse.Namespace) -> int:
         runs["tracking"] = tr["records"]
         print(f"tracking: 5deg2cm {row['5deg2cm']} {row['ms_per_frame']} ms/frame", flush=True)
 
-    wide = args.wide or (str(Path(args.data)) + "_wide")
-    if Path(wide).is_dir():
-        wide_prefixes = list_frames(wide)[:args.max_frames]
+    if wide_prefixes:
         report["wide"] = {"data": wide, "n_frames": len(wide_prefixes), "modes": {}}
         for name, mode, kw in [("genpose_energy", "genpose", {"ranking": "energy", **PLAIN}),
                                ("score_scaling", "score_scaling", PLAIN)] + verified:

@@ -116,7 +116,7 @@ def evaluate_estimator(args: argparse.Namespace, out: Path) -> tuple[dict, str]:
         res = runner.run_tracking(est, args.data, overrides, args.init_mode, seed=args.seed,
                                   max_frames=args.max_frames, support=support, border=not args.no_border_extension)
     else:
-        prefixes = list_frames(args.data)[:args.max_frames]
+        prefixes = list_frames(args.data, labelled=True)[:args.max_frames]
         if not prefixes:
             raise ValueError(f"no frames under {args.data}")
         from genpose_ros.segmentation.load import load_segmenter, segmenter_options

@@ -208,7 +208,7 @@ def run_tracking(estimator, root, overrides: dict | None = None, init_mode: str 
     out = {"records": [], "latency_ms": [], "init_latency_ms": [], "frames": []}
     for seq in tqdm(sequence_folders(root), desc="eval tracking", disable=not progress, mininterval=5):
         tracker = Tracker(estimator, init_mode, settings, {"tracking": overrides or {}})
-        for prefix in list_frames(seq)[:max_frames]:
+        for prefix in list_frames(seq, labelled=True)[:max_frames]:
             frame = read_frame(prefix)
             image = len(out["frames"])
             points, ok, missed = frame_batch(frame, n_points, rng)

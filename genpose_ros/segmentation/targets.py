@@ -40,7 +40,7 @@ def list_frames(root: str | Path) -> list[str]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder not found: {root}")
-    prefixes = nocs_io.list_frames(root)
+    prefixes = nocs_io.list_frames(root, labelled=True)
     if not prefixes:
         raise FileNotFoundError(f"no frames (<prefix>_color.png + mask + meta) in {root}")
     return list(prefixes)
