@@ -21,6 +21,13 @@ class ConfigError(ValueError):
     """A configuration file or value is missing, malformed, unknown or of the wrong type."""
 
 
+def yaml_problem(exc) -> str:
+    """A YAML parse error in one line: where (line, column) and what."""
+    mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None) or str(exc)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + " ".join(str(problem).split())
+
+
 def load_config(path: str | Path) -> dict:
     import yaml
 
@@ -30,7 +37,7 @@ def load_config(path: str | Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {' '.join(str(exc).split())}") from None
+        raise ConfigError(f"config file {path} is not valid YAML: {yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping, got {type(data).__name__}")
     return data

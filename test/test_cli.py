@@ -94,6 +94,15 @@ def test_train_config_mistakes_are_rejected_before_data_loads(capsys, tmp_path, 
     assert line.startswith(f"genpose train: error: {path}: ") and line.endswith(message), line
 
 
+def test_a_config_file_that_is_not_yaml_is_one_line_with_its_line_and_column(capsys, tmp_path):
+    path = tmp_path / "my.yaml"
+    path.write_text("lr: 1e-3\nsteps: [10\n")
+    rc, err = _run(capsys, "train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"),
+                   "--config", str(path))
+    assert rc == 2
+    assert _one_line(err).startswith(f"genpose train: error: config file {path} is not valid YAML: line 3, column 1: ")
+
+
 def test_train_config_accepts_partial_files_and_yaml_numbers():
     defaults = load_config(CONFIG_DIR / "train.yaml")
     cfg = checked({"lr": "1e-3", "model": {"encoder": {"levels": []}}, "steps": 10}, defaults, "x",

@@ -41,6 +41,16 @@ def test_conditions_use_only_what_ros2_launch_accepts(name):
             launcher.parse(name, {"rviz": value})
 
 
+def test_a_broken_launch_file_is_one_line_with_its_line_and_column(tmp_path):
+    path = tmp_path / "mine.launch.yaml"
+    path.write_text("launch:\n- node: {pkg: genpose_ros\n")   # the brace is never closed
+    with pytest.raises(launcher.LaunchError) as exc:
+        launcher.parse(path)
+    message = str(exc.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: not valid YAML: line 3, column 1: expected ',' or '}}'"), message
+
+
 @pytest.mark.parametrize("name", FILES)
 def test_namespace_argument_moves_every_node(name):
     for p in launcher.parse(name):

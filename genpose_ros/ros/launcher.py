@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from genpose_ros.config import yaml_problem
 from genpose_ros.paths import PACKAGE, package_share
 
 NODE_MODULES = {"realsense_node", "maskrcnn_node", "pose_node", "tracking_node", "xarm_demo_node"}
@@ -134,7 +135,7 @@ def parse(path: str | Path, overrides: dict[str, str] | None = None) -> list[Pro
     try:
         doc = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise LaunchError(f"{path}: not valid YAML: {exc}") from None
+        raise LaunchError(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("launch"), list):
         raise LaunchError(f"{path}: expected a top-level `launch:` list")
     overrides = dict(overrides or {})
