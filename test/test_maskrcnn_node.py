@@ -146,6 +146,9 @@ def test_corrupt_weights_warn_then_reload(ros_context, tiny_weights, tmp_path):
         assert not result[0].successful and "not found" in result[0].reason
         result = rig.node.set_parameters([Parameter("weights", value=str(tiny_weights))])
         assert result[0].successful
+        result = rig.node.set_parameters([Parameter("score_threshold", value=5.0)])   # a percentage?
+        assert not result[0].successful and result[0].reason == "score_threshold must be between 0 and 1, got 5"
+        assert rig.node.segmenter.score_threshold == 0.0
         assert rig.send_until(lambda: rig.pub_color.publish(frame), lambda: (4, 0) in rig.masks)
     finally:
         rig.close()
@@ -187,9 +190,14 @@ def test_unknown_source_is_refused(ros_context):
         MaskRCNNNode(context=ros_context, parameter_overrides=[Parameter("source", value="lidar")])
 
 
-def test_bad_support_plane_setting_is_refused(ros_context):
-    with pytest.raises(ValueError, match="support grow_px must be a whole number of pixels 0-10, got 40"):
-        MaskRCNNNode(context=ros_context, parameter_overrides=[Parameter("support_grow_px", value=40)])
+@pytest.mark.parametrize("name,value,message", [
+    ("support_grow_px", 40, "support grow_px must be a whole number of pixels 0-10, got 40"),
+    ("score_threshold", 50, "score_threshold must be between 0 and 1, got 50"),
+    ("mask_threshold", -0.5, "mask_threshold must be between 0 and 1, got -0.5"),
+])
+def test_bad_segmenter_setting_is_refused(ros_context, name, value, message):
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        MaskRCNNNode(context=ros_context, parameter_overrides=[Parameter(name, value=value)])
 
 
 def test_nonfinite_weights_are_refused_and_the_node_keeps_serving(ros_context, tiny_weights, tmp_path):

@@ -43,8 +43,21 @@ def test_plans_for_the_three_tasks():
     np.testing.assert_allclose(place[:3, 3], PARAMS["handover_xyz"])
     pre = pre_grasp(grasps["can_0"], 0.1)
     assert np.linalg.norm(pre[:3, 3] - grasps["can_0"][:3, 3]) == pytest.approx(0.1)
-    with pytest.raises(ValueError, match="unknown task 'juggle'"):
-        plan("juggle", [can], PARAMS)
+    for objects in ([can], []):   # also before any object is seen: the node checks it at start
+        with pytest.raises(ValueError, match="unknown task 'juggle'; expected pour, stack or handover"):
+            plan("juggle", objects, PARAMS)
+
+
+def test_a_node_that_cannot_start_says_why_in_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("xarm_demo_node:\n  ros__parameters: [\n")
+    for ros_args, reason in ((["-p", "task:=dance"], "unknown task 'dance'; expected pour, stack or handover"),
+                             (["--params-file", str(bad)], "failed to initialize rcl: Couldn't parse params file")):
+        run = subprocess.run([sys.executable, "-m", "genpose_ros.ros.xarm_demo_node", "--ros-args", *ros_args],
+                             capture_output=True, text=True, timeout=60)
+        assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+        ours = [line for line in run.stderr.splitlines() if line.startswith("[XArmDemoNode]")]
+        assert len(ours) == 1 and ours[0].startswith(f"[XArmDemoNode] cannot start: {reason}"), run.stderr
 
 
 def test_xarm_node_looks_objects_up_in_link_base(ros_context):

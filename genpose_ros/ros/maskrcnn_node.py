@@ -44,6 +44,7 @@ from genpose_ros.ros.problems import ProblemLog
 from genpose_ros.ros.qos import InputSubscription, qos_from_name
 from genpose_ros.ros.spin import run_node
 from genpose_ros.ros.sync import ApproximateSync, Worker, stamp_ns
+from genpose_ros.segmentation.load import segmenter_options, threshold
 
 SOURCES = ("maskrcnn", "ground_truth")
 COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8")  # grey is refused: the model needs colour
@@ -84,8 +85,6 @@ class MaskRCNNNode(Node):
         p = self.p = declare(self, PARAMS)
         if p["source"] not in SOURCES:
             raise ValueError(f"unknown source {p['source']!r}; expected {' or '.join(SOURCES)}")
-        from genpose_ros.segmentation.load import segmenter_options
-
         self.options = segmenter_options(p)   # checked here: a bad value stops the node with one line
         self._problems = ProblemLog(self.get_logger())
         self.problems = self._problems.items
@@ -152,9 +151,13 @@ class MaskRCNNNode(Node):
             if prm.name == "weights" and not self.load_weights(str(prm.value)):
                 return SetParametersResult(successful=False, reason=self.weights_error)
             if prm.name == "score_threshold":
-                self.p["score_threshold"] = self.options["score_threshold"] = float(prm.value)
+                try:
+                    value = threshold("score_threshold", prm.value)
+                except (TypeError, ValueError) as exc:
+                    return SetParametersResult(successful=False, reason=str(exc))
+                self.p["score_threshold"] = self.options["score_threshold"] = value
                 if self.segmenter is not None:
-                    self.segmenter.score_threshold = float(prm.value)
+                    self.segmenter.score_threshold = value
         return SetParametersResult(successful=True)
 
     # -- processing -----------------------------------------------------------------------------

@@ -61,7 +61,11 @@ def run_node(node_cls, args=None):
 
 
 def _run(node_cls, args, handler: _InterruptOnce) -> int:
-    rclpy.init(args=args)
+    try:
+        rclpy.init(args=args)
+    except RuntimeError as exc:   # rcl's own check of the arguments (e.g. a params file that does not parse)
+        print(f"[{node_cls.__name__}] cannot start: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+        return 1
     node = None
     try:
         node = node_cls()

@@ -107,8 +107,13 @@ def pre_grasp(T_grasp: np.ndarray, approach: float) -> np.ndarray:
     return T
 
 
+TASKS = ("pour", "stack", "handover")
+
+
 def plan(task: str, objects: list[dict], p: dict):
     """(grasps {name: T}, place T or None) for the objects [{name, category, T, size}]."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected {', '.join(TASKS[:-1])} or {TASKS[-1]}")
     if not objects:
         return {}, None
     grasps = {o["name"]: top_down_grasp(o["T"], o["size"]) for o in objects}
@@ -130,11 +135,9 @@ def plan(task: str, objects: list[dict], p: dict):
             place = grasps[small["name"]].copy()
             lift = grasps[small["name"]][:3, 3] - small["T"][:3, 3]   # grasp point above centre
             place[:3, 3] = top_point(large["T"], large["size"]) + 0.5 * small["size"][1] * UP + lift
-    elif task == "handover":
+    else:   # handover
         place = grasps[objects[0]["name"]].copy()
         place[:3, 3] = p["handover_xyz"]
-    else:
-        raise ValueError(f"unknown task {task!r}; expected pour, stack or handover")
     return grasps, place
 
 

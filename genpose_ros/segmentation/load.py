@@ -29,7 +29,15 @@ def segmenter_options(params: dict | None = None) -> dict:
     support = SupportPlane(trim_height=float(params["support_trim_height"]),
                            grow_px=int(params["support_grow_px"]),
                            grow_height=float(params["support_grow_height"]))
-    return {"score_threshold": float(params["score_threshold"]),
-            "mask_threshold": float(params["mask_threshold"]),
+    return {"score_threshold": threshold("score_threshold", params["score_threshold"]),
+            "mask_threshold": threshold("mask_threshold", params["mask_threshold"]),
             "depth_cleanup": bool(params["depth_cleanup"]),
             "support": support if params["support_plane"] else None}
+
+
+def threshold(name: str, value) -> float:
+    """A score or mask-probability threshold: a number in [0, 1] (ValueError naming it otherwise)."""
+    value = float(value)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be between 0 and 1, got {value:g}")
+    return value
