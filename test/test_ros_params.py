@@ -72,3 +72,29 @@ def test_pose_node_seed_and_overrides_reach_the_estimator(tiny_pose_checkpoint):
     assert pose_node.sampler_overrides("", "regression") == {}
     with pytest.raises(ValueError, match="mode regression: unknown key 'n_steps'"):
         pose_node.sampler_overrides("{n_steps: 3}", "regression")
+
+
+NODE_CLASSES = {"realsense_node": realsense_node.RealSenseNode, "maskrcnn_node": maskrcnn_node.MaskRCNNNode,
+                "pose_node": pose_node.PoseNode, "tracking_node": tracking_node.TrackingNode,
+                "xarm_demo_node": xarm_demo_node.XArmDemoNode}
+
+
+@pytest.mark.parametrize("node,name,value,message", [
+    ("realsense_node", "frame_rate", 0.0, "parameter 'frame_rate' must be > 0, got 0.0"),
+    ("realsense_node", "n_objects", -2, "parameter 'n_objects' must be >= 0, got -2"),
+    ("maskrcnn_node", "depth_wait", -1.0, "parameter 'depth_wait' must be >= 0, got -1.0"),
+    ("maskrcnn_node", "device", "tpu", "parameter 'device' must be cpu, cuda or cuda:N, got 'tpu'"),
+    ("pose_node", "min_score", 30.0, "parameter 'min_score' must be between 0 and 1, got 30.0"),
+    ("pose_node", "max_depth", float("nan"), "parameter 'max_depth' must be > 0, got nan"),
+    ("pose_node", "min_depth", 20.0,
+     "parameters 'min_depth' (20 m) and 'max_depth' (10 m): min_depth must be the smaller"),
+    ("tracking_node", "reinit_every", -3, "reinit_every and max_lost must be >= 0 frames, got -3 and 5"),
+    ("tracking_node", "iou_min", 2.0, "parameter 'iou_min' must be between 0 and 1, got 2.0"),
+    ("xarm_demo_node", "pour_angle_deg", 270.0, "parameter 'pour_angle_deg' must be between 0 and 180, got 270.0"),
+])
+def test_values_out_of_range_stop_the_node_with_one_line(ros_context, node, name, value, message):
+    from rclpy.parameter import Parameter
+
+    with pytest.raises(ValueError) as exc:
+        NODE_CLASSES[node](context=ros_context, parameter_overrides=[Parameter(name, value=value)])
+    assert str(exc.value) == message

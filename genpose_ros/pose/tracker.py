@@ -27,6 +27,13 @@ class TrackerSettings:
     max_centroid_dist: float = 0.05  # ... or maximum centroid distance (m)
     max_lost: int = 5                # frames a track survives unseen
 
+    def __post_init__(self):
+        if self.reinit_every < 0 or self.max_lost < 0:
+            raise ValueError(f"reinit_every and max_lost must be >= 0 frames, got {self.reinit_every} and {self.max_lost}")
+        if not self.max_jump > 0 or not self.max_centroid_dist >= 0 or not 0 <= self.iou_min <= 1:
+            raise ValueError(f"tracking needs max_jump > 0 m, max_centroid_dist >= 0 m and iou_min in [0, 1], got "
+                             f"{self.max_jump}, {self.max_centroid_dist} and {self.iou_min}")
+
 
 @dataclass
 class Track:

@@ -39,7 +39,7 @@ from vision_msgs.msg import Detection2DArray
 from genpose_ros.ros.conversions import ImageConversionError, image_to_rgb
 from genpose_ros.ros.frame_input import InputProblem, read_depth_mm
 from genpose_ros.ros.masks import MaskMessageError, decode_masks, encode_masks
-from genpose_ros.ros.params import declare
+from genpose_ros.ros.params import check_device, declare
 from genpose_ros.ros.problems import ProblemLog
 from genpose_ros.ros.qos import InputSubscription, qos_from_name
 from genpose_ros.ros.spin import run_node
@@ -77,12 +77,15 @@ PARAMS = {
     "output_qos": "reliable",
     "output_qos_depth": 5,
 }
+BOUNDS = {"threads": ">=0", "depth_slop": ">=0", "depth_wait": ">=0", "expected_width": ">=0",
+          "expected_height": ">=0", "gt_slop": ">=0"}   # params.check_range; the thresholds: segmenter_options
 
 
 class MaskRCNNNode(Node):
     def __init__(self, **kwargs):
         super().__init__("maskrcnn_node", **kwargs)
-        p = self.p = declare(self, PARAMS)
+        p = self.p = declare(self, PARAMS, BOUNDS)
+        check_device(p["device"])
         if p["source"] not in SOURCES:
             raise ValueError(f"unknown source {p['source']!r}; expected {' or '.join(SOURCES)}")
         self.options = segmenter_options(p)   # checked here: a bad value stops the node with one line
@@ -254,7 +257,7 @@ class MaskRCNNNode(Node):
         self.frames_done += 1
 
     def destroy_node(self):
-        if self.worker is not None:
+        if getattr(self, "worker", None) is not None:   # none also when the constructor stopped early
             with self.depth_arrived:  # a frame waiting for its depth image stops waiting
                 self.closing = True
                 self.depth_arrived.notify_all()

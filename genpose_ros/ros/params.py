@@ -6,6 +6,8 @@ the type of its default here, with an error naming the parameter when that is im
 """
 from __future__ import annotations
 
+import re
+
 from rcl_interfaces.msg import ParameterDescriptor
 
 
@@ -31,10 +33,33 @@ def _cast(name: str, value, default):
                      f"(default {default!r})")
 
 
-def declare(node, defaults: dict) -> dict:
-    """Declare every ``defaults`` key on ``node``; returns {name: value cast to the default's type}."""
+def check_range(name: str, value, bound: str):
+    """``value`` within ``bound``: ``">0"``, ``">=0"`` or ``"0..1"`` (both ends included); a
+    ValueError naming the parameter otherwise (NaN is never within)."""
+    if bound.startswith(">="):
+        ok, need = value >= float(bound[2:]), f">= {bound[2:]}"
+    elif bound.startswith(">"):
+        ok, need = value > float(bound[1:]), f"> {bound[1:]}"
+    else:
+        low, high = (float(x) for x in bound.split(".."))
+        ok, need = low <= value <= high, f"between {low:g} and {high:g}"
+    if not ok or value != value:
+        raise ValueError(f"parameter {name!r} must be {need}, got {value!r}")
+
+
+def check_device(value: str):
+    """The ``device`` parameter: cpu, cuda or cuda:N (whether CUDA is there is torch's to say)."""
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", value):
+        raise ValueError(f"parameter 'device' must be cpu, cuda or cuda:N, got {value!r}")
+
+
+def declare(node, defaults: dict, bounds: dict[str, str] | None = None) -> dict:
+    """Declare every ``defaults`` key on ``node``; returns {name: value cast to the default's type},
+    each within its ``bounds`` entry (``check_range``)."""
     out = {}
     for name, default in defaults.items():
         node.declare_parameter(name, default, ParameterDescriptor(dynamic_typing=True))
         out[name] = _cast(name, node.get_parameter(name).value, default)
+        if bounds and name in bounds:
+            check_range(name, out[name], bounds[name])
     return out

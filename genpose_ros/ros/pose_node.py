@@ -37,7 +37,7 @@ from genpose_ros.pose.support import table_plane
 from genpose_ros.pose.tracker import TrackerSettings
 from genpose_ros.ros.frame_input import InputProblem, instance_points, read_frame
 from genpose_ros.ros.pose_outputs import PoseOutputs, empty_result
-from genpose_ros.ros.params import declare
+from genpose_ros.ros.params import check_device, declare
 from genpose_ros.ros.problems import ProblemLog
 from genpose_ros.ros.qos import InputSubscription
 from genpose_ros.ros.spin import run_node
@@ -76,6 +76,9 @@ PARAMS = {  # the one table of this node's parameters and defaults (config/pose_
     # the frames an unseen object keeps its name; the defaults of the tracker's association
     **{k: getattr(TrackerSettings(), k) for k in ("iou_min", "max_centroid_dist", "max_lost")},
 }
+BOUNDS = {"threads": ">=0", "n_points": ">=0", "min_points": ">=1", "min_score": "0..1", "max_instances": ">=0",
+          "min_depth": ">0", "max_depth": ">0", "support_max_tilt_deg": "0..90", "iou_min": "0..1",
+          "max_centroid_dist": ">=0", "max_lost": ">=0"}   # params.check_range
 
 
 def load_estimator(checkpoint: str, device: str, seed: int = 0):
@@ -108,7 +111,11 @@ class PoseNode(Node):
     def __init__(self, name: str = "pose_node", extra_params: dict | None = None, **kwargs):
         super().__init__(name, **kwargs)
         params = {**PARAMS, **(extra_params or {})}
-        self.p = declare(self, params)
+        self.p = declare(self, params, BOUNDS)
+        check_device(self.p["device"])
+        if self.p["min_depth"] >= self.p["max_depth"]:
+            raise ValueError(f"parameters 'min_depth' ({self.p['min_depth']:g} m) and 'max_depth' "
+                             f"({self.p['max_depth']:g} m): min_depth must be the smaller")
         self.check_mode()
         if self.p["frame_prefix"].startswith("/"):
             raise ValueError(f"frame_prefix {self.p['frame_prefix']!r}: TF frame names do not start "
@@ -286,6 +293,8 @@ class PoseNode(Node):
             print(f"[{self.get_name()}] {text}", file=sys.stderr, flush=True)
 
     def destroy_node(self):
+        if not hasattr(self, "worker"):   # the constructor stopped early (a bad parameter)
+            return super().destroy_node()
         self.final_report(f"{self.sync.matched} synchronised frames, {self.frames_done} processed, "
                           f"{self.worker.slot.dropped} skipped while busy")
         self.worker.stop()

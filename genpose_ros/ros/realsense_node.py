@@ -51,6 +51,8 @@ PARAMS = {
     "wait_for_subscribers": 0,    # > 0: first frame only once the colour image has this many
                                   # subscribers (and depth and camera_info at least one)
 }
+BOUNDS = {"width": ">0", "height": ">0", "fps": ">0", "frame_rate": ">0", "n_frames": ">=0", "n_objects": ">=0",
+          "sequence_length": ">=1", "wait_for_subscribers": ">=0"}   # params.check_range
 
 # optical frame (x right, y down, z forward) in the body frame (x forward, y left, z up), REP 103
 T_BODY_OPTICAL = np.array([[0, 0, 1, 0], [-1, 0, 0, 0], [0, -1, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
@@ -96,7 +98,7 @@ def make_source(p: dict):
 class RealSenseNode(Node):
     def __init__(self, **kwargs):
         super().__init__("realsense_node", **kwargs)
-        p = self.p = declare(self, PARAMS)
+        p = self.p = declare(self, PARAMS, BOUNDS)
         self.source = make_source(p)
         cam, ns = p["camera_name"], p["topic_prefix"].rstrip("/")
         self.color_frame = f"{cam}_color_optical_frame"
@@ -178,7 +180,8 @@ class RealSenseNode(Node):
         self.pub_gt_det2d.publish(det2d)
 
     def destroy_node(self):
-        self.source.close()
+        if hasattr(self, "source"):   # not when the constructor stopped early (a bad parameter)
+            self.source.close()
         super().destroy_node()
 
 

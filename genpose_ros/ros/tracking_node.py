@@ -58,6 +58,8 @@ class TrackingNode(PoseNode):
                 step.hypotheses)
 
     def destroy_node(self):
+        if not hasattr(self, "tracker"):   # the constructor stopped early (a bad parameter)
+            return super().destroy_node()
         tr = self.tracker
         self.final_report(f"{tr.n_tracked} warm-started tracking steps, {tr.n_full} "
                           f"from-scratch estimates, {tr.n_resets} resets")

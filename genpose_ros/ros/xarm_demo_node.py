@@ -52,6 +52,7 @@ PARAMS = {
     "pour_height": 0.12, "pour_angle_deg": 100.0,
     "handover_xyz": [0.45, 0.25, 0.35],
 }
+BOUNDS = {"approach": ">=0", "pour_height": ">=0", "pour_angle_deg": "0..180"}   # params.check_range
 UP = np.array([0.0, 0.0, 1.0])
 
 
@@ -144,7 +145,7 @@ def plan(task: str, objects: list[dict], p: dict):
 class XArmDemoNode(Node):
     def __init__(self, **kwargs):
         super().__init__("xarm_demo_node", **kwargs)
-        p = self.p = declare(self, PARAMS)
+        p = self.p = declare(self, PARAMS, BOUNDS)
         if p["mount"] not in ("eye_in_hand", "fixed"):
             raise ValueError(f"mount must be eye_in_hand or fixed, got {p['mount']!r}")
         plan(p["task"], [], p)  # validates the task name
