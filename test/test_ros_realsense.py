@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import rclpy
 
@@ -128,3 +129,12 @@ def test_sim_recording_plays_back_as_bag_source(ros_context, tmp_path):
             assert dm == [same[0]], f"played frame {stamp}: colour = published {same}, depth = published {dm}"
             compared += 1
     assert compared >= 1, f"no played frame matched; published {sorted(colours)}, played {sorted(played)}"
+
+
+def test_bag_source_without_a_recording_says_which_parameter(tmp_path):
+    from genpose_ros.data.realsense import BagSource
+
+    with pytest.raises(FileNotFoundError, match=r"^a bag source needs a recording: set bag_path"):
+        BagSource("")
+    with pytest.raises(FileNotFoundError, match=r"not found"):
+        BagSource(str(tmp_path / "nope.bag"))

@@ -116,6 +116,8 @@ class BagSource(_PipelineSource):
     def __init__(self, path: str, loop: bool = True):
         rs = _rs()
         import os
+        if not path:
+            raise FileNotFoundError("a bag source needs a recording: set bag_path (.bag, or .db3 from librealsense >= 2.57)")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"RealSense bag {path!r} not found")
         config = rs.config()
