@@ -101,6 +101,11 @@ def test_bad_input_errors(estimator, clouds):
         bad = pts.copy()
         bad[0, 0, 0] = np.nan
         estimator.estimate(bad, CATS)
+    with pytest.raises(ValueError, match=r"points: object 1's points lie a median .* m from their centre "
+                                         r"\(at most 1 m for these categories\): millimetres instead of metres\?"):
+        mm = pts.copy()
+        mm[1] *= 1000.0
+        estimator.estimate(mm, CATS)
     with pytest.raises(ValueError, match="needs prev_poses"):
         estimator.estimate(pts, CATS, mode="tracking")
     with pytest.raises(ValueError, match=r"prev_poses: expected \(3, 4, 4\)"):

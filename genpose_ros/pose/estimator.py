@@ -41,6 +41,7 @@ from genpose_ros.pose.support import RestSettings, rest_on_plane
 
 MODES = tuple(sampling.SAMPLERS)
 SINGLE_FRAME_MODES = tuple(m for m in MODES if m != "tracking")
+MAX_SPREAD_M = 1.0   # points spread further from their median are not one object in metres (millimetres?)
 SIZE_METHODS = ("net", "head")
 VERIFIED_MODES = ("genpose", "score_scaling", "tracking")  # samplers that take the pose verifier (``verify``)
 ROLL_KEYS = ("roll_turns", "roll_above_deg", "roll_margin_deg", "roll_turn_check")  # the estimator's roll check, not the sampler's
@@ -256,6 +257,12 @@ class PoseEstimator:
             raise ValueError(f"points: need at least 3 points per object, got {pts.shape[1]}")
         if not torch.isfinite(pts).all():
             raise ValueError("points: contains NaN or inf")
+        if len(pts):   # a category object's points lie within a few decimetres of their median
+            spread = (pts - pts.median(dim=1, keepdim=True).values).norm(dim=-1).median(dim=1).values
+            if spread.max() > MAX_SPREAD_M:
+                raise ValueError(f"points: object {int(spread.argmax())}'s points lie a median {spread.max():.3g} m "
+                                 f"from their centre (at most {MAX_SPREAD_M:g} m for these categories): "
+                                 "millimetres instead of metres?")
         if pts.shape[1] != self.n_points:  # resample to the model's input size
             N = pts.shape[1]
             idx = np.stack([self.rng.choice(N, self.n_points, replace=N < self.n_points) for _ in range(len(pts))])
