@@ -98,3 +98,13 @@ def test_values_out_of_range_stop_the_node_with_one_line(ros_context, node, name
     with pytest.raises(ValueError) as exc:
         NODE_CLASSES[node](context=ros_context, parameter_overrides=[Parameter(name, value=value)])
     assert str(exc.value) == message
+
+
+def test_ranges_are_in_the_parameter_descriptions(ros_context):
+    node = xarm_demo_node.XArmDemoNode(context=ros_context)
+    try:
+        assert node.describe_parameter("pour_angle_deg").additional_constraints == "0..180"
+        assert node.describe_parameter("approach").additional_constraints == ">=0"
+        assert node.describe_parameter("task").additional_constraints == ""
+    finally:
+        node.destroy_node()

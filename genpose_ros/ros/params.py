@@ -58,8 +58,9 @@ def declare(node, defaults: dict, bounds: dict[str, str] | None = None) -> dict:
     each within its ``bounds`` entry (``check_range``)."""
     out = {}
     for name, default in defaults.items():
-        node.declare_parameter(name, default, ParameterDescriptor(dynamic_typing=True))
+        bound = (bounds or {}).get(name, "")   # shown by `ros2 param describe`
+        node.declare_parameter(name, default, ParameterDescriptor(dynamic_typing=True, additional_constraints=bound))
         out[name] = _cast(name, node.get_parameter(name).value, default)
-        if bounds and name in bounds:
-            check_range(name, out[name], bounds[name])
+        if bound:
+            check_range(name, out[name], bound)
     return out
