@@ -210,7 +210,7 @@ def test_tracking_over_a_sequence_and_oracle(estimator, tiny_split):
     from genpose_ros.evaluation import bench, metrics, runner
     from genpose_ros.pose.tracker import TrackerSettings
 
-    steady = TrackerSettings(max_jump=float("inf"))  # untrained weights: any step is believed
+    steady = TrackerSettings(max_jump=float("inf"), doubt_deg=0.0)  # untrained weights: any step is believed
     tr = runner.run_tracking(estimator, tiny_split / "seq", {"n_steps": 2}, progress=False, settings=steady)
     assert len(tr["frames"]) == 3 and len(tr["init_latency_ms"]) == 1 and len(tr["latency_ms"]) == 2
     from genpose_ros.data.nocs_io import list_frames
@@ -235,7 +235,8 @@ def test_tracker_warm_starts_reinitialises_and_forgets(estimator, clouds):
     masks = [np.zeros((20, 30), bool) for _ in CATS]
     for k, m in enumerate(masks):
         m[5:15, 10 * k:10 * k + 8] = True
-    tracker = Tracker(estimator, "regression", TrackerSettings(max_jump=float("inf"), reinit_every=3, max_lost=1))
+    tracker = Tracker(estimator, "regression", TrackerSettings(max_jump=float("inf"), reinit_every=3, max_lost=1,
+                                                               doubt_deg=0.0))
     first = tracker.step(pts, CATS, masks)
     assert first.names == ["mug_0", "bowl_0", "laptop_0"] and first.full == [0, 1, 2] and not first.warm
     assert first.ms > 0 and np.allclose(np.einsum("bij,bkj->bik", first.R, first.R), np.eye(3), atol=1e-4)
@@ -262,6 +263,28 @@ def test_tracker_warm_starts_reinitialises_and_forgets(estimator, clouds):
         Tracker(estimator, "tracking")
 
 
+def test_tracker_doubts_steps_the_verifier_rates_badly(estimator, clouds):
+    from genpose_ros.pose.tracker import Tracker, TrackerSettings
+
+    pts, _, _ = clouds
+    masks = [np.zeros((20, 30), bool) for _ in CATS]
+    for k, m in enumerate(masks):
+        m[5:15, 10 * k:10 * k + 8] = True
+    assert estimator.verifier is not None   # config/estimator.yaml's
+    rated = estimator.estimate(pts, CATS, mode="regression", rate=True)
+    assert rated.rating.shape == (3,) and np.all(rated.rating >= 0)
+    for doubt, doubted in ((1e-6, 3), (1e6, 0)):   # untrained weights: every step is rated far off
+        tracker = Tracker(estimator, "regression", TrackerSettings(max_jump=float("inf"), doubt_deg=doubt))
+        tracker.step(pts, CATS, masks)
+        second = tracker.step(pts, CATS, masks)
+        # a doubted step is estimated from scratch too and the better rated of the two kept
+        assert tracker.n_doubted == doubted and sorted(second.warm + second.full) == [0, 1, 2]
+        assert (tracker.n_tracked, tracker.n_full) == (len(second.warm), 3 + len(second.full))
+        assert doubted or second.warm == [0, 1, 2]
+    with pytest.raises(ValueError, match="doubt_deg must be >= 0"):
+        TrackerSettings(doubt_deg=-1.0)
+
+
 def test_bench_runs_end_to_end(tiny_split, tiny_pose_checkpoint, tmp_path):
     """`genpose bench` on a tiny split: every mode row, its sampler settings, the tracking row."""
     import json
@@ -283,7 +306,10 @@ def test_bench_runs_end_to_end(tiny_split, tiny_pose_checkpoint, tmp_path):
     assert report["modes"]["score_scaling_verifier"]["settings"]["tilt_deg"] == sampler_settings("score_scaling")["tilt_deg"]
     turns = sampler_settings("score_scaling")["verify_turns"]  # config/estimator.yaml's
     assert report["modes"]["score_scaling_verifier"]["settings"]["verify_turns"] == turns
+    tracking = report["modes"]["tracking"]
+    assert tracking["settings"]["tracker"]["doubt_deg"] == 5.0 and tracking["ms_sequence_mean"] > 0
     assert (tmp_path / "bench_error_cdf.png").is_file() and out.with_suffix(".md").is_file()
+    assert "`tracking` (on `" in out.with_suffix(".md").read_text()
 
 
 def test_eroded_ground_truth_masks_lose_their_outline(tiny_split):

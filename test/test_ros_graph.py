@@ -149,7 +149,8 @@ def test_tracking_keeps_objects_and_reinitialises_on_reset(ros_context, tiny_pos
         node.destroy_node()
     log = next(p for p in graph.procs if p.name == "tracking_node").popen.stdout.read().decode()
     assert all(c == 0 for c in codes.values()), (codes, log[-2000:])
-    m = re.search(r"(\d+) warm-started tracking steps, (\d+) from-scratch estimates, (\d+) resets", log)
+    m = re.search(r"(\d+) warm-started tracking steps, (\d+) from-scratch estimates \((\d+) steps doubted\), "
+                  r"(\d+) resets", log)
     assert m, log[-2000:]
-    assert int(m.group(1)) > 0 and int(m.group(2)) >= 2 * len(before) and int(m.group(3)) == 1
+    assert int(m.group(1)) > 0 and int(m.group(2)) >= 2 * len(before) and int(m.group(4)) == 1
 

@@ -64,6 +64,7 @@ class Estimate:
     size: np.ndarray  # (B, 3) box edge lengths, metres
     score: np.ndarray  # (B,) candidate consensus in (0, 1] (1 for single-candidate modes)
     hypotheses: np.ndarray | None = None  # (B, K, 4, 4) candidate poses when requested
+    rating: np.ndarray | None = None  # (B,) the pose verifier's rotation error of each pose (deg), when requested
 
 
 class PoseEstimator:
@@ -272,7 +273,7 @@ class PoseEstimator:
     @torch.inference_mode()
     def estimate(self, points, categories: list[str], mode: str | None = None, prev_poses=None,
                  return_hypotheses: bool = False, support_plane=None, masks=None, intrinsics=None,
-                 **overrides) -> Estimate:
+                 rate: bool = False, **overrides) -> Estimate:
         """Estimate pose and size of B objects.
 
         Args:
@@ -287,6 +288,8 @@ class PoseEstimator:
             masks, intrinsics: the objects' B image masks ((H, W) bool each) and the camera's
                 intrinsics (``fx``, ``fy``): boxes the image border cuts are extended beyond it
                 (``border.extend_cut``, config ``border``).
+            rate: also return the pose verifier's estimate of each pose's rotation error (degrees;
+                NaN without a verifier), e.g. to doubt a tracked pose.
             overrides: sampler settings (num_candidates, n_steps, solver, t0, ranking, schedule, ...).
         """
         mode = check_mode(mode or self.config["default_mode"])
@@ -308,7 +311,8 @@ class PoseEstimator:
         if len(cat) == 0:
             empty = np.zeros((0, 3), np.float32)
             return Estimate(np.zeros((0, 3, 3), np.float32), empty, empty, np.zeros(0, np.float32),
-                            np.zeros((0, 0, 4, 4), np.float32) if return_hypotheses else None)
+                            np.zeros((0, 0, 4, 4), np.float32) if return_hypotheses else None,
+                            np.zeros(0, np.float32) if rate else None)
         pts, centroid = geometry.normalize_points(self._prepare_points(points))
         if mode == "tracking":
             if prev_poses is None:
@@ -355,6 +359,11 @@ class PoseEstimator:
             hyp = geometry.rt_to_matrix(Rh, th).cpu().numpy().astype(np.float32)
         out = Estimate(R.cpu().numpy().astype(np.float32), t.cpu().numpy().astype(np.float32),
                        size.cpu().numpy().astype(np.float32), sample.score.cpu().numpy().astype(np.float32), hyp)
+        if rate:
+            out.rating = np.full(len(cat), np.nan, np.float32)
+            if self.verifier is not None:
+                vcat = self.verifier.category_index(list(categories), self.device)
+                out.rating[:] = self.verifier.rotation_error(cam, R[:, None], t[:, None], vcat)[:, 0].cpu().numpy()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         t_end = time.perf_counter()

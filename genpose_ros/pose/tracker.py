@@ -26,10 +26,15 @@ class TrackerSettings:
     iou_min: float = 0.2             # association: minimum mask IoU ...
     max_centroid_dist: float = 0.05  # ... or maximum centroid distance (m)
     max_lost: int = 5                # frames a track survives unseen
+    doubt_deg: float = 5.0           # a tracking step the pose verifier rates worse than this (deg) is
+                                     # estimated from scratch too, in the same frame, and the better
+                                     # rated of the two kept (0: off; needs the verifier)
 
     def __post_init__(self):
         if self.reinit_every < 0 or self.max_lost < 0:
             raise ValueError(f"reinit_every and max_lost must be >= 0 frames, got {self.reinit_every} and {self.max_lost}")
+        if not self.doubt_deg >= 0:
+            raise ValueError(f"doubt_deg must be >= 0 (0: off), got {self.doubt_deg}")
         if not self.max_jump > 0 or not self.max_centroid_dist >= 0 or not 0 <= self.iou_min <= 1:
             raise ValueError(f"tracking needs max_jump > 0 m, max_centroid_dist >= 0 m and iou_min in [0, 1], got "
                              f"{self.max_jump}, {self.max_centroid_dist} and {self.iou_min}")
@@ -81,7 +86,7 @@ class Tracker:
         self.settings = settings or TrackerSettings()
         self.overrides = overrides or {}
         self.tracks: list[Track] = []
-        self.n_full = self.n_tracked = self.n_resets = 0
+        self.n_full = self.n_tracked = self.n_resets = self.n_doubted = 0
 
     def reset(self) -> int:
         """Drops every track (their ids become free again); returns how many there were."""
@@ -104,19 +109,35 @@ class Tracker:
         out = TrackStep([], np.tile(np.eye(3, dtype=np.float32), (B, 1, 1)), np.zeros((B, 3), np.float32),
                         np.zeros((B, 3), np.float32), np.zeros(B, np.float32), warm, full,
                         hypotheses=[None] * B)
+        doubted: dict[int, float] = {}
         if warm:
             prev = np.stack([self.tracks[match[i]].T for i in warm]).astype(np.float32)
-            self._estimate(out, warm, points, categories, "tracking", masks, intrinsics, prev_poses=prev,
-                           support_plane=support_plane)
-            self.n_tracked += len(warm)
+            rating = self._estimate(out, warm, points, categories, "tracking", masks, intrinsics, prev_poses=prev,
+                                    support_plane=support_plane, rate=s.doubt_deg > 0)
+            doubted = {} if rating is None else {i: r for i, r in zip(warm, rating) if r > s.doubt_deg}
+            if doubted:   # doubted steps: from scratch too, the better rated kept
+                kept = {i: (out.R[i].copy(), out.t[i].copy(), out.size[i].copy(), out.score[i], out.hypotheses[i])
+                        for i in doubted}
+                warm[:] = [i for i in warm if i not in doubted]
+                full[:] = sorted(full + list(doubted))
+                self.n_doubted += len(doubted)
         if full:
-            self._estimate(out, full, points, categories, self.mode, masks, intrinsics, support_plane=support_plane)
+            rating = self._estimate(out, full, points, categories, self.mode, masks, intrinsics,
+                                    support_plane=support_plane, rate=bool(doubted))
+            if rating is not None:
+                for i, r in list(zip(full, rating)):
+                    if i in doubted and r >= doubted[i]:
+                        out.R[i], out.t[i], out.size[i], out.score[i], out.hypotheses[i] = kept[i]
+                        warm.append(i)
+                        full.remove(i)
+                warm.sort()
             self.n_full += len(full)
+        self.n_tracked += len(warm)
         out.names = self._update(match, warm, categories, masks, centroids, out)
         return out
 
     def _estimate(self, out: TrackStep, idx: list[int], points, categories, mode: str, masks, intrinsics,
-                  **kw) -> None:
+                  **kw) -> np.ndarray | None:
         if intrinsics is not None:
             kw.update(masks=[masks[i] for i in idx], intrinsics=intrinsics)
         est = self.estimator.estimate(points[idx], [categories[i] for i in idx], mode=mode,
@@ -125,6 +146,7 @@ class Tracker:
         for k, i in enumerate(idx):
             out.hypotheses[i] = est.hypotheses[k]
         out.ms += self.estimator.last_timing["total_ms"]
+        return est.rating
 
     def _update(self, match, warm, categories, masks, centroids, out: TrackStep) -> list[str]:
         s, names, seen = self.settings, [], set()

@@ -62,7 +62,7 @@ class TrackingNode(PoseNode):
             return super().destroy_node()
         tr = self.tracker
         self.final_report(f"{tr.n_tracked} warm-started tracking steps, {tr.n_full} "
-                          f"from-scratch estimates, {tr.n_resets} resets")
+                          f"from-scratch estimates ({tr.n_doubted} steps doubted), {tr.n_resets} resets")
         super().destroy_node()
 
 
