@@ -1,6 +1,8 @@
 """Tracking across frames: each tracked object is warm-started from its previous pose (estimator
 mode ``tracking``) and estimated from scratch (the tracker's ``mode``) when it is new, was
-lost, scored low, jumped implausibly, every ``reinit_every`` frames, and after ``reset()``.
+lost, scored low, jumped implausibly, every ``reinit_every`` frames, and after ``reset()``. A
+warm-started step the pose verifier rates worse than ``doubt_deg`` is estimated from scratch as
+well, in the same frame, and the better rated of the two is kept.
 
 Association: same category, then greedily by mask IoU with the track's last mask and by the
 distance between point-cloud centroids (`genpose_ros.identity.associate`). Track names are
