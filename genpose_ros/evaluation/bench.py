@@ -284,10 +284,10 @@ def run(args: argparse.Namespace) -> int:
     verified = verifier_rows(est)
     for name, mode, kw in verified[:1] + [("score_scaling", "score_scaling", PLAIN)] + verified[1:]:
         runs[name] = mode_run(name, mode, **kw)["records"]
-    tracker_rows = [("tracking", TrackerSettings())]
-    if not args.skip_ablations:   # the tracker without its doubt check (GenPose's warm start alone)
+    tracker_rows = [("tracking", TrackerSettings())] if Path(seq).is_dir() else []
+    if tracker_rows and not args.skip_ablations:   # the tracker without its doubt check (GenPose's warm start alone)
         tracker_rows.append(("tracking_no_doubt", TrackerSettings(doubt_deg=0.0)))
-    for name, tracker in tracker_rows if Path(seq).is_dir() else []:
+    for name, tracker in tracker_rows:
         reseed()
         tr = runner.run_tracking(est, seq, {}, "score_scaling", seed=args.seed, max_frames=args.seq_frames,
                                  settings=tracker)

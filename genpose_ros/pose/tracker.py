@@ -126,13 +126,12 @@ class Tracker:
         if full:
             rating = self._estimate(out, full, points, categories, self.mode, masks, intrinsics,
                                     support_plane=support_plane, rate=bool(doubted))
-            if rating is not None:
-                for i, r in list(zip(full, rating)):
-                    if i in doubted and r >= doubted[i]:
-                        out.R[i], out.t[i], out.size[i], out.score[i], out.hypotheses[i] = kept[i]
-                        warm.append(i)
-                        full.remove(i)
-                warm.sort()
+            if rating is not None:   # doubted steps whose warm pose is rated no worse keep it
+                back = [i for i, r in zip(full, rating) if i in doubted and r >= doubted[i]]
+                for i in back:
+                    out.R[i], out.t[i], out.size[i], out.score[i], out.hypotheses[i] = kept[i]
+                warm[:] = sorted(warm + back)
+                full[:] = [i for i in full if i not in back]
             self.n_full += len(full)
         self.n_tracked += len(warm)
         out.names = self._update(match, warm, categories, masks, centroids, out)
