@@ -60,12 +60,17 @@ def run_node(node_cls, args=None):
     os._exit(code)
 
 
+def _cannot_start(node_cls, exc: Exception) -> int:
+    """One line on stderr naming why ``node_cls`` cannot start; the process's exit status."""
+    print(f"[{node_cls.__name__}] cannot start: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+    return 1
+
+
 def _run(node_cls, args, handler: _InterruptOnce) -> int:
     try:
         rclpy.init(args=args)
     except RuntimeError as exc:   # rcl's own check of the arguments (e.g. a params file that does not parse)
-        print(f"[{node_cls.__name__}] cannot start: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
-        return 1
+        return _cannot_start(node_cls, exc)
     node = None
     try:
         node = node_cls()
@@ -80,8 +85,7 @@ def _run(node_cls, args, handler: _InterruptOnce) -> int:
             # as "RuntimeError: Unable to convert call argument"
             pass
         elif node is None and isinstance(exc, (FileNotFoundError, ValueError, RuntimeError)):
-            print(f"[{node_cls.__name__}] cannot start: {exc}", file=sys.stderr, flush=True)
-            return 1
+            return _cannot_start(node_cls, exc)
         else:
             raise
     finally:
