@@ -285,6 +285,76 @@ def test_tracker_doubts_steps_the_verifier_rates_badly(estimator, clouds):
         TrackerSettings(doubt_deg=-1.0)
 
 
+def test_reject_drops_badly_rated_poses_of_low_scoring_masks(estimator, clouds, monkeypatch):
+    """config/estimator.yaml reject: rated worse than rating_deg and a mask score below mask_score."""
+    from genpose_ros.pose.tracker import Tracker, TrackerSettings
+
+    pts, _, _ = clouds
+    assert estimator.rejects and estimator.config["reject"]["mask_score"] == 0.9
+    np.testing.assert_array_equal(estimator.rejected([2.0, 30.0, 30.0, np.nan], [0.5, 0.5, 0.95, 0.5]),
+                                  [False, True, False, False])
+    with pytest.raises(ValueError, match="3 ratings but 2 mask scores"):
+        estimator.rejected([1.0, 2.0, 3.0], [0.5, 0.5])
+    plain = estimator.estimate(pts, CATS, mode="regression")
+    assert plain.rating is None and plain.rejected is None   # no mask scores: nothing rated, nothing dropped
+    monkeypatch.setitem(estimator.config["reject"], "rating_deg", 1e-6)   # untrained: every pose rated worse
+    out = estimator.estimate(pts, CATS, mode="regression", mask_scores=[0.5, 0.95, 0.5])
+    np.testing.assert_array_equal(out.rejected, [True, False, True])
+    assert out.rating.shape == (3,) and np.all(out.rating > 1e-6)
+    kept = out.take(np.flatnonzero(~out.rejected))
+    np.testing.assert_array_equal(kept.R, out.R[[1]]) and np.testing.assert_array_equal(kept.rating, out.rating[[1]])
+    with pytest.raises(ValueError, match="3 point clouds but 2 mask scores"):
+        estimator.estimate(pts, CATS, mode="regression", mask_scores=[0.5, 0.5])
+    # the tracker: a rejected detection gets no name and no track; its track goes unseen
+    masks = [np.zeros((20, 30), bool) for _ in CATS]
+    for k, m in enumerate(masks):
+        m[5:15, 10 * k:10 * k + 8] = True
+    tracker = Tracker(estimator, "regression", TrackerSettings(max_jump=float("inf"), doubt_deg=0.0))
+    first = tracker.step(pts, CATS, masks, mask_scores=[1.0, 1.0, 1.0])
+    assert first.names == ["mug_0", "bowl_0", "laptop_0"] and not first.rejected.any()
+    second = tracker.step(pts, CATS, masks, mask_scores=[1.0, 0.5, 1.0])
+    assert second.names == ["mug_0", "", "laptop_0"] and second.rejected.tolist() == [False, True, False]
+    assert [tr.lost for tr in tracker.tracks] == [0, 1, 0] and tracker.tracks[1].needs_full
+    monkeypatch.setitem(estimator.config["reject"], "rating_deg", 0.0)   # off
+    assert not estimator.rejects
+    assert not estimator.estimate(pts, CATS, mode="regression", mask_scores=[0.1, 0.1, 0.1]).rejected.any()
+
+
+def test_eval_with_a_segmenters_masks_leaves_out_what_reject_drops(estimator, tiny_split, monkeypatch):
+    """`genpose eval --masks`: detections scored by mask confidence x pose agreement (as the nodes
+    publish them, for mAP); those config reject drops count as not detected (--no-reject keeps them)."""
+    from genpose_ros.data.nocs_io import list_frames
+    from genpose_ros.evaluation import runner
+    from genpose_ros.paths import package_share
+    from genpose_ros.segmentation.load import load_segmenter, segmenter_options
+
+    seg = load_segmenter(str(package_share() / "models" / "maskrcnn_light.pt"), "cpu",
+                         **{**segmenter_options(), "score_threshold": 0.05})   # low scores too
+    frames = list_frames(tiny_split / "test")
+    monkeypatch.setitem(estimator.config["reject"], "rating_deg", 1e-6)   # untrained: every pose rated worse
+    kept = runner.run_frames(estimator, frames, "regression", segmenter=seg, progress=False, reject=False)
+    dropped = runner.run_frames(estimator, frames, "regression", segmenter=seg, progress=False)
+    scores = lambda res: [r["score"] for r in res["records"] if r["R_pred"] is not None]  # noqa: E731
+    low = [s for s in scores(kept) if s < 0.9]   # regression: pose agreement 1, the mask's score
+    assert kept["rejected"] == 0 and low and min(low) >= 0.05
+    assert dropped["rejected"] == len(low) and sorted(scores(dropped)) == sorted(s for s in scores(kept) if s >= 0.9)
+    assert len(dropped["records"]) >= sum(r["R_gt"] is not None for r in kept["records"])   # every object: a record
+
+
+def test_reject_config_is_checked(tiny_pose_checkpoint):
+    from genpose_ros.config import ConfigError
+
+    bad = {"reject": {"mask_score": 1.5}}
+    with pytest.raises(ConfigError, match=r"reject.rating_deg must be >= 0 \(0: off\) and reject.mask_score in \[0, 1\]"):
+        PoseEstimator.from_checkpoint(tiny_pose_checkpoint, config=bad)
+    none = {"verifier": {"checkpoint": ""}, "modes": {"genpose": {"ranking": "energy", "verify_turns": 0},
+                                                      "score_scaling": {"verify_turns": 0}}, "reject": {}}
+    with pytest.raises(ConfigError, match="reject.rating_deg is 10 but verifier.checkpoint is empty"):
+        PoseEstimator.from_checkpoint(tiny_pose_checkpoint, config=none)
+    none["reject"]["rating_deg"] = 0.0
+    assert not PoseEstimator.from_checkpoint(tiny_pose_checkpoint, config=none).rejects
+
+
 def test_bench_runs_end_to_end(tiny_split, tiny_pose_checkpoint, tmp_path):
     """`genpose bench` on a tiny split: every mode row, its sampler settings, the tracking row."""
     import json

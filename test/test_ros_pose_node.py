@@ -215,3 +215,4 @@ def test_bad_parameters_stop_the_node_with_a_message(args, message, tiny_pose_ch
            "-p", f"checkpoint:={tiny_pose_checkpoint}"] + args
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and message in r.stderr, r.stderr
+

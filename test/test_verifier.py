@@ -307,11 +307,12 @@ def test_estimator_verifier_modes_and_errors(tmp_path, tiny_pose_checkpoint):
     gp_turns = sampler_settings("genpose")["verify_turns"]  # config/estimator.yaml's
     turns = sampler_settings("score_scaling")["verify_turns"]
     with pytest.raises(ConfigError, match=f"modes.genpose.ranking is 'verifier' and modes.genpose.verify_turns is "
-                                          f"{gp_turns} and modes.score_scaling.verify_turns is {turns} but "
-                                          "verifier.checkpoint is empty"):
+                                          f"{gp_turns} and modes.score_scaling.verify_turns is {turns} and "
+                                          "reject.rating_deg is 10 but verifier.checkpoint is empty"):
         PoseEstimator.from_checkpoint(tiny_pose_checkpoint, config={"verifier": {"checkpoint": ""}})
     plain = {"verifier": {"checkpoint": ""}, "modes": {"genpose": {"ranking": "energy", "verify_turns": 0},
-                                                       "score_scaling": {"verify_turns": 0}}}
+                                                       "score_scaling": {"verify_turns": 0}},
+             "reject": {"rating_deg": 0.0}}
     with pytest.raises(ConfigError, match="modes.tracking.verify_turns is 4 but verifier.checkpoint is empty"):
         PoseEstimator.from_checkpoint(tiny_pose_checkpoint, config={**plain, "modes": {
             **plain["modes"], "tracking": {"verify_turns": 4}}})

@@ -64,6 +64,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "with --masks <segmenter>, masks not fitted to it (config/maskrcnn.yaml support_plane)")
     p.add_argument("--no-border-extension", action="store_true",
                    help="boxes the image border cuts left as estimated (config/estimator.yaml border)")
+    p.add_argument("--no-reject", action="store_true",
+                   help="with --masks <segmenter>: keep the detections config/estimator.yaml reject drops "
+                        "(a pose the verifier rates badly from a low-scoring mask)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="sampler overrides, e.g. --set n_steps=10 solver=heun num_candidates=20")
 
@@ -130,17 +133,19 @@ def evaluate_estimator(args: argparse.Namespace, out: Path) -> tuple[dict, str]:
             segmenter = load_segmenter(args.masks, args.device, **options)
         res = runner.run_frames(est, prefixes, args.mode, overrides, seed=args.seed,
                                 segmenter=segmenter, erode=args.erode_masks, support=support,
-                                border=not args.no_border_extension)
+                                border=not args.no_border_extension, reject=not args.no_reject)
         plots.plot_hypotheses(plots.hypothesis_examples(est, prefixes, seed=args.seed), out / "hypotheses.png")
     s = report.summary(res["records"], res["latency_ms"], args.iou)
     s.update(mode=args.mode, checkpoint=str(ckpt), overrides=overrides, wall_s=time.time() - t0,
              masks=args.masks + (" (no depth clean-up)" if args.no_depth_cleanup else "")
              + (" (no support plane)" if args.no_support_plane else "")
              + (" (no border extension)" if args.no_border_extension else "")
+             + (" (no reject)" if args.no_reject and args.masks != "ground_truth" else "")
              + (f" eroded {args.erode_masks[0]} px ({', '.join(OUTLINE_SIDES[i] for i in args.erode_masks[1])})"
                 if args.erode_masks else ""))
     if res.get("segment_ms"):
         s["segment_ms_median"] = statistics.median(res["segment_ms"])
+        s["rejected"] = res["rejected"]
     plots.plot_error_cdfs({args.mode: res["records"]}, out / "error_cdf.png")
     if args.save_results:
         n = nocs_results.save_results(res["frames"], args.save_results)

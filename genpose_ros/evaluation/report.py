@@ -83,7 +83,9 @@ def masks_line(s: dict) -> list[str]:
     found = sum(r["pred"] is not None for r in s["instances"] if r["gt"] is not None)
     fps = sum(s["tables"]["false_positives"].values())
     return [f"Masks: {s['masks']} (segmenter median {s.get('segment_ms_median', math.nan):.0f} ms "
-            f"per frame); objects found {found} / {s['n_instances']}, false positives {fps}.", ""]
+            f"per frame); objects found {found} / {s['n_instances']}, false positives {fps}"
+            + (f" ({s['rejected']} detections dropped by config/estimator.yaml reject)." if s.get("rejected")
+               else "."), ""]
 
 
 def markdown(title: str, s: dict) -> str:

@@ -110,22 +110,23 @@ def make_record(inst, image=None, R=None, t=None, size=None, score=None) -> dict
 def run_frames(estimator, prefixes: list[str], mode: str, overrides: dict | None = None, n_points: int = 1024,
                seed: int = 0, keep_hypotheses: bool = False, progress: bool = True,
                segmenter=None, erode: tuple[int, tuple[int, ...]] | None = None,
-               support: bool | None = None, border: bool = True) -> dict:
+               support: bool | None = None, border: bool = True, reject: bool = True) -> dict:
     """Single-frame evaluation: one estimate() call per frame (all its objects in one batch);
     ``erode``: ground-truth masks eroded as in ``frame_batch``; ``support``: with the table plane
-    (None: config's ``support.plane``); ``border``: with the boxes the image border cuts extended.
+    (None: config's ``support.plane``); ``border``: with the boxes the image border cuts extended;
+    ``reject``: a segmenter's detections that config ``reject`` drops are dropped.
 
     Returns {"records": [...], "latency_ms": [...per frame...], "frames": [(prefix, frame, frame records)],
     "hypotheses": [(K, 4, 4) per record] when keep_hypotheses}; with a ``segmenter``, its masks
-    (``run_frame_detections``) and also "segment_ms" per frame.
+    (``run_frame_detections``) and also "segment_ms" per frame and "rejected" (how many detections).
     """
     rng = np.random.default_rng(seed)
-    out = {"records": [], "latency_ms": [], "frames": [], "hypotheses": [], "segment_ms": []}
+    out = {"records": [], "latency_ms": [], "frames": [], "hypotheses": [], "segment_ms": [], "rejected": 0}
     for k, prefix in enumerate(tqdm(prefixes, desc=f"eval {mode}", disable=not progress, mininterval=5)):
         frame = read_frame(prefix)
         if segmenter is not None:
             recs = run_frame_detections(estimator, segmenter, frame, k, mode, overrides, n_points,
-                                        rng, out, support, border)
+                                        rng, out, support, border, reject)
             out["records"] += recs
             out["frames"].append((prefix, frame, recs))
             continue
@@ -164,23 +165,32 @@ def label_rest(frames: list) -> None:
 
 
 def run_frame_detections(estimator, segmenter, frame, image, mode, overrides, n_points, rng,
-                         out: dict, support: bool | None = None, border: bool = True) -> list[dict]:
+                         out: dict, support: bool | None = None, border: bool = True,
+                         reject: bool = True) -> list[dict]:
     """One frame with the segmenter's masks: records of every ground-truth object (matched or
-    missed) and of every unmatched detection (false positive)."""
+    missed) and of every unmatched detection (false positive); with ``reject``, the detections
+    config/estimator.yaml ``reject`` drops are left out (counted in ``out["rejected"]``)."""
     import time
 
     t0 = time.perf_counter()
     detections = segmenter.predict(frame.color, frame.depth, fx=frame.intrinsics.fx)
     out["segment_ms"].append(1e3 * (time.perf_counter() - t0))
     points, kept, _ = detection_batch(frame, detections, n_points, rng)
-    pairs = match_detections(frame, kept)
     preds = {}
     if kept:
         plane = frame_plane(estimator, frame, np.stack([d.mask for d in detections]), support)
         est = estimator.estimate(points, [d.category for d in kept], mode=mode, support_plane=plane,
+                                 mask_scores=[d.score for d in kept] if reject else None,
                                  **border_inputs(frame, (d.mask for d in kept), border), **(overrides or {}))
         out["latency_ms"].append(estimator.last_timing["total_ms"])
-        preds = {d: (est.R[d], est.t[d], est.size[d], float(est.score[d])) for d in range(len(kept))}
+        if reject:   # as the nodes do: not detected
+            out["rejected"] += int(est.rejected.sum())
+            idx = np.flatnonzero(~est.rejected)
+            est, kept = est.take(idx), [kept[d] for d in idx]
+        # the score a node publishes (mask confidence x agreement of the pose samples) ranks for mAP,
+        # as NOCS ranks by the detection score
+        preds = {d: (est.R[d], est.t[d], est.size[d], float(est.score[d] * kept[d].score)) for d in range(len(kept))}
+    pairs = match_detections(frame, kept)
     owner = {g: d for d, g in pairs.items()}
     recs = [make_record(inst, image, *preds[owner[g]]) if g in owner else make_record(inst, image)
             for g, inst in enumerate(frame.instances)]

@@ -65,6 +65,12 @@ class Estimate:
     score: np.ndarray  # (B,) candidate consensus in (0, 1] (1 for single-candidate modes)
     hypotheses: np.ndarray | None = None  # (B, K, 4, 4) candidate poses when requested
     rating: np.ndarray | None = None  # (B,) the pose verifier's rotation error of each pose (deg), when requested
+    rejected: np.ndarray | None = None  # (B,) bool, with mask scores: the poses config ``reject`` drops
+
+    def take(self, idx) -> Estimate:
+        """The results of the objects ``idx`` (indices or a (B,) bool mask), in that order."""
+        return Estimate(*(None if a is None else a[idx] for a in
+                          (self.R, self.t, self.size, self.score, self.hypotheses, self.rating, self.rejected)))
 
 
 class PoseEstimator:
@@ -90,6 +96,10 @@ class PoseEstimator:
         except ValueError as e:
             raise ConfigError(f"estimator config: {e}") from None
         self._check_known("border.categories", self.border.categories)
+        reject = self.config["reject"]
+        if not reject["rating_deg"] >= 0 or not 0 <= reject["mask_score"] <= 1:
+            raise ConfigError(f"estimator config: reject.rating_deg must be >= 0 (0: off) and reject.mask_score "
+                              f"in [0, 1], got {reject['rating_deg']} and {reject['mask_score']}")
 
     def _check_known(self, key: str, names) -> None:
         """ConfigError when the config list ``key`` names categories the pose model does not know."""
@@ -122,9 +132,12 @@ class PoseEstimator:
             needs = ["modes.genpose.ranking is 'verifier'"] if modes["genpose"]["ranking"] == "verifier" else []
             needs += [f"modes.{m}.verify_turns is {v['verify_turns']}" for m, v in modes.items()
                       if v.get("verify_turns", 0) > 1]
+            needs += [f"reject.rating_deg is {self.config['reject']['rating_deg']:g}"] \
+                if self.config["reject"]["rating_deg"] > 0 else []
             if needs:
                 raise ConfigError(f"estimator config: {' and '.join(needs)} but verifier.checkpoint is empty; "
-                                  "give a verifier checkpoint or set ranking: energy and verify_turns: 0")
+                                  "give a verifier checkpoint or set ranking: energy, verify_turns: 0 and "
+                                  "reject.rating_deg: 0")
             return None
         from genpose_ros.paths import resolve
         from genpose_ros.pose.verifier import load_verifier
@@ -270,10 +283,27 @@ class PoseEstimator:
             pts = torch.gather(pts, 1, torch.from_numpy(idx)[..., None].expand(-1, -1, 3))
         return pts.to(self.device)
 
+    @property
+    def rejects(self) -> bool:
+        """Whether config ``reject`` is on (``rating_deg`` > 0, with a verifier)."""
+        return self.verifier is not None and self.config["reject"]["rating_deg"] > 0
+
+    def rejected(self, rating, mask_scores) -> np.ndarray:
+        """(B,) bool: the poses config ``reject`` drops, from their verifier ``rating`` (deg) and
+        their masks' scores: rated worse than ``rating_deg`` with a mask score below ``mask_score``."""
+        mask_scores = np.asarray(mask_scores, np.float32).reshape(-1)
+        if not self.rejects:
+            return np.zeros(len(mask_scores), bool)
+        rating = np.asarray(rating, np.float32).reshape(-1)
+        if len(rating) != len(mask_scores):
+            raise ValueError(f"got {len(rating)} ratings but {len(mask_scores)} mask scores")
+        cfg = self.config["reject"]
+        return (rating > cfg["rating_deg"]) & (mask_scores < cfg["mask_score"])
+
     @torch.inference_mode()
     def estimate(self, points, categories: list[str], mode: str | None = None, prev_poses=None,
                  return_hypotheses: bool = False, support_plane=None, masks=None, intrinsics=None,
-                 rate: bool = False, **overrides) -> Estimate:
+                 rate: bool = False, mask_scores=None, **overrides) -> Estimate:
         """Estimate pose and size of B objects.
 
         Args:
@@ -290,6 +320,8 @@ class PoseEstimator:
                 (``border.extend_cut``, config ``border``).
             rate: also return the pose verifier's estimate of each pose's rotation error (degrees;
                 NaN without a verifier), e.g. to doubt a tracked pose.
+            mask_scores: (B,) the segmenter's scores of the objects' masks: ``Estimate.rejected``
+                tells which poses config ``reject`` drops (the caller drops them; rated).
             overrides: sampler settings (num_candidates, n_steps, solver, t0, ranking, schedule, ...).
         """
         mode = check_mode(mode or self.config["default_mode"])
@@ -306,13 +338,19 @@ class PoseEstimator:
             raise ValueError("masks and intrinsics go together (the border extension needs both)")
         if masks is not None and len(masks) != len(points):
             raise ValueError(f"got {len(points)} point clouds but {len(masks)} masks")
+        if mask_scores is not None:
+            mask_scores = np.asarray(mask_scores, np.float32).reshape(-1)
+            if len(mask_scores) != len(points):
+                raise ValueError(f"got {len(points)} point clouds but {len(mask_scores)} mask scores")
+            rate = rate or self.rejects
         t_start = time.perf_counter()
         cat = self.model.category_index(list(categories))
         if len(cat) == 0:
             empty = np.zeros((0, 3), np.float32)
             return Estimate(np.zeros((0, 3, 3), np.float32), empty, empty, np.zeros(0, np.float32),
                             np.zeros((0, 0, 4, 4), np.float32) if return_hypotheses else None,
-                            np.zeros(0, np.float32) if rate else None)
+                            np.zeros(0, np.float32) if rate else None,
+                            np.zeros(0, bool) if mask_scores is not None else None)
         pts, centroid = geometry.normalize_points(self._prepare_points(points))
         if mode == "tracking":
             if prev_poses is None:
@@ -364,6 +402,8 @@ class PoseEstimator:
             if self.verifier is not None:
                 vcat = self.verifier.category_index(list(categories), self.device)
                 out.rating[:] = self.verifier.rotation_error(cam, R[:, None], t[:, None], vcat)[:, 0].cpu().numpy()
+        if mask_scores is not None:
+            out.rejected = self.rejected(out.rating, mask_scores)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         t_end = time.perf_counter()

@@ -2,7 +2,8 @@
 mode ``tracking``) and estimated from scratch (the tracker's ``mode``) when it is new, was
 lost, scored low, jumped implausibly, every ``reinit_every`` frames, and after ``reset()``. A
 warm-started step the pose verifier rates worse than ``doubt_deg`` is estimated from scratch as
-well, in the same frame, and the better rated of the two is kept.
+well, in the same frame, and the better rated of the two is kept. Given the masks' scores, a
+detection config/estimator.yaml ``reject`` drops gets no track (its track, if any, goes unseen).
 
 Association: same category, then greedily by mask IoU with the track's last mask and by the
 distance between point-cloud centroids (`genpose_ros.identity.associate`). Track names are
@@ -72,6 +73,7 @@ class TrackStep:
     full: list[int] = field(default_factory=list)   # instances estimated from scratch
     ms: float = 0.0        # estimator time of the frame
     hypotheses: list = field(default_factory=list)  # per instance: (K, 4, 4) candidate poses
+    rejected: np.ndarray | None = None  # (B,) bool, with mask scores: dropped by config ``reject`` (no name, no track)
 
 
 class Tracker:
@@ -97,10 +99,12 @@ class Tracker:
         return n
 
     def step(self, points: np.ndarray, categories: list[str], masks: list[np.ndarray],
-             support_plane=None, intrinsics=None) -> TrackStep:
+             support_plane=None, intrinsics=None, mask_scores=None) -> TrackStep:
         """One frame: ``points`` (B, N, 3) camera frame, a category and an (H, W) bool mask per
         instance; ``support_plane``: the table's plane, and ``intrinsics``: the camera's, with the
-        masks for boxes the image border cuts, as ``PoseEstimator.estimate`` takes them."""
+        masks for boxes the image border cuts, as ``PoseEstimator.estimate`` takes them;
+        ``mask_scores``: the segmenter's, for config/estimator.yaml ``reject`` (a rejected
+        instance gets no name and leaves its track unseen)."""
         s = self.settings
         centroids = [p.mean(axis=0) for p in points]
         match = associate(self.tracks, masks, centroids, categories, s.iou_min, s.max_centroid_dist)
@@ -111,12 +115,16 @@ class Tracker:
         out = TrackStep([], np.tile(np.eye(3, dtype=np.float32), (B, 1, 1)), np.zeros((B, 3), np.float32),
                         np.zeros((B, 3), np.float32), np.zeros(B, np.float32), warm, full,
                         hypotheses=[None] * B)
+        reject = mask_scores is not None and self.estimator.rejects
         doubted: dict[int, float] = {}
+        rated: dict[int, float] = {}   # the final pose's rating, for reject
         if warm:
             prev = np.stack([self.tracks[match[i]].T for i in warm]).astype(np.float32)
             rating = self._estimate(out, warm, points, categories, "tracking", masks, intrinsics, prev_poses=prev,
-                                    support_plane=support_plane, rate=s.doubt_deg > 0)
-            doubted = {} if rating is None else {i: r for i, r in zip(warm, rating) if r > s.doubt_deg}
+                                    support_plane=support_plane, rate=s.doubt_deg > 0 or reject)
+            rated.update(zip(warm, [] if rating is None else rating))
+            if s.doubt_deg > 0:
+                doubted = {i: r for i, r in zip(warm, rating) if r > s.doubt_deg}
             if doubted:   # doubted steps: from scratch too, the better rated kept
                 kept = {i: (out.R[i].copy(), out.t[i].copy(), out.size[i].copy(), out.score[i], out.hypotheses[i])
                         for i in doubted}
@@ -125,15 +133,18 @@ class Tracker:
                 self.n_doubted += len(doubted)
         if full:
             rating = self._estimate(out, full, points, categories, self.mode, masks, intrinsics,
-                                    support_plane=support_plane, rate=bool(doubted))
+                                    support_plane=support_plane, rate=bool(doubted) or reject)
             if rating is not None:   # doubted steps whose warm pose is rated no worse keep it
                 back = [i for i, r in zip(full, rating) if i in doubted and r >= doubted[i]]
                 for i in back:
                     out.R[i], out.t[i], out.size[i], out.score[i], out.hypotheses[i] = kept[i]
+                rated.update((i, r) for i, r in zip(full, rating) if i not in back)
                 warm[:] = sorted(warm + back)
                 full[:] = [i for i in full if i not in back]
             self.n_full += len(full)
         self.n_tracked += len(warm)
+        if mask_scores is not None:
+            out.rejected = self.estimator.rejected([rated.get(i, np.nan) for i in range(B)], mask_scores)
         out.names = self._update(match, warm, categories, masks, centroids, out)
         return out
 
@@ -152,6 +163,9 @@ class Tracker:
     def _update(self, match, warm, categories, masks, centroids, out: TrackStep) -> list[str]:
         s, names, seen = self.settings, [], set()
         for i, cat in enumerate(categories):
+            if out.rejected is not None and out.rejected[i]:
+                names.append("")
+                continue
             T = np.eye(4)
             T[:3, :3], T[:3, 3] = out.R[i], out.t[i]
             j = match[i]

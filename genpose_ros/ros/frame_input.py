@@ -43,6 +43,10 @@ class InstanceBatch:
     instances: list[InstanceMask]      # the B instances kept
     warnings: list[str] = field(default_factory=list)
 
+    def take(self, idx) -> InstanceBatch:
+        """The instances ``idx`` (indices, in that order)."""
+        return InstanceBatch(self.points[idx], [self.instances[i] for i in idx], self.warnings)
+
 
 def read_depth_mm(msg, depth_range_m=(0.1, 10.0)) -> tuple[np.ndarray, str | None]:
     """(H, W) uint16 depth in mm from a 16UC1/mono16 (mm) or 32FC1 (m, NaN = none) image, and a

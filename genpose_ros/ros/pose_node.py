@@ -132,7 +132,7 @@ class PoseNode(Node):
         self._problems = ProblemLog(self.get_logger())
         self.problems = self._problems.items
         self.frame_times: deque[float] = deque(maxlen=200)
-        self.frames_done = 0
+        self.frames_done = self.n_rejected = 0
         self._info = None
         self.identities = IdentityTable(self.p["iou_min"], self.p["max_centroid_dist"],
                                         self.p["max_lost"])
@@ -250,10 +250,21 @@ class PoseNode(Node):
         est = self.estimator.estimate(batch.points, cats, mode=self.p["mode"], return_hypotheses=True,
                                       support_plane=self.support_plane(frame),
                                       masks=[i.mask for i in batch.instances], intrinsics=frame.intrinsics,
-                                      **self.overrides)
+                                      mask_scores=seg_scores(batch), **self.overrides)
+        keep = self.count_rejected(est.rejected)
+        if not len(keep):
+            return [], [], *empty_result(0), None
+        est, batch = est.take(keep), batch.take(keep)
+        cats = [inst.category for inst in batch.instances]
         score = est.score * seg_scores(batch)  # mask confidence x agreement of the pose samples
         names = self.identities.assign(cats, [i.mask for i in batch.instances], centroids(batch))
         return names, cats, est.R, est.t, est.size, score, list(est.hypotheses)
+
+    def count_rejected(self, rejected) -> np.ndarray:
+        """Indices of the instances kept: config/estimator.yaml ``reject`` drops a pose the verifier
+        rates badly whose mask scored low (counted in the final report)."""
+        self.n_rejected += int(rejected.sum())
+        return np.flatnonzero(~rejected)
 
     def support_plane(self, frame):
         """The table's plane in the camera frame, fitted to the depth outside every mask of the
@@ -296,7 +307,8 @@ class PoseNode(Node):
         if not hasattr(self, "worker"):   # the constructor stopped early (a bad parameter)
             return super().destroy_node()
         self.final_report(f"{self.sync.matched} synchronised frames, {self.frames_done} processed, "
-                          f"{self.worker.slot.dropped} skipped while busy")
+                          f"{self.worker.slot.dropped} skipped while busy, {self.n_rejected} detections "
+                          "dropped as doubtful (config/estimator.yaml reject)")
         self.worker.stop()
         super().destroy_node()
 

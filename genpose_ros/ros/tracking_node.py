@@ -52,10 +52,12 @@ class TrackingNode(PoseNode):
             n = self.tracker.reset()
             self.get_logger().info(f"reset: dropping {n} tracks, re-estimating from scratch")
         cats = [i.category for i in batch.instances]
+        scores = seg_scores(batch)
         step = self.tracker.step(batch.points, cats, [i.mask for i in batch.instances], self.support_plane(frame),
-                                 frame.intrinsics)
-        return (step.names, cats, step.R, step.t, step.size, step.score * seg_scores(batch),
-                step.hypotheses)
+                                 frame.intrinsics, scores)
+        keep = self.count_rejected(step.rejected)
+        return ([step.names[i] for i in keep], [cats[i] for i in keep], step.R[keep], step.t[keep],
+                step.size[keep], (step.score * scores)[keep], [step.hypotheses[i] for i in keep])
 
     def destroy_node(self):
         if not hasattr(self, "tracker"):   # the constructor stopped early (a bad parameter)
