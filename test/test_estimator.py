@@ -339,6 +339,15 @@ def test_eval_with_a_segmenters_masks_leaves_out_what_reject_drops(estimator, ti
     assert kept["rejected"] == 0 and low and min(low) >= 0.05
     assert dropped["rejected"] == len(low) and sorted(scores(dropped)) == sorted(s for s in scores(kept) if s >= 0.9)
     assert len(dropped["records"]) >= sum(r["R_gt"] is not None for r in kept["records"])   # every object: a record
+    # --mode tracking --masks: the tracker follows the segmenter's detections, as tracking_node does
+    seq = tiny_split / "seq"
+    kept = runner.run_tracking(estimator, seq, init_mode="regression", segmenter=seg, progress=False, reject=False)
+    dropped = runner.run_tracking(estimator, seq, init_mode="regression", segmenter=seg, progress=False)
+    assert len(kept["segment_ms"]) == 3 and len(kept["latency_ms"] + kept["init_latency_ms"]) == 3
+    assert kept["rejected"] == 0 and dropped["rejected"] > 0   # (tracking steps: pose agreement < 1)
+    n_gt = sum(len(f.instances) for _, f, _ in kept["frames"])
+    assert sum(r["R_gt"] is not None for r in dropped["records"]) == n_gt
+    assert len(scores(dropped)) == len(scores(kept)) - dropped["rejected"]
 
 
 def test_reject_config_is_checked(tiny_pose_checkpoint):

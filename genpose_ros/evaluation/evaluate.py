@@ -115,22 +115,23 @@ def evaluate_estimator(args: argparse.Namespace, out: Path) -> tuple[dict, str]:
     est = PoseEstimator.from_checkpoint(ckpt, device=args.device, seed=args.seed)
     t0 = time.time()
     support = False if args.no_support_plane else None   # None: config/estimator.yaml's support.plane
+    segmenter = None
+    if args.masks != "ground_truth":
+        from genpose_ros.segmentation.load import load_segmenter, segmenter_options
+
+        options = segmenter_options()   # config/maskrcnn.yaml, as maskrcnn_node runs it
+        options["depth_cleanup"] &= not args.no_depth_cleanup
+        if args.no_support_plane:
+            options["support"] = None
+        segmenter = load_segmenter(args.masks, args.device, **options)
     if args.mode == "tracking":
         res = runner.run_tracking(est, args.data, overrides, args.init_mode, seed=args.seed,
-                                  max_frames=args.max_frames, support=support, border=not args.no_border_extension)
+                                  max_frames=args.max_frames, support=support, border=not args.no_border_extension,
+                                  segmenter=segmenter, reject=not args.no_reject)
     else:
         prefixes = list_frames(args.data, labelled=True)[:args.max_frames]
         if not prefixes:
             raise ValueError(f"no frames under {args.data}")
-        from genpose_ros.segmentation.load import load_segmenter, segmenter_options
-
-        segmenter = None
-        if args.masks != "ground_truth":
-            options = segmenter_options()   # config/maskrcnn.yaml, as maskrcnn_node runs it
-            options["depth_cleanup"] &= not args.no_depth_cleanup
-            if args.no_support_plane:
-                options["support"] = None
-            segmenter = load_segmenter(args.masks, args.device, **options)
         res = runner.run_frames(est, prefixes, args.mode, overrides, seed=args.seed,
                                 segmenter=segmenter, erode=args.erode_masks, support=support,
                                 border=not args.no_border_extension, reject=not args.no_reject)

@@ -164,39 +164,52 @@ def label_rest(frames: list) -> None:
                 r["rest"] = rest_kind(r["R_gt"], frame.T_world_cam)
 
 
-def run_frame_detections(estimator, segmenter, frame, image, mode, overrides, n_points, rng,
-                         out: dict, support: bool | None = None, border: bool = True,
-                         reject: bool = True) -> list[dict]:
-    """One frame with the segmenter's masks: records of every ground-truth object (matched or
-    missed) and of every unmatched detection (false positive); with ``reject``, the detections
-    config/estimator.yaml ``reject`` drops are left out (counted in ``out["rejected"]``)."""
+def segment(segmenter, frame, n_points: int, rng, out: dict):
+    """The segmenter's detections of ``frame`` (its time in ``out["segment_ms"]``) and, as
+    ``detection_batch``, the points of those with enough depth: (detections, points, kept)."""
     import time
 
     t0 = time.perf_counter()
     detections = segmenter.predict(frame.color, frame.depth, fx=frame.intrinsics.fx)
     out["segment_ms"].append(1e3 * (time.perf_counter() - t0))
     points, kept, _ = detection_batch(frame, detections, n_points, rng)
-    preds = {}
-    if kept:
-        plane = frame_plane(estimator, frame, np.stack([d.mask for d in detections]), support)
-        est = estimator.estimate(points, [d.category for d in kept], mode=mode, support_plane=plane,
-                                 mask_scores=[d.score for d in kept] if reject else None,
-                                 **border_inputs(frame, (d.mask for d in kept), border), **(overrides or {}))
-        out["latency_ms"].append(estimator.last_timing["total_ms"])
-        if reject:   # as the nodes do: not detected
-            out["rejected"] += int(est.rejected.sum())
-            idx = np.flatnonzero(~est.rejected)
-            est, kept = est.take(idx), [kept[d] for d in idx]
-        # the score a node publishes (mask confidence x agreement of the pose samples) ranks for mAP,
-        # as NOCS ranks by the detection score
-        preds = {d: (est.R[d], est.t[d], est.size[d], float(est.score[d] * kept[d].score)) for d in range(len(kept))}
-    pairs = match_detections(frame, kept)
+    return detections, points, kept
+
+
+def detection_records(frame, image, kept: list, poses, rejected, out: dict) -> list[dict]:
+    """Records of one frame's detections ``kept`` with their ``poses`` (R, t, size, score arrays):
+    those ``rejected`` (config reject, or None) are left out as the nodes leave them out (counted
+    in ``out["rejected"]``); the rest are matched to the ground truth (``match_detections``).
+    The score is the one a node publishes, mask confidence x agreement of the pose samples, which
+    ranks the detections for mAP as NOCS ranks by the detection score."""
+    R, t, size, score = poses
+    idx = range(len(kept)) if rejected is None else np.flatnonzero(~rejected)
+    out["rejected"] += len(kept) - len(idx)
+    dets = [kept[d] for d in idx]
+    preds = [(R[d], t[d], size[d], float(score[d] * kept[d].score)) for d in idx]
+    pairs = match_detections(frame, dets)
     owner = {g: d for d, g in pairs.items()}
     recs = [make_record(inst, image, *preds[owner[g]]) if g in owner else make_record(inst, image)
             for g, inst in enumerate(frame.instances)]
-    recs += [false_positive_record(kept[d].category, image, *preds[d])
-             for d in range(len(kept)) if d not in pairs]
+    recs += [false_positive_record(dets[d].category, image, *preds[d]) for d in range(len(dets)) if d not in pairs]
     return recs
+
+
+def run_frame_detections(estimator, segmenter, frame, image, mode, overrides, n_points, rng,
+                         out: dict, support: bool | None = None, border: bool = True,
+                         reject: bool = True) -> list[dict]:
+    """One frame with the segmenter's masks: records of every ground-truth object (matched or
+    missed) and of every unmatched detection (false positive); with ``reject``, the detections
+    config/estimator.yaml ``reject`` drops are left out (counted in ``out["rejected"]``)."""
+    detections, points, kept = segment(segmenter, frame, n_points, rng, out)
+    if not kept:
+        return detection_records(frame, image, [], (None,) * 4, None, out)
+    plane = frame_plane(estimator, frame, np.stack([d.mask for d in detections]), support)
+    est = estimator.estimate(points, [d.category for d in kept], mode=mode, support_plane=plane,
+                             mask_scores=[d.score for d in kept] if reject else None,
+                             **border_inputs(frame, (d.mask for d in kept), border), **(overrides or {}))
+    out["latency_ms"].append(estimator.last_timing["total_ms"])
+    return detection_records(frame, image, kept, (est.R, est.t, est.size, est.score), est.rejected, out)
 
 
 def sequence_folders(root) -> list[Path]:
@@ -208,19 +221,34 @@ def sequence_folders(root) -> list[Path]:
 def run_tracking(estimator, root, overrides: dict | None = None, init_mode: str | None = None,
                  n_points: int = 1024, seed: int = 0, max_frames: int | None = None, progress: bool = True,
                  settings: TrackerSettings | None = None, support: bool | None = None,
-                 border: bool = True) -> dict:
+                 border: bool = True, segmenter=None, reject: bool = True) -> dict:
     """The tracker over each sequence under ``root`` in frame order (a fresh tracker per sequence):
     objects are associated, warm-started and re-initialised as in tracking_node; ``init_mode`` is
     the from-scratch mode (None: the estimator's default mode), ``overrides`` the tracking steps' sampler settings, ``settings`` a
-    ``TrackerSettings``, ``support`` and ``border`` as ``run_frames``'. Frames where every object was
-    warm-started count in ``latency_ms``, the others in ``init_latency_ms``."""
+    ``TrackerSettings``, ``support``, ``border``, ``segmenter`` and ``reject`` as ``run_frames``'
+    (with a segmenter the tracker follows its detections, as tracking_node does). Frames where
+    every object was warm-started count in ``latency_ms``, the others in ``init_latency_ms``."""
     rng = np.random.default_rng(seed)
-    out = {"records": [], "latency_ms": [], "init_latency_ms": [], "frames": []}
+    out = {"records": [], "latency_ms": [], "init_latency_ms": [], "frames": [], "segment_ms": [], "rejected": 0}
     for seq in tqdm(sequence_folders(root), desc="eval tracking", disable=not progress, mininterval=5):
         tracker = Tracker(estimator, init_mode, settings, {"tracking": overrides or {}})
         for prefix in list_frames(seq, labelled=True)[:max_frames]:
             frame = read_frame(prefix)
             image = len(out["frames"])
+            if segmenter is not None:
+                detections, points, kept = segment(segmenter, frame, n_points, rng, out)
+                step = None
+                if kept:
+                    step = tracker.step(points, [d.category for d in kept], [d.mask for d in kept],
+                                        frame_plane(estimator, frame, np.stack([d.mask for d in detections]), support),
+                                        frame.intrinsics if border else None,
+                                        [d.score for d in kept] if reject else None)
+                    (out["init_latency_ms"] if step.full else out["latency_ms"]).append(step.ms)
+                recs = detection_records(frame, image, kept, (None,) * 4 if step is None else
+                                         (step.R, step.t, step.size, step.score), step and step.rejected, out)
+                out["records"] += recs
+                out["frames"].append((prefix, frame, recs))
+                continue
             points, ok, missed = frame_batch(frame, n_points, rng)
             recs = []
             if ok:
