@@ -115,6 +115,10 @@ def evaluate_estimator(args: argparse.Namespace, out: Path) -> tuple[dict, str]:
     est = PoseEstimator.from_checkpoint(ckpt, device=args.device, seed=args.seed)
     t0 = time.time()
     support = False if args.no_support_plane else None   # None: config/estimator.yaml's support.plane
+    if args.mode != "tracking":   # the split's labels checked before the segmenter loads
+        prefixes = list_frames(args.data, labelled=True)[:args.max_frames]
+        if not prefixes:
+            raise ValueError(f"no frames under {args.data}")
     segmenter = None
     if args.masks != "ground_truth":
         from genpose_ros.segmentation.load import load_segmenter, segmenter_options
@@ -129,9 +133,6 @@ def evaluate_estimator(args: argparse.Namespace, out: Path) -> tuple[dict, str]:
                                   max_frames=args.max_frames, support=support, border=not args.no_border_extension,
                                   segmenter=segmenter, reject=not args.no_reject)
     else:
-        prefixes = list_frames(args.data, labelled=True)[:args.max_frames]
-        if not prefixes:
-            raise ValueError(f"no frames under {args.data}")
         res = runner.run_frames(est, prefixes, args.mode, overrides, seed=args.seed,
                                 segmenter=segmenter, erode=args.erode_masks, support=support,
                                 border=not args.no_border_extension, reject=not args.no_reject)

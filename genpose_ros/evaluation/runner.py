@@ -237,15 +237,15 @@ def run_tracking(estimator, root, overrides: dict | None = None, init_mode: str 
             image = len(out["frames"])
             if segmenter is not None:
                 detections, points, kept = segment(segmenter, frame, n_points, rng, out)
-                step = None
+                poses, rejected = (None,) * 4, None
                 if kept:
                     step = tracker.step(points, [d.category for d in kept], [d.mask for d in kept],
                                         frame_plane(estimator, frame, np.stack([d.mask for d in detections]), support),
                                         frame.intrinsics if border else None,
                                         [d.score for d in kept] if reject else None)
                     (out["init_latency_ms"] if step.full else out["latency_ms"]).append(step.ms)
-                recs = detection_records(frame, image, kept, (None,) * 4 if step is None else
-                                         (step.R, step.t, step.size, step.score), step and step.rejected, out)
+                    poses, rejected = (step.R, step.t, step.size, step.score), step.rejected
+                recs = detection_records(frame, image, kept, poses, rejected, out)
                 out["records"] += recs
                 out["frames"].append((prefix, frame, recs))
                 continue
