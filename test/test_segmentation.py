@@ -273,6 +273,40 @@ def test_paste_back_moves_masks_by_the_checkpoint_offset():
     assert paste_back(soft[:0], (96, 120)).shape == (0, 96, 120)
 
 
+
+
+def test_predict_computes_what_the_model_computes():
+    """``Segmenter`` runs a copy of the model with its batch norms folded, skips the model's
+    resize to the same size and pastes the masks itself: the same detections as the model's
+    own forward followed by ``paste_back``, and the model handed to it is left as it was."""
+    from genpose_ros.segmentation.model import paste_back, resize_input, stack_input
+
+    torch.manual_seed(0)
+    model = build_model(TEST_CONFIG)
+    for m in model.modules():             # batch norms with statistics of their own
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2.0), m.weight.data.uniform_(0.5, 1.5)
+    model.eval()
+    seg = Segmenter(model, TEST_CONFIG, score_threshold=0.0, depth_cleanup=False)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in seg.model.backbone.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.backbone.modules())
+    frame = shapes_frame(h=120, w=160)                  # shrunk to the network's 96 x 128
+    h, w = frame.color.shape[:2]
+    got = seg.predict(frame.color, frame.depth, fx=100.0)
+
+    scale = min(TEST_CONFIG.min_size / min(h, w), TEST_CONFIG.max_size / max(h, w))
+    rgb_s, depth_s = resize_input(frame.color, frame.depth, scale, TEST_CONFIG.nearest)
+    model.roi_heads.score_thresh = 1e-3
+    with torch.no_grad():
+        ref = model([stack_input(rgb_s, depth_s, fx=100.0 * scale, mode=TEST_CONFIG.input)])[0]
+    masks = paste_back(ref["masks"], (h, w)).numpy() >= 0.5
+    assert len(got) == len(ref["scores"]) > 0
+    assert np.allclose([d.score for d in got], ref["scores"].numpy(), atol=1e-4)
+    assert [d.category for d in got] == [CATEGORIES[int(c) - 1] for c in ref["labels"]]
+    agree = [(d.mask == m).mean() for d, m in zip(got, masks)]
+    assert min(agree) > 0.999, agree
+
+
 def test_checkpoints_before_version_3_read_the_floor_grid_and_its_offset(tmp_path):
     from genpose_ros.segmentation.model import LEGACY_MASK_OFFSET_PX
 

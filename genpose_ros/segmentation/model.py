@@ -20,6 +20,7 @@ installed; it is not part of the tested, shipped path.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -280,7 +281,7 @@ class Segmenter:
         the parts of each mask cut off by depth steps (``data.pointcloud.drop_depth_islands``:
         background caught at the outline)."""
         self.label_map = label_map or {k + 1: c for k, c in enumerate(CATEGORIES)}
-        self.model = model.to(device).eval()
+        self.model = inference_copy(model).to(device)
         self.cfg = cfg
         self.device = device
         self.score_threshold = float(score_threshold)
@@ -310,23 +311,27 @@ class Segmenter:
         ``fx`` its focal length in px) -> detections with score >= threshold, best first.
         An RGB-D model given no depth runs on colour alone (depth channels zero); a depth image
         of another size or type raises ``ValueError``, as does a bad colour image."""
+        from torchvision.models.detection.roi_heads import paste_masks_in_image
+
         rgb = check_rgb(rgb)
         h, w = rgb.shape[:2]
         if depth is not None and self.wants_depth:
             check_depth(depth, (h, w))
-        # Shrink to the network's input size here, so the depth channels are computed at that
+        # Resize to the network's input size here, so the depth channels are computed at that
         # size (cheap) and the network's own resize step has nothing left to do.
-        scale = min(1.0, self.cfg.min_size / min(h, w), self.cfg.max_size / max(h, w))
+        scale = min(self.cfg.min_size / min(h, w), self.cfg.max_size / max(h, w))
         rgb_s, depth_s = resize_input(rgb, depth if self.uses_depth else None, scale, self.cfg.nearest)
+        sx, sy = rgb_s.shape[1] / w, rgb_s.shape[0] / h         # network-input px per image px
         fx = D435_FX * w / 640.0 if fx is None else float(fx)
         x = stack_input(rgb_s, depth_s, fx=fx * scale, mode=self.cfg.input).to(self.device)
         thr = self.score_threshold if score_threshold is None else float(score_threshold)
         # Filter inside the ROI heads, so masks are only computed and pasted for kept boxes.
         self.model.roi_heads.score_thresh = min(max(thr, 1e-3), 0.999)
-        out = self.model([x])[0]
+        out = self._forward(x)
         known = torch.tensor([int(c) in self.label_map for c in out["labels"]], dtype=torch.bool)
         keep = (out["scores"] >= thr) & known.to(out["scores"].device)
-        soft = paste_back(out["masks"][keep], (h, w), self.cfg.mask_offset_px)   # (N, h, w)
+        soft = paste_masks_in_image(out["masks"][keep], out["boxes"][keep], tuple(x.shape[-2:]))
+        soft = paste_back(soft, (h, w), self.cfg.mask_offset_px)            # (N, h, w)
         masks = (soft >= self.mask_threshold).cpu().numpy().reshape(-1, h, w)
         if depth is not None and self.support is not None:
             masks = snap_masks(masks, depth, fx, self.support)
@@ -335,9 +340,41 @@ class Segmenter:
         labels = out["labels"][keep].cpu().numpy()
         scores = out["scores"][keep].cpu().numpy()
         dx, dy = self.cfg.mask_offset_px
-        boxes = (out["boxes"][keep].cpu().numpy() / scale - np.float32([dx, dy, dx, dy])).astype(np.float32)
+        boxes = (out["boxes"][keep].cpu().numpy() / np.float32([sx, sy, sx, sy])
+                 - np.float32([dx, dy, dx, dy])).astype(np.float32)
         return [Detection2D(mask=m, category=self.label_map[int(c)], score=float(s), box=b)
                 for m, c, s, b in zip(masks, labels, scores, boxes)]
+
+    def _forward(self, x: torch.Tensor) -> dict:
+        """The model's own forward on one input already at its test size, without its resize
+        step (an interpolation to the same size) and without pasting the masks: boxes in
+        network-input px, masks (N, 1, M, M) probabilities over their boxes."""
+        from torchvision.models.detection.image_list import ImageList
+
+        model = self.model
+        image = model.transform.normalize(x)
+        batch = model.transform.batch_images([image], size_divisible=model.transform.size_divisible)
+        images = ImageList(batch.contiguous(memory_format=torch.channels_last), [tuple(x.shape[-2:])])
+        features = model.backbone(images.tensors)
+        proposals, _ = model.rpn(images, features)
+        return model.roi_heads(features, proposals, images.image_sizes)[0][0]
+
+
+def inference_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` for inference: eval mode, every convolution + batch norm of the
+    backbone folded into one convolution (``torch.nn.utils.fusion.fuse_conv_bn_eval``), the
+    backbone in channels-last layout (faster convolutions on CPU). Computes what the model does."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    model = copy.deepcopy(model).eval()
+    for seq in [m for m in model.backbone.modules() if isinstance(m, nn.Sequential)]:
+        names = list(seq._modules)
+        for a, b in zip(names, names[1:]):
+            conv, norm = seq._modules[a], seq._modules[b]
+            if isinstance(conv, nn.Conv2d) and type(norm) is nn.BatchNorm2d:
+                seq._modules[a], seq._modules[b] = fuse_conv_bn_eval(conv, norm), nn.Identity()
+    model.backbone.to(memory_format=torch.channels_last)
+    return model
 
 
 NEAREST = ("exact", "floor")
@@ -358,13 +395,14 @@ def resize_nearest(image: np.ndarray, size: tuple[int, int], nearest: str = "exa
 
 def resize_input(rgb: np.ndarray, depth: np.ndarray | None, scale: float,
                  nearest: str = "exact") -> tuple[np.ndarray, np.ndarray | None]:
-    """Colour (area averaging) and depth (``resize_nearest``) scaled."""
-    if scale >= 1.0:
+    """Colour (area averaging to shrink, bilinear to enlarge) and depth (``resize_nearest``)
+    scaled."""
+    size = (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale))
+    if size == (rgb.shape[1], rgb.shape[0]):
         return rgb, depth
     import cv2
 
-    size = (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale))
-    rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     if depth is not None:
         depth = resize_nearest(depth, size, nearest)
     return rgb, depth
