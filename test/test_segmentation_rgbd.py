@@ -30,11 +30,11 @@ def test_depth_features_of_a_tilted_plane():
     depth = plane_depth()
     depth[10:14, 20:24] = 0                                   # a hole
     f = depth_features(depth, FX)
-    assert f.shape == (96, 128, 5) and f.dtype == np.float32
-    assert (f[10:14, 20:24] == 0).all() and (f[40:50, 60:70, 0] == 1).all()
-    assert np.allclose(f[48, 64, 1], depth[48, 64] / 2000.0, atol=1e-3)
+    assert f.shape == (5, 96, 128) and f.dtype == np.float32
+    assert (f[:, 10:14, 20:24] == 0).all() and (f[0, 40:50, 60:70] == 1).all()
+    assert np.allclose(f[1, 48, 64], depth[48, 64] / 2000.0, atol=1e-3)
     # z = z0 + slope * Y (camera Y down)  ->  normal ~ (0, slope, -1) / norm, facing the camera
-    n = f[40:56, 50:80, 2:].reshape(-1, 3).mean(0)
+    n = f[2:, 40:56, 50:80].reshape(3, -1).mean(1)
     expected = np.array([0.0, 0.5, -1.0]) / np.linalg.norm([0.0, 0.5, -1.0])
     assert np.allclose(n, expected, atol=0.05), n
 

@@ -60,21 +60,18 @@ def check_depth(depth, shape: tuple[int, int]) -> np.ndarray:
 
 
 def depth_features(depth_mm: np.ndarray, fx: float = D435_FX) -> np.ndarray:
-    """(H, W) uint16 mm -> (H, W, 5) float32: valid, depth/2 m, normal x, y, z (see module doc)."""
+    """(H, W) uint16 mm -> (5, H, W) float32: valid, depth/2 m, normal x, y, z (see module doc)."""
     import cv2
 
     z = depth_mm.astype(np.float32) * 1e-3
     valid = z > 0
     zs = cv2.medianBlur(z, 5)
     zs = np.where(valid & (zs > 0), zs, z)
-    gx = cv2.Sobel(zs, cv2.CV_32F, 1, 0, ksize=3) / 8.0      # metres per pixel
-    gy = cv2.Sobel(zs, cv2.CV_32F, 0, 1, ksize=3) / 8.0
-    scale = fx / np.maximum(zs, 0.1)                          # pixels per metre at that depth
-    n = np.stack([gx * scale, gy * scale, -np.ones_like(zs)], axis=-1)   # facing the camera
-    n /= np.linalg.norm(n, axis=-1, keepdims=True)
-    out = np.concatenate([valid[..., None], (z / 2.0)[..., None], n], axis=-1).astype(np.float32)
-    out[~valid] = 0.0
-    return out
+    scale = fx / np.maximum(zs, 0.1) / 8.0          # Sobel / 8: metres per pixel; x fx / z: per metre
+    nx = cv2.Sobel(zs, cv2.CV_32F, 1, 0, ksize=3) * scale
+    ny = cv2.Sobel(zs, cv2.CV_32F, 0, 1, ksize=3) * scale
+    nz = valid / np.sqrt(nx * nx + ny * ny + 1.0)   # (nx, ny, -1) normalised: facing the camera
+    return np.stack([valid, z / 2.0, nx * nz, ny * nz, -nz]).astype(np.float32) * valid
 
 
 def stack_input(rgb: np.ndarray, depth_mm: np.ndarray | None, fx: float = D435_FX,
@@ -90,7 +87,6 @@ def stack_input(rgb: np.ndarray, depth_mm: np.ndarray | None, fx: float = D435_F
         d = torch.zeros(DEPTH_CHANNELS, *rgb.shape[:2])
     else:
         d = torch.from_numpy(depth_features(check_depth(depth_mm, rgb.shape[:2]), fx))
-        d = d.permute(2, 0, 1)
     return torch.cat([x, d], 0)
 
 
