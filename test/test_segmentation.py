@@ -305,6 +305,10 @@ def test_predict_computes_what_the_model_computes():
     assert [d.category for d in got] == [CATEGORIES[int(c) - 1] for c in ref["labels"]]
     agree = [(d.mask == m).mean() for d, m in zip(got, masks)]
     assert min(agree) > 0.999, agree
+    small = shapes_frame(h=72, w=96)                    # enlarged to the network's input, masks back at 96 x 72
+    dets = seg.predict(small.color, small.depth, fx=100.0)
+    assert dets and all(d.mask.shape == (72, 96) for d in dets)
+    assert all(0 <= d.box[0] <= d.box[2] <= 96.5 and 0 <= d.box[1] <= d.box[3] <= 72.5 for d in dets)
 
 
 def test_checkpoints_before_version_3_read_the_floor_grid_and_its_offset(tmp_path):
