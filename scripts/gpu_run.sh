@@ -22,6 +22,8 @@
 #                       SEQ_FRAMES=30: the splits of docs/data.md (same seeds, so the same frames)
 #   POSE_CONFIG=config/train_gpu.yaml; POSE_ARGS, SEG_ARGS (default: --workers 2 --batch-size 8
 #                       --init models/maskrcnn_light.pt), BENCH_ARGS, SEG_EVAL_ARGS: extra flags
+#   PIPELINE_FRAMES=50  test frames run through segmenter + pose stage in one process (their
+#                       per-frame time bounds the node graph's rate on this machine; run.log)
 #   WHEELS=.whl         wheels installed into /tmp/site (none there: the installed packages are used)
 #   WORK=/tmp/genpose_gpu  scratch folder (data, runs); PYTHON=python3
 set -uo pipefail
@@ -100,14 +102,19 @@ bench() {
     # shellcheck disable=SC2086
     genpose eval --task segmentation --device "$DEVICE" --data "$WORK/data/test" \
         --checkpoint "$WORK/seg/maskrcnn_light.pt" --out "$WORK/seg_eval" ${SEG_EVAL_ARGS:-} &&
-    cp "$WORK/seg_eval/seg_eval.json" "$OUT/seg_eval.json"
+    cp "$WORK/seg_eval/seg_eval.json" "$OUT/seg_eval.json" || return 1
+    # the segmenter and the pose stage, frame after frame on this device: what bounds the graph's rate
+    genpose eval --device "$DEVICE" --data "$WORK/data/test" --masks "$WORK/seg/maskrcnn_light.pt" \
+        --checkpoint "$WORK/pose/model.pt" --max-frames "${PIPELINE_FRAMES:-50}" --out "$WORK/pipeline" &&
+    grep -E "^(Masks:|[0-9]+ instances)" "$WORK/pipeline/eval.md"
 }
 
 collect() {  # whatever exists, also after a failure
     cp "$WORK/pose/model.pt" "$OUT/genpose_model.pt" 2> /dev/null
     cp "$WORK/seg/maskrcnn_light.pt" "$OUT/maskrcnn_light.pt" 2> /dev/null
     cp "$WORK/pose/log.jsonl" "$OUT/pose_log.jsonl" 2> /dev/null
-    (cd "$WORK" && tar czf "$OUT/logs.tgz" --ignore-failed-read ./*.log pose/tb images data/*/dataset_card.md 2> /dev/null)
+    (cd "$WORK" && tar czf "$OUT/logs.tgz" --ignore-failed-read ./*.log pose/tb images pipeline/eval.md \
+        data/*/dataset_card.md 2> /dev/null)
     for f in "$OUT"/*; do
         [ "$(stat -c %s "$f")" -le $(( 16 * 1024 * 1024 )) ] || echo "warning: $f is over 16 MiB and will not come back"
     done

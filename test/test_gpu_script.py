@@ -21,7 +21,7 @@ def test_gpu_run_script_end_to_end_on_the_cpu(tmp_path):
            "BUDGET": "10", "SEG_BUDGET": "4", "RENDER_WORKERS": "1", "TRAIN_SCENES": "1", "VAL_SCENES": "1",
            "TEST_SCENES": "1", "TEST_SEQUENCES": "1", "SEQ_FRAMES": "2", "WIDE_SCENES": "1", "POSE_CONFIG": str(config),
            "POSE_ARGS": "--threads 1", "SEG_ARGS": "--batch-size 1 --threads 1 --init models/maskrcnn_light.pt",
-           "SEG_EVAL_ARGS": "--max-frames 1 --threads 1",
+           "SEG_EVAL_ARGS": "--max-frames 1 --threads 1", "PIPELINE_FRAMES": "1",
            "BENCH_ARGS": "--skip-ablations --max-frames 2 --seq-frames 2 --threads 1"}
     proc = subprocess.run(["bash", str(REPO / "scripts" / "gpu_run.sh")], env=env, capture_output=True,
                           text=True, timeout=170)
@@ -39,6 +39,7 @@ def test_gpu_run_script_end_to_end_on_the_cpu(tmp_path):
     assert seg["n_images"] == 1 and seg["latency"]["device"] == "cpu" and "confusion" in seg
     run_log = (out / "run.log").read_text()
     assert "segmentation training exited 0" in run_log and "done (exit 0)" in run_log
+    assert "segmenter median" in run_log and "latency per frame" in run_log   # the per-frame pipeline
 
 
 def test_gpu_run_script_reports_a_failure(tmp_path):
