@@ -70,8 +70,8 @@ def depth_features(depth_mm: np.ndarray, fx: float = D435_FX) -> np.ndarray:
     scale = fx / np.maximum(zs, 0.1) / 8.0          # Sobel / 8: metres per pixel; x fx / z: per metre
     nx = cv2.Sobel(zs, cv2.CV_32F, 1, 0, ksize=3) * scale
     ny = cv2.Sobel(zs, cv2.CV_32F, 0, 1, ksize=3) * scale
-    nz = valid / np.sqrt(nx * nx + ny * ny + 1.0)   # (nx, ny, -1) normalised: facing the camera
-    return np.stack([valid, z / 2.0, nx * nz, ny * nz, -nz]).astype(np.float32) * valid
+    nz = valid / np.sqrt(nx * nx + ny * ny + 1.0)   # (nx, ny, -1) normalised, facing the camera; 0 in holes
+    return np.stack([valid, z / 2.0, nx * nz, ny * nz, -nz]).astype(np.float32)
 
 
 def stack_input(rgb: np.ndarray, depth_mm: np.ndarray | None, fx: float = D435_FX,
