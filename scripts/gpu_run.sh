@@ -26,6 +26,9 @@
 #                       per-frame time bounds the node graph's rate on this machine; run.log)
 #   WHEELS=.whl         wheels installed into /tmp/site (none there: the installed packages are used)
 #   WORK=/tmp/genpose_gpu  scratch folder (data, runs); PYTHON=python3
+#   DEADLINE=570        seconds after the start: a step still running then is stopped and what
+#                       exists is collected (a call ends at 600 s; the models reach $OUT as soon
+#                       as they are trained)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -45,10 +48,17 @@ WIDE_SCENES=${WIDE_SCENES:-50}
 SEQ_FRAMES=${SEQ_FRAMES:-30}
 POSE_CONFIG=${POSE_CONFIG:-config/train_gpu.yaml}
 WHEELS=${WHEELS:-.whl}
+DEADLINE=${DEADLINE:-570}
 export PYTHONUNBUFFERED=1
 
-genpose() { "$PY" -m genpose_ros.cli "$@"; }
 elapsed() { echo "[gpu_run $(( SECONDS ))s] $*"; }
+genpose() {  # stopped (SIGINT, then SIGKILL) at DEADLINE; its lines to run.log (fd 3), not to a redirect
+    local left=$(( DEADLINE - SECONDS )) rc=0
+    if [ "$left" -le 5 ]; then elapsed "DEADLINE ${DEADLINE}s reached: not started: genpose $1" >&3; return 124; fi
+    timeout --signal=INT --kill-after=20 "$left" "$PY" -m genpose_ros.cli "$@" || rc=$?
+    case $rc in 124|137) elapsed "DEADLINE ${DEADLINE}s reached: stopped: genpose $*" >&3 ;; esac
+    return "$rc"
+}
 
 install_wheels() {
     if compgen -G "$WHEELS/*.whl" > /dev/null; then
@@ -109,10 +119,15 @@ bench() {
     grep -E "^(Masks:|[0-9]+ instances)" "$WORK/pipeline/eval.md"
 }
 
-collect() {  # whatever exists, also after a failure
+keep_models() {
     cp "$WORK/pose/model.pt" "$OUT/genpose_model.pt" 2> /dev/null
     cp "$WORK/seg/maskrcnn_light.pt" "$OUT/maskrcnn_light.pt" 2> /dev/null
     cp "$WORK/pose/log.jsonl" "$OUT/pose_log.jsonl" 2> /dev/null
+    return 0
+}
+
+collect() {  # whatever exists, also after a failure
+    keep_models
     (cd "$WORK" && tar czf "$OUT/logs.tgz" --ignore-failed-read ./*.log pose/tb images pipeline/eval.md \
         data/*/dataset_card.md 2> /dev/null)
     for f in "$OUT"/*; do
@@ -122,12 +137,13 @@ collect() {  # whatever exists, also after a failure
 }
 
 main() {
+    exec 3>&1
     mkdir -p "$OUT" "$WORK"
-    elapsed "start: $NPROC cores, device $DEVICE, pose budget ${BUDGET}s, segmentation ${SEG_BUDGET}s"
+    elapsed "start: $NPROC cores, device $DEVICE, pose budget ${BUDGET}s, segmentation ${SEG_BUDGET}s, deadline ${DEADLINE}s"
     local rc=0
     install_wheels && elapsed "packages ready" &&
     render && elapsed "rendered" &&
-    train && elapsed "trained" &&
+    train && keep_models && elapsed "trained" &&
     bench && elapsed "benchmarked" || rc=1
     collect
     elapsed "done (exit $rc)"

@@ -3,6 +3,7 @@ scenes) and segmentation, benchmark, and collect the results, as on a lent GPU m
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import yaml
@@ -12,17 +13,21 @@ from conftest import tiny_train_config
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_gpu_run_script_end_to_end_on_the_cpu(tmp_path):
+def tiny_run_env(tmp_path, out):
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(tiny_train_config(stream_min_instances=4, pool_size=64)))
-    out = tmp_path / "out"
-    env = {**os.environ, "OUT": str(out), "WORK": str(tmp_path / "work"), "DEVICE": "cpu",
+    return {**os.environ, "OUT": str(out), "WORK": str(tmp_path / "work"), "DEVICE": "cpu",
            "WHEELS": str(tmp_path / "no_wheels"),  # this environment's packages
            "BUDGET": "10", "SEG_BUDGET": "4", "RENDER_WORKERS": "1", "TRAIN_SCENES": "1", "VAL_SCENES": "1",
            "TEST_SCENES": "1", "TEST_SEQUENCES": "1", "SEQ_FRAMES": "2", "WIDE_SCENES": "1", "POSE_CONFIG": str(config),
            "POSE_ARGS": "--threads 1", "SEG_ARGS": "--batch-size 1 --threads 1 --init models/maskrcnn_light.pt",
            "SEG_EVAL_ARGS": "--max-frames 1 --threads 1", "PIPELINE_FRAMES": "1",
            "BENCH_ARGS": "--skip-ablations --max-frames 2 --seq-frames 2 --threads 1"}
+
+
+def test_gpu_run_script_end_to_end_on_the_cpu(tmp_path):
+    out = tmp_path / "out"
+    env = tiny_run_env(tmp_path, out)
     proc = subprocess.run(["bash", str(REPO / "scripts" / "gpu_run.sh")], env=env, capture_output=True,
                           text=True, timeout=170)
     assert proc.returncode == 0, proc.stdout[-4000:]
@@ -40,6 +45,23 @@ def test_gpu_run_script_end_to_end_on_the_cpu(tmp_path):
     run_log = (out / "run.log").read_text()
     assert "segmentation training exited 0" in run_log and "done (exit 0)" in run_log
     assert "segmenter median" in run_log and "latency per frame" in run_log   # the per-frame pipeline
+
+
+def test_gpu_run_script_stops_at_its_deadline_and_collects(tmp_path):
+    """A call to the GPU machine ends at 600 s: the script stops the step still running at
+    DEADLINE and brings back what exists (here the full benchmark cannot end in 30 s)."""
+    out = tmp_path / "out"
+    env = {**tiny_run_env(tmp_path, out), "DEADLINE": "30", "BENCH_ARGS": "--threads 1"}
+    start = time.monotonic()
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "gpu_run.sh")], env=env, capture_output=True,
+                          text=True, timeout=170)
+    took = time.monotonic() - start
+    assert proc.returncode != 0 and took < 30 + 20 + 30, (took, proc.stdout[-3000:])
+    run_log = (out / "run.log").read_text()
+    assert "DEADLINE 30s reached" in run_log and "done (exit 1)" in run_log
+    assert "benchmarked" not in run_log and {"run.log", "logs.tgz"} <= {p.name for p in out.iterdir()}
+    if "] trained" in run_log:   # the models reach $OUT as soon as they are trained
+        assert (out / "genpose_model.pt").is_file() and (out / "maskrcnn_light.pt").is_file()
 
 
 def test_gpu_run_script_reports_a_failure(tmp_path):
