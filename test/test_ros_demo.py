@@ -23,6 +23,27 @@ def test_demo_reports_bad_arguments_missing_model_and_failed_graph(tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["frames"]["with_poses"] == 0
 
 
+def test_demo_refuses_to_mix_with_another_graph_on_its_domain(tmp_path):
+    """Two graphs on one ROS domain publish on the same topics: the demo's numbers would mix
+    both cameras' frames. With another publisher of its colour topic it stops with one line."""
+    import rclpy
+    from sensor_msgs.msg import Image
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("another_camera", context=context)
+    try:
+        node.create_publisher(Image, "/camera/camera/color/image_raw", 1)
+        r = subprocess.run([sys.executable, "-m", "genpose_ros.cli", "demo", "--frames", "1", "--masks",
+                            "ground_truth", "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    finally:
+        node.destroy_node()
+        context.try_shutdown()
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "another graph publishes /camera/camera/color/image_raw on ROS_DOMAIN_ID" in r.stderr
+    assert "Traceback" not in r.stderr and "starting" not in r.stdout   # no node of its own started
+
+
 def test_relay_latency_counts_from_the_relayed_input():
     """With ground-truth masks the segmentation stage relays the simulator's masks; its latency
     counts from their arrival, not from the (later) colour image: never negative."""

@@ -30,6 +30,7 @@ import numpy as np
 from genpose_ros.arguments import add_checkpoint, add_threads, non_negative_int, positive_float, positive_int
 
 NS = "/camera/camera"
+DISCOVERY_S = 2.0   # s the recorder listens for another graph on the ROS domain before starting its own
 TF_WAIT_S = 4.0  # longest wait for /tf samples still missing after the last detections
 
 
@@ -87,10 +88,22 @@ class Recorder:
         sub(Detection3DArray, f"{estimator_topic_prefix}/detections", self._on_detections, qos)
         sub(Detection3DArray, f"{NS}/ground_truth", lambda m: self.ground_truth.setdefault(_key(m), m), qos)
         sub(Image, f"{estimator_topic_prefix}/overlay", lambda m: self.overlays.setdefault(_key(m), m), qos)
+        self.topics = [f"{NS}/color/image_raw", f"{estimator_topic_prefix}/detections_2d",
+                       f"{estimator_topic_prefix}/detections"]
         from genpose_ros.ros.tf import TransformBuffer, TransformListener
 
         self.tf = TransformBuffer(cache_s=600.0)
         self._tf_listener = TransformListener(self.tf, self.node)
+
+    def foreign_publishers(self, wait_s: float = DISCOVERY_S) -> list[str]:
+        """The demo's topics that something outside it publishes before its graph starts: another
+        graph on the same ROS domain, whose frames and poses would mix with this demo's."""
+        end = time.monotonic() + wait_s   # DDS discovery on loopback fills the graph cache meanwhile
+        while True:
+            found = [t for t in self.topics if self.node.count_publishers(t) > 0]
+            if found or time.monotonic() > end:
+                return found
+            time.sleep(0.1)
 
     def tf_counts(self) -> tuple[int, int]:
         """(object frames found on /tf at their detection's stamp, object frames detected)."""
@@ -278,6 +291,15 @@ def run(args) -> int:
     context = rclpy.Context()
     rclpy.init(context=context)
     rec = Recorder(context, segmenter_input=mask_input if masks_source == "ground_truth" else None)
+    foreign = rec.foreign_publishers()
+    if foreign:
+        rec.node.destroy_node()
+        context.try_shutdown()
+        domain = os.environ.get("ROS_DOMAIN_ID", "0")
+        print(f"[demo] another graph publishes {', '.join(foreign)} on ROS_DOMAIN_ID {domain}: its frames "
+              "and poses would mix with this demo's; stop it or run the demo with another ROS_DOMAIN_ID",
+              file=sys.stderr)
+        return 1
     from rclpy.executors import SingleThreadedExecutor
     ex = SingleThreadedExecutor(context=context)
     ex.add_node(rec.node)
