@@ -80,16 +80,17 @@ class Recorder:
         self.arrival = {k: {} for k in ("color", "segmenter_input", "masks", "detections")}
         self.detections, self.ground_truth, self.overlays = {}, {}, {}
         qos = qos_from_name("reliable", 10)
+        # the graph's own outputs: a publisher of them before it starts is another graph (foreign_publishers)
+        self.topics = color, masks, poses = (f"{NS}/color/image_raw", f"{estimator_topic_prefix}/detections_2d",
+                                             f"{estimator_topic_prefix}/detections")
         sub = self.node.create_subscription
-        sub(Image, f"{NS}/color/image_raw", lambda m: self._arrive("color", m), qos)
+        sub(Image, color, lambda m: self._arrive("color", m), qos)
         if segmenter_input:  # the segmenter reads another topic than the colour image (the relay)
             sub(Image, segmenter_input, lambda m: self._arrive("segmenter_input", m), qos)
-        sub(Detection2DArray, f"{estimator_topic_prefix}/detections_2d", lambda m: self._arrive("masks", m), qos)
-        sub(Detection3DArray, f"{estimator_topic_prefix}/detections", self._on_detections, qos)
+        sub(Detection2DArray, masks, lambda m: self._arrive("masks", m), qos)
+        sub(Detection3DArray, poses, self._on_detections, qos)
         sub(Detection3DArray, f"{NS}/ground_truth", lambda m: self.ground_truth.setdefault(_key(m), m), qos)
         sub(Image, f"{estimator_topic_prefix}/overlay", lambda m: self.overlays.setdefault(_key(m), m), qos)
-        self.topics = [f"{NS}/color/image_raw", f"{estimator_topic_prefix}/detections_2d",
-                       f"{estimator_topic_prefix}/detections"]
         from genpose_ros.ros.tf import TransformBuffer, TransformListener
 
         self.tf = TransformBuffer(cache_s=600.0)
