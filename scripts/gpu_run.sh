@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Render, train (pose and segmentation) and benchmark on a GPU machine without network, in one
-# command that fits a 10-minute call. Results land in $OUT (8 files, each < 16 MiB):
+# command that fits a 10-minute call. With TRAIN=0 it measures the shipped models instead (no
+# training, only the test splits rendered: a few minutes). Results land in $OUT (8 files, each
+# < 16 MiB; with TRAIN=0 the first two and pose_log.jsonl are not there):
 #   genpose_model.pt   pose model (EMA weights; `genpose bench --checkpoint` / the nodes load it)
 #   maskrcnn_light.pt  segmentation weights (fp16)
 #   bench.json, bench.md  `genpose bench --device $DEVICE` on the rendered test split
@@ -15,6 +17,8 @@
 # The pose model trains on scenes rendered while it trains (--stream-workers); the segmentation
 # model on a split rendered first with every core, fine-tuned from the shipped RGB-D weights;
 # both share the GPU. Settings (environment):
+#   TRAIN=1             0: no training; bench, segmenter and pipeline on models/genpose_light.pt and
+#                       models/maskrcnn_light.pt (the GPU numbers of the shipped models)
 #   BUDGET=420          pose training seconds (render warm-up included); SEG_BUDGET (default BUDGET)
 #   DEVICE=cuda         training and benchmark device
 #   RENDER_WORKERS      render processes feeding the pose training (default: cores - 5, at least 1)
@@ -49,6 +53,10 @@ SEQ_FRAMES=${SEQ_FRAMES:-30}
 POSE_CONFIG=${POSE_CONFIG:-config/train_gpu.yaml}
 WHEELS=${WHEELS:-.whl}
 DEADLINE=${DEADLINE:-570}
+TRAIN=${TRAIN:-1}
+POSE_MODEL=$WORK/pose/model.pt
+SEG_MODEL=$WORK/seg/maskrcnn_light.pt
+if [ "$TRAIN" = 0 ]; then POSE_MODEL=models/genpose_light.pt; SEG_MODEL=models/maskrcnn_light.pt; fi
 export PYTHONUNBUFFERED=1
 
 elapsed() { echo "[gpu_run $(( SECONDS ))s] $*"; }
@@ -73,10 +81,12 @@ install_wheels() {
 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name() if torch.cuda.is_available() else '')"
 }
 
-render() {  # the splits of docs/data.md, JSON labels only
+render() {  # the splits of docs/data.md, JSON labels only (TRAIN=0: the test splits only)
     local gen=(data generate --seed 0 --workers "$NPROC" --no-pickle)
-    genpose "${gen[@]}" --out "$WORK/data/train" --split train --scenes "$TRAIN_SCENES" --views-per-scene 4 || return 1
-    genpose "${gen[@]}" --out "$WORK/data/val" --split val --scenes "$VAL_SCENES" --views-per-scene 4 || return 1
+    if [ "$TRAIN" != 0 ]; then
+        genpose "${gen[@]}" --out "$WORK/data/train" --split train --scenes "$TRAIN_SCENES" --views-per-scene 4 || return 1
+        genpose "${gen[@]}" --out "$WORK/data/val" --split val --scenes "$VAL_SCENES" --views-per-scene 4 || return 1
+    fi
     genpose "${gen[@]}" --out "$WORK/data/test" --split test --scenes "$TEST_SCENES" --views-per-scene 4 || return 1
     if [ "$TEST_SEQUENCES" -gt 0 ]; then
         genpose "${gen[@]}" --out "$WORK/data/test_seq" --split test --sequences "$TEST_SEQUENCES" \
@@ -106,16 +116,18 @@ train() {  # pose (streamed scenes) in the background, segmentation beside it on
 }
 
 bench() {
+    local logs=()
+    [ "$TRAIN" != 0 ] && logs=(--logs "stream=$WORK/pose/log.jsonl")
     # shellcheck disable=SC2086
-    genpose bench --device "$DEVICE" --data "$WORK/data/test" --checkpoint "$WORK/pose/model.pt" \
-        --json "$OUT/bench.json" --images "$WORK/images" --logs "stream=$WORK/pose/log.jsonl" ${BENCH_ARGS:-} || return 1
+    genpose bench --device "$DEVICE" --data "$WORK/data/test" --checkpoint "$POSE_MODEL" \
+        --json "$OUT/bench.json" --images "$WORK/images" "${logs[@]}" ${BENCH_ARGS:-} || return 1
     # shellcheck disable=SC2086
     genpose eval --task segmentation --device "$DEVICE" --data "$WORK/data/test" \
-        --checkpoint "$WORK/seg/maskrcnn_light.pt" --out "$WORK/seg_eval" ${SEG_EVAL_ARGS:-} &&
+        --checkpoint "$SEG_MODEL" --out "$WORK/seg_eval" ${SEG_EVAL_ARGS:-} &&
     cp "$WORK/seg_eval/seg_eval.json" "$OUT/seg_eval.json" || return 1
     # the segmenter and the pose stage, frame after frame on this device: what bounds the graph's rate
-    genpose eval --device "$DEVICE" --data "$WORK/data/test" --masks "$WORK/seg/maskrcnn_light.pt" \
-        --checkpoint "$WORK/pose/model.pt" --max-frames "${PIPELINE_FRAMES:-50}" --out "$WORK/pipeline" &&
+    genpose eval --device "$DEVICE" --data "$WORK/data/test" --masks "$SEG_MODEL" \
+        --checkpoint "$POSE_MODEL" --max-frames "${PIPELINE_FRAMES:-50}" --out "$WORK/pipeline" &&
     grep -E "^(Masks:|[0-9]+ instances)" "$WORK/pipeline/eval.md"
 }
 
@@ -139,11 +151,15 @@ collect() {  # whatever exists, also after a failure
 main() {
     exec 3>&1
     mkdir -p "$OUT" "$WORK"
-    elapsed "start: $NPROC cores, device $DEVICE, pose budget ${BUDGET}s, segmentation ${SEG_BUDGET}s, deadline ${DEADLINE}s"
+    if [ "$TRAIN" = 0 ]; then
+        elapsed "start: $NPROC cores, device $DEVICE, no training: $POSE_MODEL, $SEG_MODEL, deadline ${DEADLINE}s"
+    else
+        elapsed "start: $NPROC cores, device $DEVICE, pose budget ${BUDGET}s, segmentation ${SEG_BUDGET}s, deadline ${DEADLINE}s"
+    fi
     local rc=0
     install_wheels && elapsed "packages ready" &&
     render && elapsed "rendered" &&
-    train && keep_models && elapsed "trained" &&
+    { [ "$TRAIN" = 0 ] || { train && keep_models && elapsed "trained"; }; } &&
     bench && elapsed "benchmarked" || rc=1
     collect
     elapsed "done (exit $rc)"

@@ -47,6 +47,26 @@ def test_gpu_run_script_end_to_end_on_the_cpu(tmp_path):
     assert "segmenter median" in run_log and "latency per frame" in run_log   # the per-frame pipeline
 
 
+def test_gpu_run_script_measures_the_shipped_models_without_training(tmp_path):
+    """TRAIN=0: no training and no training splits; the benchmark, the segmenter's evaluation and
+    the per-frame pipeline run on the shipped models (their GPU numbers in a short call)."""
+    out = tmp_path / "out"
+    env = {**tiny_run_env(tmp_path, out), "TRAIN": "0"}
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "gpu_run.sh")], env=env, capture_output=True,
+                          text=True, timeout=170)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert sorted(p.name for p in out.iterdir()) == ["bench.json", "bench.md", "logs.tgz", "run.log", "seg_eval.json"]
+    bench = json.loads((out / "bench.json").read_text())
+    assert Path(bench["checkpoint"]).resolve() == REPO / "models" / "genpose_light.pt"
+    assert {"genpose_energy", "score_scaling", "tracking"} <= set(bench["modes"]) and not bench.get("convergence")
+    seg = json.loads((out / "seg_eval.json").read_text())
+    assert seg["weights"] == "models/maskrcnn_light.pt" and seg["latency"]["device"] == "cpu"
+    assert sorted(p.name for p in (tmp_path / "work" / "data").iterdir()) == ["test", "test_seq", "test_wide"]
+    run_log = (out / "run.log").read_text()
+    assert "no training" in run_log and "training exited" not in run_log and "done (exit 0)" in run_log
+    assert "segmenter median" in run_log and "latency per frame" in run_log
+
+
 def test_gpu_run_script_stops_at_its_deadline_and_collects(tmp_path):
     """A call to the GPU machine ends at 600 s: the script stops the step still running at
     DEADLINE and brings back what exists (here the full benchmark cannot end in 30 s)."""
