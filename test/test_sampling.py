@@ -142,8 +142,9 @@ def trained_toy():
 def test_trained_score_net_recovers_both_modes(trained_toy):
     gen = torch.Generator().manual_seed(2)
     cond = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    s = sampling.sample_genpose(trained_toy, SDE, cond, num_candidates=200, n_steps=30, ranking="none", verify_turns=0,
-                                generator=gen)
+    with torch.no_grad():   # as the estimator samples (inference mode)
+        s = sampling.sample_genpose(trained_toy, SDE, cond, num_candidates=200, n_steps=30, ranking="none",
+                                    verify_turns=0, generator=gen)
     which, dist = nearest(s.hypotheses[0])
     frac_a = float((which == 0).float().mean())
     assert 0.2 < frac_a < 0.8, frac_a
@@ -154,8 +155,9 @@ def test_trained_score_net_recovers_both_modes(trained_toy):
     assert float((which1 == 2).float().mean()) > 0.95
     # score scaling on the trained net: samples tighter around the modes, both modes kept
     gen = torch.Generator().manual_seed(2)
-    s2 = sampling.sample_score_scaling(trained_toy, SDE, cond, num_candidates=200, n_steps=30,
-                                       schedule_kwargs={"k": 8.0, "s": S}, verify_turns=0, generator=gen)
+    with torch.no_grad():
+        s2 = sampling.sample_score_scaling(trained_toy, SDE, cond, num_candidates=200, n_steps=30,
+                                           schedule_kwargs={"k": 8.0, "s": S}, verify_turns=0, generator=gen)
     which2, dist2 = nearest(s2.hypotheses[0])
     assert 0.2 < float((which2 == 0).float().mean()) < 0.8
     assert float(dist2.median()) < float(dist.median())
@@ -171,6 +173,7 @@ def test_trained_energy_ranks_true_pose_above_noised_pose(trained_toy):
         e = trained_toy.energy.energy(both, t, SDE.sigma(t), trained_toy.energy.condition(cond)).sum(-1)
     assert float((e[:, 0] > e[:, 1]).float().mean()) > 0.9
     # and energy ranking keeps the good candidates of a mixed set
-    s = sampling.sample_genpose(trained_toy, SDE, torch.tensor([[0.0, 1.0]]), num_candidates=20, n_steps=20,
-                                ranking="energy", verify_turns=0, generator=gen)
+    with torch.no_grad():
+        s = sampling.sample_genpose(trained_toy, SDE, torch.tensor([[0.0, 1.0]]), num_candidates=20, n_steps=20,
+                                    ranking="energy", verify_turns=0, generator=gen)
     assert float(nearest(s.pose)[1][0]) < 4 * S
