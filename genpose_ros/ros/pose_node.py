@@ -40,7 +40,7 @@ from genpose_ros.ros.pose_outputs import PoseOutputs, empty_result
 from genpose_ros.ros.params import check_device, declare
 from genpose_ros.ros.problems import ProblemLog
 from genpose_ros.ros.qos import InputSubscription
-from genpose_ros.ros.spin import run_node
+from genpose_ros.ros.spin import interrupted, run_node
 from genpose_ros.ros.sync import ApproximateSync, StampOrder, Worker, stamp_ns
 
 PARAMS = {  # the one table of this node's parameters and defaults (config/pose_node.yaml mirrors it)
@@ -297,8 +297,8 @@ class PoseNode(Node):
         return None
 
     def final_report(self, text: str):
-        """Log a closing summary, also when rclpy is already shut down (Ctrl-C)."""
-        if self.context.ok():
+        """Log a closing summary, also when rclpy is already shut down or shutting down (Ctrl-C)."""
+        if self.context.ok() and not interrupted():
             self.get_logger().info(text)
         else:
             print(f"[{self.get_name()}] {text}", file=sys.stderr, flush=True)

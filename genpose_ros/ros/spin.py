@@ -41,6 +41,17 @@ class _InterruptOnce:
             raise KeyboardInterrupt
 
 
+_handler: _InterruptOnce | None = None
+
+
+def interrupted() -> bool:
+    """Whether this process got a SIGINT under `run_node`. rclpy shuts the context down from its
+    own signal thread at about the same moment, so a check of ``context.ok()`` followed by a log
+    call can race it (rcl then prints "Failed to publish log message to rosout"); a closing report
+    goes to stderr instead once this is true."""
+    return _handler is not None and _handler.count > 0
+
+
 def run_node(node_cls, args=None):
     """Construct ``node_cls()``, spin it, clean up and end the process: status 0 after Ctrl-C
     or shutdown, 1 (with one line on stderr) when the node cannot start (missing checkpoint,
@@ -48,7 +59,8 @@ def run_node(node_cls, args=None):
 
     The process ends with ``os._exit`` once the node is destroyed and rclpy (with its logging)
     is shut down: the interpreter's own tear-down of torch alone takes seconds on a busy CPU."""
-    handler = _InterruptOnce()
+    global _handler
+    handler = _handler = _InterruptOnce()
     signal.signal(signal.SIGINT, handler)
     try:
         code = _run(node_cls, args, handler)
