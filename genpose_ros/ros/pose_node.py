@@ -214,7 +214,7 @@ class PoseNode(Node):
         except InputProblem as exc:
             self.warn(str(exc))
         except Exception as exc:  # keep serving: one bad frame must not stop the node
-            if self.context.ok():  # else: shutting down, the publishers are gone
+            if self.context.ok() and not interrupted():  # else: shutting down, the publishers are gone
                 self.warn(f"frame failed: {type(exc).__name__}: {exc}")
 
     def process(self, depth, masks, det2d, color=None):
