@@ -131,6 +131,43 @@ def test_interrupt_during_start_up_is_not_raised_into_it():
     assert not QUIET.search(res.stdout + res.stderr), res.stdout + res.stderr
 
 
+REPORT_AFTER_INTERRUPT = """
+import os, signal
+import rclpy
+from rclpy.node import Node
+from genpose_ros.ros.pose_node import PoseNode
+from genpose_ros.ros.spin import run_node
+
+class Reporter(Node):
+    def __init__(self):
+        super().__init__("reporter")
+        self.create_timer(0.2, lambda: os.kill(os.getpid(), signal.SIGINT))
+
+    def destroy_node(self):
+        # rclpy shuts the context down from its own signal thread: at this point it may still be
+        # up. A node on a context that stays up stands for that moment.
+        context = rclpy.Context()
+        rclpy.init(context=context)
+        witness = Node("witness", context=context)
+        PoseNode.final_report(witness, "closing report")
+        witness.destroy_node()
+        context.try_shutdown()
+        super().destroy_node()
+
+run_node(Reporter)
+"""
+
+
+def test_closing_report_after_interrupt_does_not_go_through_the_context():
+    """After a SIGINT the closing report is printed, not logged: a log call made while rclpy's
+    signal thread invalidates the context makes rcl print 'Failed to publish log message'."""
+    res = subprocess.run([sys.executable, "-c", REPORT_AFTER_INTERRUPT], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, (res.returncode, res.stdout + res.stderr)
+    assert "[witness] closing report" in res.stderr and "[INFO]" not in res.stderr, res.stderr
+    assert not QUIET.search(res.stdout + res.stderr), res.stdout + res.stderr
+
+
 GRAPH = """launch:
 - node: {{pkg: genpose_ros, exec: realsense_node, name: realsense_node,
          param: [{{name: source, value: sim}}, {{name: frame_rate, value: 4.0}},
