@@ -42,7 +42,7 @@ from genpose_ros.ros.masks import MaskMessageError, decode_masks, encode_masks
 from genpose_ros.ros.params import check_device, declare
 from genpose_ros.ros.problems import ProblemLog
 from genpose_ros.ros.qos import InputSubscription, qos_from_name
-from genpose_ros.ros.spin import interrupted, run_node
+from genpose_ros.ros.spin import run_node, shutting_down
 from genpose_ros.ros.sync import ApproximateSync, Worker, stamp_ns
 from genpose_ros.segmentation.load import segmenter_options, threshold
 
@@ -173,7 +173,7 @@ class MaskRCNNNode(Node):
         except (ImageConversionError, ValueError) as exc:
             self.warn(f"colour frame skipped: {exc}")
         except Exception as exc:  # keep serving: one bad frame must not stop the node
-            if self.context.ok() and not interrupted():  # else: shutting down, the publishers are gone
+            if not shutting_down(self.context):  # else: the publishers are gone
                 self.warn(f"colour frame failed: {type(exc).__name__}: {exc}")
 
     def segment(self, msg: Image):

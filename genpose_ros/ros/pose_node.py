@@ -40,7 +40,7 @@ from genpose_ros.ros.pose_outputs import PoseOutputs, empty_result
 from genpose_ros.ros.params import check_device, declare
 from genpose_ros.ros.problems import ProblemLog
 from genpose_ros.ros.qos import InputSubscription
-from genpose_ros.ros.spin import interrupted, run_node
+from genpose_ros.ros.spin import run_node, shutting_down
 from genpose_ros.ros.sync import ApproximateSync, StampOrder, Worker, stamp_ns
 
 PARAMS = {  # the one table of this node's parameters and defaults (config/pose_node.yaml mirrors it)
@@ -214,7 +214,7 @@ class PoseNode(Node):
         except InputProblem as exc:
             self.warn(str(exc))
         except Exception as exc:  # keep serving: one bad frame must not stop the node
-            if self.context.ok() and not interrupted():  # else: shutting down, the publishers are gone
+            if not shutting_down(self.context):  # else: the publishers are gone
                 self.warn(f"frame failed: {type(exc).__name__}: {exc}")
 
     def process(self, depth, masks, det2d, color=None):
@@ -298,7 +298,7 @@ class PoseNode(Node):
 
     def final_report(self, text: str):
         """Log a closing summary, also when rclpy is already shut down or shutting down (Ctrl-C)."""
-        if self.context.ok() and not interrupted():
+        if not shutting_down(self.context):
             self.get_logger().info(text)
         else:
             print(f"[{self.get_name()}] {text}", file=sys.stderr, flush=True)

@@ -44,12 +44,12 @@ class _InterruptOnce:
 _handler: _InterruptOnce | None = None
 
 
-def interrupted() -> bool:
-    """Whether this process got a SIGINT under `run_node`. rclpy shuts the context down from its
-    own signal thread at about the same moment, so a check of ``context.ok()`` followed by a log
-    call can race it (rcl then prints "Failed to publish log message to rosout"); a closing report
-    goes to stderr instead once this is true."""
-    return _handler is not None and _handler.count > 0
+def shutting_down(context) -> bool:
+    """Whether ``context`` is shut down, or is being shut down because this process got a SIGINT
+    under `run_node`: rclpy shuts it down from its own signal thread at about the same moment, so
+    ``context.ok()`` alone followed by a log call can race it (rcl then prints "Failed to publish
+    log message to rosout"). Nothing more is logged through the context once this is true."""
+    return not context.ok() or (_handler is not None and _handler.count > 0)
 
 
 def run_node(node_cls, args=None):
