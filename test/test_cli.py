@@ -176,6 +176,25 @@ def test_corrupt_checkpoint_is_one_line(capsys, tmp_path):
     assert _one_line(err).startswith(f"genpose eval: error: cannot read pose checkpoint {bad} (corrupt, truncated")
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--task", "size", "--init", "{bad}"], "cannot read size checkpoint {bad} (corrupt, truncated"),
+    (["--task", "verifier", "--init", "{bad}"], "cannot read verifier checkpoint {bad} (corrupt, truncated"),
+    (["--task", "verifier", "--init", "{size}"], "{size} is not a genpose_ros verifier checkpoint"),
+    (["--task", "verifier", "--candidates", "{bad}"], "cannot read pose checkpoint {bad} (corrupt, truncated"),
+    (["--task", "verifier", "--candidates", "{size}"], "{size} is not a genpose_ros pose checkpoint"),
+])
+def test_bad_init_and_candidates_files_are_named_before_the_data_are_read(capsys, tmp_path, argv, message):
+    from genpose_ros.paths import package_share
+
+    files = {"bad": tmp_path / "bad.pt", "size": package_share() / "models" / "size_net.pt"}
+    files["bad"].write_bytes(b"not a checkpoint" * 32)
+    # --data does not exist: read first, it would be the error
+    rc, err = _run(capsys, "train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"),
+                   *[a.format(**files) for a in argv])
+    assert rc == 2
+    assert _one_line(err).startswith("genpose train: error: " + message.format(**files)), err
+
+
 def test_shipped_training_configs_pass_the_checks():
     from argparse import Namespace
 

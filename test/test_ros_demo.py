@@ -1,4 +1,4 @@
-"""`genpose demo` failure paths: bad arguments, a missing pose model, a graph that publishes nothing."""
+"""`genpose demo` failure paths: bad arguments, a missing or corrupt model, a graph that publishes nothing."""
 import json
 import subprocess
 import sys
@@ -12,13 +12,23 @@ def test_demo_reports_bad_arguments_missing_model_and_failed_graph(tmp_path):
     r = subprocess.run(demo + ["--mode", "fast"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "unknown mode 'fast'" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
-    # a graph whose pose node cannot start (its checkpoint is corrupt) publishes nothing:
-    # the demo says so and fails
+    # a corrupt model file is one line before the graph starts, whichever node would load it
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"not a checkpoint" * 64)
-    r = subprocess.run(demo + ["--checkpoint", str(corrupt), "--masks", "ground_truth"],
+    for flags, what in ((["--checkpoint", str(corrupt)], "pose checkpoint"),
+                        (["--masks", "maskrcnn", "--maskrcnn-weights", str(corrupt)], "Mask R-CNN checkpoint")):
+        r = subprocess.run(demo + flags, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stdout + r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(
+            f"genpose demo: error: cannot read {what} {corrupt} (corrupt, truncated"), r.stderr
+        assert "starting" not in r.stdout
+    # a graph whose pose node cannot start (a GPU no machine has) publishes nothing:
+    # the demo says so and fails
+    r = subprocess.run(demo + ["--device", "cuda:99", "--masks", "ground_truth"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1, r.stdout + r.stderr
+    assert "[PoseNode] cannot start" in r.stderr
     assert "exited during start-up" in r.stderr and "published no detections" in r.stderr
     assert json.loads((tmp_path / "summary.json").read_text())["frames"]["with_poses"] == 0
 

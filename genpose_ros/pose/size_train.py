@@ -209,15 +209,22 @@ def train_main(args) -> int:
     """Entry of ``genpose train --task size`` (flags --data --val --cache --out --config (default
     config/size_net.yaml) --steps --batch-size --lr --eval-every --seed; --threads is applied by the
     caller)."""
-    return run_training(args, resolve_config(args), train_size, "size net", "size_net.pt", "mean |log size error|")
+    from genpose_ros.pose.size_net import load_size_net
+
+    return run_training(args, resolve_config(args), train_size, load_size_net, "size net", "size_net.pt",
+                        "mean |log size error|")
 
 
-def run_training(args, cfg: dict, train, label: str, name: str, what: str) -> int:
+def run_training(args, cfg: dict, train, load, label: str, name: str, what: str) -> int:
     """Read ``--data`` (and ``--val``) into point pools once and ``train(pool, val_pool, out, cfg,
-    seed, init)`` (``--init``: the weights to fine-tune) a small point network (the SizeNet, the
-    verifier); prints one line with its result."""
+    seed, init)`` (``--init``: the weights to fine-tune, read by ``load``, which checks them before
+    the data are read) a small point network (the SizeNet, the verifier); prints one line with its
+    result."""
     from genpose_ros.data.dataset import InstanceDataset
     from genpose_ros.data.pool import PointPool
+
+    if args.init:  # a missing, corrupt or foreign file: one line now, not after minutes of reading
+        load(args.init)
 
     def pool_of(folders, cache):  # every instance once: the pool's tensors (CPU)
         return PointPool.from_dataset(InstanceDataset(folders, n_points=1024, seed=args.seed), cache=cache).data

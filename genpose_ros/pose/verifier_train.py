@@ -142,11 +142,14 @@ def train_main(args) -> int:
     """Entry of ``genpose train --task verifier`` (the flags of ``--task size``; default config
     config/verifier.yaml). ``--candidates`` (a pose checkpoint): its candidates' errors join the
     drawn ones (``augment.p_candidates``)."""
+    from genpose_ros.pose.checkpoint import load_checkpoint
+    from genpose_ros.pose.verifier import load_verifier
+
     cfg = resolve_config(args, "verifier.yaml")
     train = train_verifier
-    if args.candidates and not Path(args.candidates).is_file():
-        raise ValueError(f"--candidates {args.candidates}: no such pose checkpoint")
     if args.candidates:
+        load_checkpoint(args.candidates)  # missing, corrupt or not a pose model: one line, before the data
+
         def train(pool, val_pool, out, cfg, seed=0, init=None):
             cache = None
             if args.cache:  # named by the pose checkpoint's content: a replaced file is not reused
@@ -160,4 +163,4 @@ def train_main(args) -> int:
             return train_verifier(pool, val_pool, out, cfg, seed, init=init)
     elif cfg["augment"].get("p_candidates", 0.0) > 0:
         raise ValueError("augment.p_candidates > 0 needs --candidates <pose checkpoint>")
-    return run_training(args, cfg, train, "verifier", "verifier.pt", "mean |log(1 + rotation error / 5 deg)| error")
+    return run_training(args, cfg, train, load_verifier, "verifier", "verifier.pt", "mean |log(1 + rotation error / 5 deg)| error")

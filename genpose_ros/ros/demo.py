@@ -66,6 +66,17 @@ def _pick_masks(args, resolve) -> tuple[str, str]:
                             "absent (train them with `genpose train --task segmentation`)")
 
 
+def _check_models(pose_ckpt: Path, maskrcnn_weights: Path | None) -> None:
+    """Read the models the nodes will load: a corrupt or foreign file is one line now (a
+    CheckpointError), not a node that exits or idles once the graph runs."""
+    from genpose_ros.pose.checkpoint import build_model, load_checkpoint
+    from genpose_ros.segmentation.model import load_checkpoint as load_segmenter_checkpoint
+
+    build_model(load_checkpoint(pose_ckpt), str(pose_ckpt))
+    if maskrcnn_weights is not None:
+        load_segmenter_checkpoint(maskrcnn_weights)
+
+
 class Recorder:
     """A node that records arrival times and messages of every stage, keyed by frame stamp."""
 
@@ -266,6 +277,7 @@ def run(args) -> int:
     args.mode = check_mode(args.mode or default_mode(), SINGLE_FRAME_MODES)  # user errors: one line (cli.py)
     ckpt = pose_checkpoint(args.checkpoint)
     masks_source, masks_note = _pick_masks(args, resolve)
+    _check_models(ckpt, resolve(args.maskrcnn_weights) if masks_source == "maskrcnn" else None)
     print(f"[demo] pose checkpoint {ckpt}, mode {args.mode}, {'tracking_node' if args.tracking else 'pose_node'}")
     print(f"[demo] masks: {masks_note}")
     procs = launcher.parse("sim.launch.yaml", {
