@@ -202,6 +202,7 @@ def test_coco_segmenter_reports_only_nocs_categories():
 
 def test_coco_weights_without_internet_is_one_clear_error(tmp_path, monkeypatch):
     from genpose_ros.segmentation import coco
+    from genpose_ros.segmentation.load import load_segmenter
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")    # nothing listens there
@@ -210,6 +211,9 @@ def test_coco_weights_without_internet_is_one_clear_error(tmp_path, monkeypatch)
     text = str(err.value)
     assert "cannot get torchvision's COCO Mask R-CNN weights" in text and "\n" not in text
     assert str(tmp_path) in text
+    with pytest.raises(CheckpointError) as err:    # what `--masks coco` / maskrcnn_node weights:=coco say
+        load_segmenter("coco")
+    assert str(err.value) == text
     bad = tmp_path / "coco.pth"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot read COCO Mask R-CNN weights"):

@@ -65,8 +65,9 @@ def load_coco_state(state_path: str | Path | None = None) -> dict:
 def coco_segmenter(device: str = "cpu", state: dict | None = None, **kwargs) -> Segmenter:
     """The COCO model (RGB, ResNet-50 FPN) reporting bottle, bowl, mug (cup) and laptop."""
     model = build_model(COCO_CONFIG)
+    state = load_coco_state() if state is None else state   # its own errors (offline) as they are
     try:
-        model.load_state_dict(load_coco_state() if state is None else state)
+        model.load_state_dict(state)
     except RuntimeError as exc:
         raise CheckpointError(f"COCO weights do not fit torchvision's Mask R-CNN ResNet-50 FPN "
                               f"({str(exc).splitlines()[0]})") from None
