@@ -100,3 +100,15 @@ def tiny_train_val(tmp_path_factory):
              progress=False)
     generate(GenerateConfig(out=str(root / "val"), split="val", seed=0, scenes=1), progress=False)
     return root
+
+
+def unreadable_split(root) -> str:
+    """A folder that lists as a labelled split but whose one frame cannot be read: an error
+    about its contents means the data were read (after what a test checks comes first)."""
+    from pathlib import Path
+
+    folder = Path(root) / "unreadable_split"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "0000_color.png").write_bytes(b"not an image")
+    (folder / "0000_label.json").write_text("not json")
+    return str(folder)

@@ -5,6 +5,7 @@ import yaml
 
 from genpose_ros import cli
 from genpose_ros.config import CONFIG_DIR, ConfigError, checked, load_config, sampler_settings
+from conftest import unreadable_split
 
 
 def _run(capsys, *argv):
@@ -86,8 +87,8 @@ def test_bad_numbers_are_argument_errors(capsys, argv, message):
 def test_train_config_mistakes_are_rejected_before_data_loads(capsys, tmp_path, change, message):
     path = tmp_path / "my.yaml"
     path.write_text(yaml.safe_dump(change))
-    # --data does not exist: the config error comes first
-    rc, err = _run(capsys, "train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"),
+    # --data cannot be read: the config error comes first
+    rc, err = _run(capsys, "train", "--data", unreadable_split(tmp_path), "--out", str(tmp_path / "o"),
                    "--config", str(path))
     assert rc == 2
     line = _one_line(err)
@@ -97,7 +98,7 @@ def test_train_config_mistakes_are_rejected_before_data_loads(capsys, tmp_path, 
 def test_a_config_file_that_is_not_yaml_is_one_line_with_its_line_and_column(capsys, tmp_path):
     path = tmp_path / "my.yaml"
     path.write_text("lr: 1e-3\nsteps: [10\n")
-    rc, err = _run(capsys, "train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"),
+    rc, err = _run(capsys, "train", "--data", unreadable_split(tmp_path), "--out", str(tmp_path / "o"),
                    "--config", str(path))
     assert rc == 2
     assert _one_line(err).startswith(f"genpose train: error: config file {path} is not valid YAML: line 3, column 1: ")
@@ -188,11 +189,29 @@ def test_bad_init_and_candidates_files_are_named_before_the_data_are_read(capsys
 
     files = {"bad": tmp_path / "bad.pt", "size": package_share() / "models" / "size_net.pt"}
     files["bad"].write_bytes(b"not a checkpoint" * 32)
-    # --data does not exist: read first, it would be the error
-    rc, err = _run(capsys, "train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"),
+    # --data cannot be read: read first, it would be the error
+    rc, err = _run(capsys, "train", "--data", unreadable_split(tmp_path), "--out", str(tmp_path / "o"),
                    *[a.format(**files) for a in argv])
     assert rc == 2
     assert _one_line(err).startswith("genpose train: error: " + message.format(**files)), err
+
+
+@pytest.mark.parametrize("task", ["pose", "segmentation", "size", "verifier"])
+def test_train_folders_and_files_are_checked_before_the_data_are_read(capsys, tmp_path, task):
+    data = unreadable_split(tmp_path)
+    rc, err = _run(capsys, "train", "--task", task, "--data", data, "--out", str(tmp_path / "o"))
+    assert rc == 2 and "unreadable_split" in err.splitlines()[-1]     # reading it is the error
+    nowhere, empty = tmp_path / "nowhere", tmp_path / "empty"
+    empty.mkdir()
+    for flags, message in ((["--val", str(nowhere)], f"dataset folder {nowhere} does not exist"),
+                           (["--val", data, str(empty)], f"no frames (*_color.png) under {empty}"),
+                           (["--init", str(nowhere / "w.pt")], f"--init {nowhere / 'w.pt'}: no such file")):
+        rc, err = _run(capsys, "train", "--task", task, "--data", data, "--out", str(tmp_path / "o"), *flags)
+        assert rc == 2 and _one_line(err) == f"genpose train: error: {message}", err
+    if task in ("pose", "segmentation"):
+        rc, err = _run(capsys, "train", "--task", task, "--data", data, "--out", str(tmp_path / "o"),
+                       "--resume", str(nowhere / "state.pt"))
+        assert rc == 2 and _one_line(err) == f"genpose train: error: --resume {nowhere / 'state.pt'}: no such file"
 
 
 def test_shipped_training_configs_pass_the_checks():

@@ -13,6 +13,7 @@ from genpose_ros.paths import package_share
 from genpose_ros.pose.checkpoint import CheckpointError, save_checkpoint
 from genpose_ros.pose.size_net import (SIZE_FORMAT, SizeNet, axis_quantile, canonicalize, extent_fit, load_size_net,
                                        tail_quantiles)
+from conftest import unreadable_split
 
 SHIPPED = package_share() / "models" / "size_net.pt"
 SMALL = {"categories": list(CATEGORIES), "n_points": 64, "widths": [8, 16], "hidden": 16, "cat_dim": 4,
@@ -324,8 +325,8 @@ def test_size_config_mistakes_are_one_line_before_data_loads(tmp_path, capsys, c
 
     path = tmp_path / "size.yaml"
     path.write_text(yaml.safe_dump(change))
-    # --data does not exist: the config error comes first
-    rc = cli.main(["train", "--task", "size", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"),
+    # --data cannot be read: the config error comes first
+    rc = cli.main(["train", "--task", "size", "--data", unreadable_split(tmp_path), "--out", str(tmp_path / "o"),
                    "--config", str(path)])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "Traceback" not in err and len(err.splitlines()) == 1

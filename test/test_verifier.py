@@ -13,6 +13,7 @@ from genpose_ros.paths import package_share
 from genpose_ros.pose.checkpoint import CheckpointError, save_checkpoint
 from genpose_ros.pose.verifier import VERIFIER_FORMAT, PoseVerifier, load_verifier
 from genpose_ros.pose.verifier_train import box_rotations, error_deg, make_batch, rotation_errors, verifier_loss
+from conftest import unreadable_split
 
 SHIPPED = package_share() / "models" / "verifier.pt"
 SMALL = {"categories": list(CATEGORIES), "n_points": 64, "widths": [16, 32], "hidden": 32, "cat_dim": 4,
@@ -339,7 +340,7 @@ def test_verifier_config_mistakes_are_one_line(tmp_path, capsys):
     from genpose_ros import cli
 
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"augment": {"p_yw": 0.5}}))
-    rc = cli.main(["train", "--task", "verifier", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"),
+    rc = cli.main(["train", "--task", "verifier", "--data", unreadable_split(tmp_path), "--out", str(tmp_path / "o"),
                    "--config", str(tmp_path / "bad.yaml")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "Traceback" not in err and len(err.splitlines()) == 1

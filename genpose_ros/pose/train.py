@@ -88,26 +88,38 @@ def run(args: argparse.Namespace) -> int:
     apply_threads(args)
     if args.candidates and args.task != "verifier":
         raise ValueError("--candidates serves --task verifier")
+    if args.task == "segmentation" and not args.data and not args.stream_workers:
+        raise ValueError("--task segmentation trains on --data (rendered split folders) "
+                         "and/or --stream-workers N (render while training)")
+    if args.task in ("size", "verifier") and (not args.data or args.stream_workers):
+        raise ValueError(f"--task {args.task} trains on --data (a rendered split); "
+                         "--stream-workers serves the pose task")
+    if args.task == "pose" and not args.data and not args.stream_workers:
+        raise ValueError("give --data (rendered split folders) and/or --stream-workers N (render while training)")
+    check_inputs(args)
     if args.task == "segmentation":
         from genpose_ros.segmentation.train import train_main
+    elif args.task == "size":
+        from genpose_ros.pose.size_train import train_main
+    elif args.task == "verifier":
+        from genpose_ros.pose.verifier_train import train_main
+    else:
+        train_main = train_pose
+    return train_main(args)
 
-        if not args.data and not args.stream_workers:
-            raise ValueError("--task segmentation trains on --data (rendered split folders) "
-                             "and/or --stream-workers N (render while training)")
-        return train_main(args)
-    if args.task in ("size", "verifier"):
-        if args.task == "size":
-            from genpose_ros.pose.size_train import train_main
-        else:
-            from genpose_ros.pose.verifier_train import train_main
 
-        if not args.data or args.stream_workers:
-            raise ValueError(f"--task {args.task} trains on --data (a rendered split); "
-                             "--stream-workers serves the pose task")
-        return train_main(args)
-    if not args.data and not args.stream_workers:
-        raise ValueError("give --data (rendered split folders) and/or --stream-workers N (render while training)")
-    return train_pose(args)
+def check_inputs(args: argparse.Namespace) -> None:
+    """The folders and files a run will read, before it reads or trains anything: a typo in
+    ``--val`` is one line now, not after the training data are read (or after the training)."""
+    from genpose_ros.data.nocs_io import list_frames
+
+    for folder in [*(args.data or []), *(args.val or [])]:
+        if not list_frames(folder, labelled=True):
+            raise ValueError(f"no frames (*_color.png) under {folder}")
+    for flag in ("init", "resume", "candidates"):
+        path = getattr(args, flag, None)
+        if path and path != "coco" and not Path(path).is_file():
+            raise FileNotFoundError(f"--{flag} {path}: no such file")
 
 
 # ----------------------------------------------------------------------------- config
