@@ -57,6 +57,9 @@ def test_namespace_argument_moves_every_node(name):
         assert not any(a.startswith("__ns:=") for a in p.cmd), p.cmd  # default: no namespace
     procs = launcher.parse(name, {"namespace": "robot1"})
     assert procs and all("__ns:=/robot1" in p.cmd for p in procs)
+    with pytest.raises(launcher.LaunchError, match="namespace '/1robot' is not a valid ROS namespace "
+                       r"\(namespace must not have a token that starts with a number\)"):
+        launcher.parse(name, {"namespace": "1robot"})
     # the topic parameters the files set are relative, so they follow the namespace
     for p in procs:
         for key, value in _params(p).items():

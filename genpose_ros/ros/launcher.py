@@ -103,7 +103,7 @@ def _node_command(entry: dict, args: dict, where: str) -> list[str] | None:
         ros += ["-r", f"__node:={sub(entry['name'])}"]
     namespace = sub(str(entry.get("namespace", ""))).strip("/")
     if namespace:  # empty: no namespace, as ros2 launch
-        ros += ["-r", f"__ns:=/{namespace}"]
+        ros += ["-r", f"__ns:={_checked_namespace('/' + namespace, where)}"]
     for p in entry.get("param", []) or []:
         if "from" in p:
             path = sub(p["from"])
@@ -122,6 +122,19 @@ def _node_command(entry: dict, args: dict, where: str) -> list[str] | None:
     for r in entry.get("remap", []) or []:
         ros += ["-r", f"{sub(r['from'])}:={sub(r['to'])}"]
     return cmd + (["--ros-args"] + ros if ros else [])
+
+
+def _checked_namespace(namespace: str, where: str) -> str:
+    """``namespace`` if rcl accepts it, else one line saying why (rcl would refuse it in every node)."""
+    from rclpy.exceptions import InvalidNamespaceException
+    from rclpy.validate_namespace import validate_namespace
+
+    try:
+        validate_namespace(namespace)
+    except InvalidNamespaceException as exc:
+        reason = str(exc).splitlines()[0].split(": ", 1)[-1].rstrip(":")
+        raise LaunchError(f"{where}: namespace {namespace!r} is not a valid ROS namespace ({reason})") from None
+    return namespace
 
 
 def parse(path: str | Path, overrides: dict[str, str] | None = None) -> list[Process]:
