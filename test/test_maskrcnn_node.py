@@ -149,6 +149,8 @@ def test_corrupt_weights_warn_then_reload(ros_context, tiny_weights, tmp_path):
         result = rig.node.set_parameters([Parameter("score_threshold", value=5.0)])   # a percentage?
         assert not result[0].successful and result[0].reason == "score_threshold must be between 0 and 1, got 5"
         assert rig.node.segmenter.score_threshold == 0.0
+        result = rig.node.set_parameters([Parameter("depth_cleanup", value=False)])   # read at start-up
+        assert not result[0].successful and "read-only" in result[0].reason
         assert rig.send_until(lambda: rig.pub_color.publish(frame), lambda: (4, 0) in rig.masks)
     finally:
         rig.close()
@@ -181,6 +183,9 @@ def test_ground_truth_source_republishes_true_masks(ros_context):
 
         assert rig.send_until(send_bad, lambda: any("listed twice" in p for p in rig.node.problems))
         assert (10, 0) not in rig.masks
+        result = rig.node.set_parameters([Parameter("score_threshold", value=0.9)])   # no model here
+        assert not result[0].successful
+        assert result[0].reason == "source ground_truth runs no Mask R-CNN: score_threshold has no effect"
     finally:
         rig.close()
 

@@ -108,3 +108,24 @@ def test_ranges_are_in_the_parameter_descriptions(ros_context):
         assert node.describe_parameter("task").additional_constraints == ""
     finally:
         node.destroy_node()
+
+
+def test_parameters_read_at_start_up_are_read_only(ros_context, tiny_pose_checkpoint):
+    """`ros2 param set` on a parameter a node reads once is refused, not reported as done."""
+    from rclpy.parameter import Parameter
+
+    nodes = [xarm_demo_node.XArmDemoNode(context=ros_context),
+             pose_node.PoseNode(context=ros_context,
+                                parameter_overrides=[Parameter("checkpoint", value=str(tiny_pose_checkpoint))])]
+    try:
+        for node, name, value in ((nodes[0], "pour_angle_deg", 45.0), (nodes[1], "min_score", 0.8),
+                                  (nodes[1], "mode", "genpose")):
+            before = node.get_parameter(name).value, node.p[name]
+            result = node.set_parameters([Parameter(name, value=value)])[0]
+            assert not result.successful and result.reason == f"Trying to set a read-only parameter: {name}."
+            assert (node.get_parameter(name).value, node.p[name]) == before
+            assert node.describe_parameter(name).read_only
+    finally:
+        for node in nodes:
+            node.destroy_node()
+

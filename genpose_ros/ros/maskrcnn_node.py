@@ -21,7 +21,8 @@ Sources:
 Output: the masks pair ``<output_prefix>/masks`` (mono16 instance ids) +
 ``<output_prefix>/detections_2d`` (Detection2DArray), both with the colour image's header.
 Bad input (wrong encoding, wrong size, unreadable weights) is reported as a warning naming the
-problem and the node keeps serving; ``weights`` can be changed at run time (``ros2 param set``).
+problem and the node keeps serving; ``weights`` and ``score_threshold`` can be changed at run
+time (``ros2 param set``); the other parameters are read at start-up and are read-only.
 """
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ from genpose_ros.ros.sync import ApproximateSync, Worker, stamp_ns
 from genpose_ros.segmentation.load import segmenter_options, threshold
 
 SOURCES = ("maskrcnn", "ground_truth")
+DYNAMIC = ("weights", "score_threshold")   # `ros2 param set` (source maskrcnn); the rest is read-only
 COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8")  # grey is refused: the model needs colour
 
 PARAMS = {
@@ -84,7 +86,7 @@ BOUNDS = {"threads": ">=0", "depth_slop": ">=0", "depth_wait": ">=0", "expected_
 class MaskRCNNNode(Node):
     def __init__(self, **kwargs):
         super().__init__("maskrcnn_node", **kwargs)
-        p = self.p = declare(self, PARAMS, BOUNDS)
+        p = self.p = declare(self, PARAMS, BOUNDS, dynamic=DYNAMIC)
         check_device(p["device"])
         if p["source"] not in SOURCES:
             raise ValueError(f"unknown source {p['source']!r}; expected {' or '.join(SOURCES)}")
@@ -115,7 +117,6 @@ class MaskRCNNNode(Node):
                           InputSubscription(self, Image, p["depth_topic"], self._on_depth, qos, depth),
                           InputSubscription(self, CameraInfo, p["camera_info_topic"], self._on_camera_info,
                                             qos, depth)]
-            self.add_on_set_parameters_callback(self._on_params)
         else:
             self.worker = None
             self.sync = ApproximateSync(2, p["gt_slop"], self._republish_gt,
@@ -126,6 +127,7 @@ class MaskRCNNNode(Node):
                                   p["input_qos"], p["input_qos_depth"]),
                 InputSubscription(self, Detection2DArray, p["gt_detections_2d_topic"],
                                   lambda m: self.sync.add(1, m), p["input_qos"], p["input_qos_depth"])]
+        self.add_on_set_parameters_callback(self._on_params)
         self.get_logger().info(f"source {p['source']}, publishing {prefix}/masks and "
                                f"{prefix}/detections_2d")
 
@@ -151,6 +153,9 @@ class MaskRCNNNode(Node):
     def _on_params(self, params) -> SetParametersResult:
         """Run-time changes of ``weights`` (reload) and ``score_threshold``."""
         for prm in params:
+            if prm.name in DYNAMIC and self.worker is None:
+                return SetParametersResult(successful=False, reason=f"source {self.p['source']} runs no "
+                                           f"Mask R-CNN: {prm.name} has no effect")
             if prm.name == "weights" and not self.load_weights(str(prm.value)):
                 return SetParametersResult(successful=False, reason=self.weights_error)
             if prm.name == "score_threshold":

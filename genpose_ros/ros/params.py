@@ -53,13 +53,16 @@ def check_device(value: str):
         raise ValueError(f"parameter 'device' must be cpu, cuda or cuda:N, got {value!r}")
 
 
-def declare(node, defaults: dict, bounds: dict[str, str] | None = None) -> dict:
+def declare(node, defaults: dict, bounds: dict[str, str] | None = None, dynamic: tuple[str, ...] = ()) -> dict:
     """Declare every ``defaults`` key on ``node``; returns {name: value cast to the default's type},
-    each within its ``bounds`` entry (``check_range``)."""
+    each within its ``bounds`` entry (``check_range``). Parameters not named in ``dynamic`` are
+    read once, at start-up, and declared read-only: ``ros2 param set`` refuses them ("Trying to
+    set a read-only parameter") instead of reporting a change the node would never see."""
     out = {}
     for name, default in defaults.items():
         bound = (bounds or {}).get(name, "")   # shown by `ros2 param describe`
-        node.declare_parameter(name, default, ParameterDescriptor(dynamic_typing=True, additional_constraints=bound))
+        node.declare_parameter(name, default, ParameterDescriptor(
+            dynamic_typing=True, additional_constraints=bound, read_only=name not in dynamic))
         out[name] = _cast(name, node.get_parameter(name).value, default)
         if bound:
             check_range(name, out[name], bound)
