@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from genpose_ros.data.camera import Intrinsics, backproject, look_at, project
+from genpose_ros.data.camera import D435_640x480, Intrinsics, backproject, look_at, project, undistort, undistort_maps
 from genpose_ros.data.pointcloud import TooFewPointsError, drop_depth_islands, object_points
 from genpose_ros.data.sensor import SensorModel
 
@@ -33,6 +33,38 @@ def test_project_inverts_backproject():
 def test_backproject_rejects_wrong_shapes():
     with pytest.raises(ValueError, match="intrinsics expect"):
         backproject(np.zeros((5, 5)), None, TINY)
+
+
+def distorted_view(image: np.ndarray, intr: Intrinsics, dist) -> np.ndarray:
+    """What a camera with K = intr and lens distortion ``dist`` records of the scene a pinhole
+    camera records as ``image`` (nearest pixel): the inverse of ``undistort``."""
+    import cv2
+
+    v, u = np.mgrid[0:intr.height, 0:intr.width].astype(np.float32)
+    pix = np.stack([u.ravel(), v.ravel()], 1)[:, None]
+    und = cv2.undistortPoints(pix, intr.matrix(), np.asarray(dist), P=intr.matrix()).reshape(intr.height, intr.width, 2)
+    return cv2.remap(image, und[..., 0], und[..., 1], cv2.INTER_NEAREST)
+
+
+def test_undistort_brings_a_distorted_camera_back_to_its_pinhole_points():
+    """A patch near the image corner seen by a camera with barrel distortion: its points are
+    more than a centimetre off read as pinhole, and where they belong once undistorted."""
+    intr, dist = D435_640x480, (-0.12, 0.05, 0.001, -0.0015, 0.0)
+    depth = np.full((480, 640), 1000, np.uint16)          # a wall 1 m away
+    mask = np.zeros((480, 640), bool)
+    mask[20:70, 20:80] = True                              # an object patch in the corner, 0.8 m
+    depth[mask] = 800
+    truth = backproject(depth / 1000.0, mask, intr).mean(0)
+    seen_depth, seen_mask = distorted_view(depth, intr, dist), distorted_view(mask.view(np.uint8), intr, dist) > 0
+    as_pinhole = backproject(seen_depth / 1000.0, seen_mask, intr).mean(0)
+    assert np.linalg.norm(as_pinhole - truth) > 0.01       # more than a centimetre off
+    maps = undistort_maps(intr, dist)
+    fixed_depth, fixed_mask = undistort(seen_depth, maps), undistort(seen_mask, maps)
+    assert fixed_mask.dtype == bool and fixed_depth.dtype == np.uint16
+    assert np.linalg.norm(backproject(fixed_depth / 1000.0, fixed_mask, intr).mean(0) - truth) < 0.002
+    assert (fixed_mask ^ mask).sum() < 0.05 * mask.sum()  # outline pixels only
+    rgb = np.dstack([depth.astype(np.uint8)] * 3)
+    assert undistort(rgb, maps, nearest=False).shape == rgb.shape
 
 
 def test_look_at_is_an_optical_frame():

@@ -20,10 +20,11 @@ from vision_msgs.msg import Detection3DArray  # noqa: E402
 from genpose_ros.data.camera import D435_640x480  # noqa: E402
 from genpose_ros.ros.conversions import intrinsics_to_camera_info, numpy_to_image  # noqa: E402
 from genpose_ros.ros.frame_input import (InputProblem, cap_detections, clamp_scores,  # noqa: E402
-                                         read_depth_mm)
+                                         instance_points, read_depth_mm, read_frame)
 from genpose_ros.ros.masks import InstanceMask, encode_masks  # noqa: E402
 from genpose_ros.ros.sync import ApproximateSync, StampOrder  # noqa: E402
 from genpose_ros.ros.qos import qos_from_name  # noqa: E402
+from test_data_geometry import distorted_view  # noqa: E402
 from test_ros_pose_node import H, W, Rig, good_arrays  # noqa: E402
 
 
@@ -40,7 +41,7 @@ class CheckRig(Rig):
         self.t_ns = 200 * 10**9
 
     def frame(self, dt_s=0.1, depth_msg=None, color_msg=None, dets=None, ids=None, depth=None,
-              det2d_offset_s=0.0, stamp_ns=None):
+              det2d_offset_s=0.0, stamp_ns=None, distortion=None):
         """Publish one frame ``dt_s`` after the newest stamp so far (or at ``stamp_ns``); its key."""
         t_ns = stamp_ns if stamp_ns is not None else self.t_ns + int(dt_s * 1e9)
         self.t_ns = max(self.t_ns, t_ns)
@@ -51,7 +52,12 @@ class CheckRig(Rig):
         for m in (depth_msg, color_msg):
             if m is not None:
                 m.header = Header(frame_id=header.frame_id, stamp=header.stamp)
-        self.pubs["info"].publish(intrinsics_to_camera_info(D435_640x480, header))
+        info = intrinsics_to_camera_info(D435_640x480, header)
+        if distortion is not None:    # (model, coefficients): sent ahead, the images follow
+            info.distortion_model, info.d = distortion[0], list(distortion[1])
+            self.pubs["info"].publish(info)
+            self.spin_until(lambda: False, 0.3)
+        self.pubs["info"].publish(info)
         self.pubs["color"].publish(color_msg or numpy_to_image(c0, "rgb8", header))
         self.pubs["masks"].publish(masks)
         self.pubs["det2d"].publish(det2d)
@@ -182,6 +188,13 @@ def test_colour_encodings_convert_or_skip_only_the_overlay(rig):
     assert rig.overlay_for(key) is not None
 
 
+def test_camera_info_with_a_distortion_model_it_cannot_undo_is_refused(rig):
+    key = rig.frame(distortion=("equidistant", [0.1, 0.0, 0.0, 0.0]))
+    rig.expect_warning("distortion model 'equidistant' (coefficients [0.1, 0.0, 0.0, 0.0]) is not supported")
+    rig.not_processed(key)
+    rig.processed(rig.frame(distortion=("plumb_bob", BARREL)), 2)
+
+
 def test_scores_outside_0_1_are_clamped(rig):
     key = rig.frame(dets=[(1, "mug", math.nan), (2, "can", 1.7)])
     rig.expect_warning("instance 1 (mug): score nan is not in [0, 1]; used as 0")
@@ -274,6 +287,36 @@ def test_read_depth_mm_units():
     with pytest.raises(InputProblem, match=r"median 900 over 307200 valid pixels is 0.9 m, "
                                            r"outside 1 to 10 m \(min_depth, max_depth\)"):
         read_depth_mm(numpy_to_image(depth, "16UC1"), depth_range_m=(1.0, 10.0))
+
+
+BARREL = (-0.12, 0.05, 0.001, -0.0015, 0.0)
+
+
+def test_a_distorted_camera_is_read_as_its_pinhole_camera():
+    """Depth and masks of a camera_info with lens distortion are undistorted before the points
+    are taken: each object's points land where the pinhole camera's do."""
+    depth, ids, color, dets = good_arrays()
+    depth[20:80, 20:90], ids[20:80, 20:90] = 800, 3           # a third object in the corner
+    dets = dets + [(3, "bowl", 0.7)]
+    header = Header(frame_id="camera_color_optical_frame", stamp=_time(5 * 10**9))
+
+    def points(depth, ids, model, coefficients):
+        masks, det2d = encode_masks(ids, dets, header)
+        info = intrinsics_to_camera_info(D435_640x480, header)
+        info.distortion_model, info.d = model, list(coefficients)
+        frame = read_frame(numpy_to_image(depth, "16UC1", header), masks, det2d, info,
+                           numpy_to_image(color, "rgb8", header))
+        return instance_points(frame, 512, 30, np.random.default_rng(0)).points.mean(1)
+
+    truth = points(depth, ids, "plumb_bob", [0.0] * 5)
+    seen = distorted_view(depth, D435_640x480, BARREL), distorted_view(ids, D435_640x480, BARREL)
+    assert np.abs(points(*seen, "plumb_bob", [0.0] * 5) - truth).max() > 0.01   # read as pinhole: off
+    for model, coefficients in (("plumb_bob", BARREL), ("rational_polynomial", BARREL + (0.0,) * 3)):
+        assert np.abs(points(*seen, model, coefficients) - truth).max() < 0.003
+    with pytest.raises(InputProblem, match=r"distortion model 'equidistant' \(coefficients \[0.1, 0.0, 0.0, 0.0\]\) "
+                                           r"is not supported \(plumb_bob, rational_polynomial\); publish rectified"):
+        points(*seen, "equidistant", [0.1, 0.0, 0.0, 0.0])
+    assert np.allclose(points(depth, ids, "equidistant", [0.0] * 4), truth)   # no distortion: any model
 
 
 def test_cap_keeps_the_highest_scores_in_order():

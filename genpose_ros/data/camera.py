@@ -1,4 +1,5 @@
-"""Pinhole camera intrinsics, back-projection and projection.
+"""Pinhole camera intrinsics, back-projection and projection, and the undistortion of images
+of cameras with lens distortion onto their pinhole camera.
 
 Conventions: camera optical frame (x right, y down, z forward), metres, pixel (u, v) =
 (column, row) with the centre of the top-left pixel at (0, 0).
@@ -82,6 +83,32 @@ def backproject(depth_m: np.ndarray, mask: np.ndarray | None, intr: Intrinsics) 
     x = (u - intr.cx) / intr.fx * z
     y = (v - intr.cy) / intr.fy * z
     return np.stack([x, y, z], axis=1).astype(np.float32)
+
+
+def undistort_maps(intr: Intrinsics, dist: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """``cv2.remap`` maps that resample an image of a camera with lens distortion onto the
+    pinhole camera ``intr`` of the same K, so that ``backproject`` and everything after it hold.
+
+    ``dist``: OpenCV's coefficients (k1, k2, p1, p2[, k3[, k4, k5, k6]]), as in the CameraInfo
+    models plumb_bob and rational_polynomial.
+    """
+    import cv2
+
+    K = intr.matrix()
+    return cv2.initUndistortRectifyMap(K, np.asarray(dist, np.float64), None, K, (intr.width, intr.height),
+                                       cv2.CV_32FC1)
+
+
+def undistort(image: np.ndarray, maps: tuple[np.ndarray, np.ndarray], nearest: bool = True) -> np.ndarray:
+    """``image`` (H, W[, C], uint8 / uint16 / float32 / bool) resampled with ``undistort_maps``;
+    ``nearest`` for depth, masks and ids (no values mixed across an edge), bilinear for colour.
+    Pixels that see nothing of the original image are 0."""
+    import cv2
+
+    src = image.view(np.uint8) if image.dtype == bool else image
+    out = cv2.remap(src, maps[0], maps[1], cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return out.astype(bool) if image.dtype == bool else out
 
 
 def project(points: np.ndarray, intr: Intrinsics) -> np.ndarray:

@@ -103,14 +103,35 @@ def camera_info_to_intrinsics(msg: CameraInfo):
                       cx=float(k[2]), cy=float(k[5]))
 
 
-def intrinsics_to_camera_info(intr, header=None) -> CameraInfo:
-    """A pinhole CameraInfo (no distortion, as for the aligned D435 streams) from Intrinsics."""
+DISTORTION_MODELS = ("plumb_bob", "rational_polynomial")   # OpenCV's coefficients, undistorted with cv2
+
+
+def camera_info_distortion(msg: CameraInfo) -> tuple[float, ...]:
+    """The lens distortion coefficients of a CameraInfo (OpenCV order), () when it has none
+    (all zero, as the D435's aligned streams). ValueError for coefficients of a model this
+    package cannot undo (publish rectified images then: image_proc)."""
+    d = tuple(float(x) for x in msg.d)
+    if not any(d):
+        return ()
+    where = f"camera_info on {msg.header.frame_id!r}"
+    if msg.distortion_model not in DISTORTION_MODELS:
+        raise ValueError(f"{where}: distortion model {msg.distortion_model!r} (coefficients {list(d)}) is not "
+                         f"supported ({', '.join(DISTORTION_MODELS)}); publish rectified images with zero "
+                         "distortion (image_proc)")
+    if not np.all(np.isfinite(d)) or len(d) < 4:
+        raise ValueError(f"{where}: invalid {msg.distortion_model} coefficients {list(d)}")
+    return d
+
+
+def intrinsics_to_camera_info(intr, header=None, distortion: tuple[float, ...] = ()) -> CameraInfo:
+    """A CameraInfo from Intrinsics: pinhole, or with ``distortion`` (plumb_bob coefficients:
+    k1, k2, p1, p2, k3) the lens distortion of the images it describes."""
     msg = CameraInfo()
     if header is not None:
         msg.header = header
     msg.width, msg.height = int(intr.width), int(intr.height)
     msg.distortion_model = "plumb_bob"
-    msg.d = [0.0] * 5
+    msg.d = [float(x) for x in distortion] + [0.0] * (5 - len(distortion))
     msg.k = [float(intr.fx), 0.0, float(intr.cx), 0.0, float(intr.fy), float(intr.cy), 0.0, 0.0, 1.0]
     msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
     msg.p = [float(intr.fx), 0.0, float(intr.cx), 0.0,

@@ -5,18 +5,22 @@ implausible depth, a broken masks pair) raise `InputProblem` with a message nami
 the node warns and skips the frame. What can be repaired is repaired and noted in
 ``FrameInput.notes``: detections beyond ``max_instances`` (the lowest scores are dropped),
 scores outside [0, 1] (clamped), a colour image that cannot be read or does not fit (only the
-overlay is skipped; colour feeds nothing else). Instance-level problems (unknown class, empty
+overlay is skipped; colour feeds nothing else). Images of a camera_info with lens distortion
+(plumb_bob, rational_polynomial) are resampled onto the pinhole camera of the same K
+(``data.camera.undistort``). Instance-level problems (unknown class, empty
 or too small mask) are returned as warnings, and the other instances are still estimated.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
 from vision_msgs.msg import Detection2DArray
 
 from genpose_ros import CATEGORIES
-from genpose_ros.ros.conversions import camera_info_to_intrinsics, image_to_numpy, image_to_rgb
+from genpose_ros.data.camera import undistort, undistort_maps
+from genpose_ros.ros.conversions import camera_info_distortion, camera_info_to_intrinsics, image_to_numpy, image_to_rgb
 from genpose_ros.ros.masks import InstanceMask, decode_masks
 
 DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
@@ -148,6 +152,7 @@ def read_frame(depth_msg, masks_msg, det2d_msg, info_msg, color_msg=None,
     det2d_msg, notes = cap_detections(det2d_msg, max_instances)
     try:
         instances = decode_masks(masks_msg, det2d_msg)
+        distortion = camera_info_distortion(info_msg)
     except ValueError as exc:
         raise InputProblem(str(exc)) from None
     notes += clamp_scores(instances)
@@ -163,7 +168,18 @@ def read_frame(depth_msg, masks_msg, det2d_msg, info_msg, color_msg=None,
     if color_msg is not None:
         color, note = read_color(color_msg, sizes["depth"])
         notes += [note] if note else []
+    if distortion:  # onto the pinhole camera of the same K: points, table plane and overlay agree
+        maps = _undistort_maps(intr, distortion)
+        depth = undistort(depth, maps)
+        for inst in instances:
+            inst.mask = undistort(inst.mask, maps)
+        color = None if color is None else undistort(color, maps, nearest=False)
     return FrameInput(depth_msg.header, depth, intr, instances, color, notes, depth_note)
+
+
+@functools.lru_cache(maxsize=4)
+def _undistort_maps(intr, distortion: tuple[float, ...]):
+    return undistort_maps(intr, distortion)
 
 
 def instance_points(frame: FrameInput, n_points: int, min_points: int, rng,
