@@ -9,7 +9,8 @@ from genpose_ros.data.camera import D435_640x480  # noqa: E402
 from genpose_ros.ros.conversions import (ImageConversionError, camera_info_to_intrinsics,  # noqa: E402
                                          detections_from_msg, detections_to_msg,
                                          hypotheses_to_pose_array, image_to_numpy, image_to_rgb,
-                                         intrinsics_to_camera_info, markers_to_msg, numpy_to_image)
+                                         intrinsics_to_camera_info, markers_to_msg, numpy_to_image,
+                                         camera_info_distortion)
 from genpose_ros.ros.frame_input import InputProblem, read_depth_mm  # noqa: E402
 from genpose_ros.ros.masks import (MaskMessageError, decode_masks, encode_masks,  # noqa: E402
                                    instance_image_from_masks)
@@ -56,7 +57,12 @@ def test_image_errors_name_the_problem():
 
 def test_camera_info_round_trip_and_errors():
     info = intrinsics_to_camera_info(D435_640x480)
-    assert camera_info_to_intrinsics(info) == D435_640x480
+    assert camera_info_to_intrinsics(info) == D435_640x480 and camera_info_distortion(info) == ()
+    barrel = (-0.12, 0.05, 0.001, -0.0015, 0.0)
+    assert camera_info_distortion(intrinsics_to_camera_info(D435_640x480, distortion=barrel)) == barrel
+    info.d = [0.1, float("nan"), 0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match=r"invalid plumb_bob coefficients \[0.1, nan"):
+        camera_info_distortion(info)
     info.k[0] = 0.0
     with pytest.raises(ValueError, match="invalid K"):
         camera_info_to_intrinsics(info)

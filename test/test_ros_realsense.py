@@ -63,6 +63,7 @@ def test_sim_camera_publishes_realsense_topics(ros_context):
         valid = depth[depth > 0]
         assert valid.size > 0.5 * depth.size and 150 < np.median(valid) < 3000  # millimetres
         assert m["color_info"].k[0] > 0 and list(m["color_info"].k) == list(m["depth_info"].k)
+        assert m["color_info"].distortion_model == "plumb_bob" and not any(m["color_info"].d)  # rendered pinhole
         instances = decode_masks(m["gt_masks"], m["gt_det2d"])
         assert len(instances) == len(m["gt"].detections) == 3
         assert {d.id for d in m["gt"].detections} == {str(i.instance_id) for i in instances}
@@ -78,6 +79,41 @@ def test_sim_camera_publishes_realsense_topics(ros_context):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("model, coeffs", [("none", [0.0] * 5), ("inverse_brown_conrady", [0.0] * 5),
+                                           ("brown_conrady", [-0.1, 0.05, 0.001, 0.002, 0.0]),
+                                           ("inverse_brown_conrady", [0.08, -0.04, 0.001, -0.001, 0.0]),
+                                           ("modified_brown_conrady", [-0.06, 0.07, 0.0005, 0.0008, -0.02])])
+def test_stream_distortion_describes_every_librealsense_model_as_plumb_bob(model, coeffs):
+    """The colour stream's lens model, as realsense_node's camera_info gives it: the plumb_bob
+    coefficients put every point where librealsense projects it (within 0.05 px)."""
+    import cv2
+    import pyrealsense2 as rs
+
+    from genpose_ros.data.realsense import stream_distortion
+
+    intr = rs.intrinsics()
+    intr.width, intr.height, intr.fx, intr.fy, intr.ppx, intr.ppy = 640, 480, 615.0, 612.0, 318.0, 242.0
+    intr.model, intr.coeffs = getattr(rs.distortion, model), coeffs
+    stream = rs.video_stream()
+    stream.type, stream.index, stream.uid, stream.fmt, stream.bpp = rs.stream.color, 0, 0, rs.format.rgb8, 3
+    stream.width, stream.height, stream.fps, stream.intrinsics = 640, 480, 30, intr
+    device = rs.software_device()
+    profile = device.add_sensor("Color").add_video_stream(stream)
+    d = stream_distortion(profile)
+    if not any(coeffs):
+        assert d == ()
+        return
+    if model == "brown_conrady":
+        np.testing.assert_allclose(d, coeffs, atol=1e-7)
+    points = np.stack(np.meshgrid(np.linspace(-0.5, 0.5, 21), np.linspace(-0.38, 0.38, 17), [1.0]), -1).reshape(-1, 3)
+    K = np.array([[615.0, 0, 318.0], [0, 612.0, 242.0], [0, 0, 1]])
+    ours = cv2.projectPoints(points, np.zeros(3), np.zeros(3), K, np.asarray(d))[0].reshape(-1, 2)
+    theirs = np.array([rs.rs2_project_point_to_pixel(intr, p.tolist()) for p in points])
+    assert np.abs(ours - theirs).max() < 0.05
+    pinhole = points[:, :2] * [615.0, 612.0] + [318.0, 242.0]
+    assert np.abs(pinhole - theirs).max() > 3.0     # a distortion worth the trouble
 
 
 def _collect(context, done, timeout):

@@ -111,6 +111,20 @@ def undistort(image: np.ndarray, maps: tuple[np.ndarray, np.ndarray], nearest: b
     return out.astype(bool) if image.dtype == bool else out
 
 
+def fit_plumb_bob(undistorted: np.ndarray, distorted: np.ndarray) -> tuple[float, ...]:
+    """Plumb-bob coefficients (k1, k2, p1, p2, k3) that map the (N, 2) normalised image
+    coordinates ``undistorted`` onto ``distorted`` (linear least squares): how a camera whose
+    lens model is another one (librealsense's inverse or modified Brown-Conrady) is described
+    in a CameraInfo."""
+    x, y = np.asarray(undistorted, np.float64).T
+    r2 = x * x + y * y
+    rows_x = np.stack([x * r2, x * r2 ** 2, 2 * x * y, r2 + 2 * x * x, x * r2 ** 3], 1)
+    rows_y = np.stack([y * r2, y * r2 ** 2, r2 + 2 * y * y, 2 * x * y, y * r2 ** 3], 1)
+    target = (np.asarray(distorted, np.float64) - np.stack([x, y], 1)).T.ravel()
+    coeffs, *_ = np.linalg.lstsq(np.concatenate([rows_x, rows_y]), target, rcond=None)
+    return tuple(float(c) for c in coeffs)
+
+
 def project(points: np.ndarray, intr: Intrinsics) -> np.ndarray:
     """Project (..., 3) camera-frame points to (..., 2) pixel coordinates (u, v).
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from genpose_ros.data.camera import Intrinsics
+from genpose_ros.data.camera import Intrinsics, fit_plumb_bob
 
 
 @dataclass
@@ -39,6 +39,24 @@ def _intrinsics(profile) -> Intrinsics:
     return Intrinsics(i.width, i.height, i.fx, i.fy, i.ppx, i.ppy)
 
 
+def stream_distortion(profile) -> tuple[float, ...]:
+    """A stream's lens distortion as CameraInfo plumb_bob coefficients (k1, k2, p1, p2, k3); ()
+    when it has none (the D435's colour stream reports zeros). librealsense's brown_conrady is
+    plumb_bob; its other models are fitted to where librealsense projects a grid of points
+    (its projection serves every model; its deprojection not modified_brown_conrady)."""
+    rs = _rs()
+    i = profile.as_video_stream_profile().get_intrinsics()
+    coeffs = tuple(float(c) for c in i.coeffs[:5])
+    if i.model == rs.distortion.none or not any(coeffs):
+        return ()
+    if i.model == rs.distortion.brown_conrady:
+        return coeffs
+    u, v = np.meshgrid(np.linspace(0, i.width - 1, 33), np.linspace(0, i.height - 1, 25))
+    undistorted = (np.stack([u.ravel(), v.ravel()], 1) - [i.ppx, i.ppy]) / [i.fx, i.fy]
+    pixels = np.array([rs.rs2_project_point_to_pixel(i, [float(x), float(y), 1.0]) for x, y in undistorted])
+    return fit_plumb_bob(undistorted, (pixels - [i.ppx, i.ppy]) / [i.fx, i.fy])
+
+
 class _PipelineSource:
     """Shared by device and bag playback: a pipeline with depth aligned to colour."""
 
@@ -53,6 +71,7 @@ class _PipelineSource:
         self.align = rs.align(rs.stream.color)
         color_profile = profile.get_stream(rs.stream.color)
         self.intrinsics = _intrinsics(color_profile)
+        self.distortion = stream_distortion(color_profile)   # of colour and of the depth aligned to it
         self.max_skew_ms = 500.0 / max(color_profile.fps(), 1)  # half a frame period
         self.color_format = color_profile.format()
         depth_profile = profile.get_stream(rs.stream.depth)
@@ -220,7 +239,7 @@ class SimSource:
         self.sequence_length = max(1, int(sequence_length))
         self.renderer = Renderer(self.intr, sensor=SensorModel() if sensor_noise else None)
         self.camera = SoftwareCamera(self.intr, record_to=record_to)
-        self.intrinsics = self.intr
+        self.intrinsics, self.distortion = self.intr, ()
         self._sequence, self._index = None, 0
 
     def _next_frame(self):

@@ -161,7 +161,7 @@ class RealSenseNode(Node):
             self.get_logger().warning("no frame from the source this period")
             return
         header = Header(stamp=stamp, frame_id=self.color_frame)
-        info = intrinsics_to_camera_info(self.source.intrinsics, header)
+        info = intrinsics_to_camera_info(self.source.intrinsics, header, self.source.distortion)
         # camera_info and depth first: a reader of the colour image finds them already there
         self.pub_color_info.publish(info)
         self.pub_depth_info.publish(info)
