@@ -156,6 +156,24 @@ def test_cli_generate_and_show(tmp_path, capsys):
     assert "out of range" in capsys.readouterr().err
 
 
+def test_generate_another_d435_colour_mode(tmp_path):
+    from genpose_ros.data.camera import D435_1280x720
+    from genpose_ros.data.dataset import InstanceDataset
+    from genpose_ros.data.nocs_io import read_frame
+
+    for resolution in ("640x480", "1280x720"):    # in one process: each split its own camera
+        out = tmp_path / resolution
+        assert main(["data", "generate", "--out", str(out), "--scenes", "1", "--split", "test", "--seed", "5",
+                     "--objects", "3", "--workers", "1", "--resolution", resolution]) == 0
+    assert read_frame(list_frames(tmp_path / "640x480")[0]).color.shape == (480, 640, 3)
+    frame = read_frame(list_frames(out)[0])
+    assert frame.color.shape == (720, 1280, 3) and frame.depth.shape == (720, 1280)
+    assert frame.intrinsics == D435_1280x720
+    assert json.load(open(out / "dataset_card.json"))["intrinsics"]["fx"] == 922.5
+    item = InstanceDataset(str(out), n_points=256)[0]   # points with the frame's own intrinsics
+    assert 0.2 < float(item["points"][:, 2].mean()) < 2.0
+
+
 def test_reads_a_real275_style_folder(tmp_path):
     """Labels as the NOCS/GenPose preprocessing writes them: pickle only, no metric sizes,
     no intrinsics, no point counts; a 3-channel mask."""

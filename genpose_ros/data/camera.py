@@ -47,8 +47,14 @@ class Intrinsics:
 
 
 D435_640x480 = Intrinsics(640, 480, 615.0, 615.0, 320.0, 240.0)
-"""Typical Intel RealSense D435 colour-stream intrinsics at 640x480 (69 x 54 deg field of view;
+"""Typical Intel RealSense D435 colour-stream intrinsics at 640x480 (55 x 43 deg field of view;
 factory calibrations of individual units lie within a few pixels of these values)."""
+
+D435_1280x720 = Intrinsics(1280, 720, 922.5, 922.5, 640.0, 360.0)
+"""The same camera's 1280x720 mode (69 x 43 deg: wider, the same height of view)."""
+
+D435_MODES = {"640x480": D435_640x480, "1280x720": D435_1280x720}
+"""Colour modes of the simulated D435 (`genpose data generate --resolution`)."""
 
 NOCS_REAL275 = Intrinsics(640, 480, 591.0125, 590.16775, 322.525, 244.11084)
 """Intrinsics of the NOCS REAL275 recordings (Structure sensor)."""

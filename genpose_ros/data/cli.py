@@ -16,6 +16,7 @@ import sys
 
 from genpose_ros.arguments import non_negative_int, positive_int
 from genpose_ros.data import DISTRIBUTIONS
+from genpose_ros.data.camera import D435_MODES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="worker processes (default: min(2, CPUs))")
     gen.add_argument("--no-noise", action="store_true", help="clean depth (no D435 sensor model)")
     gen.add_argument("--no-pickle", action="store_true", help="write JSON labels only")
+    gen.add_argument("--resolution", choices=list(D435_MODES), default="640x480",
+                     help="the simulated D435's colour mode (and its intrinsics)")
     gen.add_argument("--distribution", choices=DISTRIBUTIONS, default="standard",
                      help="wide: more shape families and sizes, cameras 0.25-1.6 m, more roll and "
                           "elevation, stronger random depth noise, denser clutter; tilted: the standard "
@@ -65,7 +68,7 @@ def run(args) -> int:
                              views_per_scene=args.views_per_scene, sequences=args.sequences,
                              frames=args.frames, noise=not args.no_noise,
                              write_pickle=not args.no_pickle, n_objects=args.objects,
-                             distribution=args.distribution)
+                             distribution=args.distribution, resolution=args.resolution)
         try:
             card = generate(cfg, workers=max(1, args.workers))
         except ValueError as exc:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from genpose_ros import CATEGORIES, __version__
+from genpose_ros.data.camera import D435_MODES
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 
@@ -35,6 +36,7 @@ class GenerateConfig:
     n_objects: int | None = None
     distribution: str = "standard"  # "wide": families, WIDE_SCENE_RANGES and a random sensor per frame;
                                     # "tilted": the standard one with most objects tilted or lying
+    resolution: str = "640x480"     # the D435 colour mode rendered (data.camera.D435_MODES)
 
 
 def unit_rng(cfg: GenerateConfig, kind: int, k: int) -> np.random.Generator:
@@ -45,7 +47,7 @@ def unit_rng(cfg: GenerateConfig, kind: int, k: int) -> np.random.Generator:
 def _renderer(cfg: GenerateConfig):
     from genpose_ros.data.render import Renderer
     from genpose_ros.data.sensor import SensorModel
-    return Renderer(sensor=SensorModel() if cfg.noise else None)
+    return Renderer(D435_MODES[cfg.resolution], sensor=SensorModel() if cfg.noise else None)
 
 
 def scene_frames(renderer, rng: np.random.Generator, views: int, n_objects: int | None = None,
@@ -67,19 +69,19 @@ def render_views(renderer, rng: np.random.Generator, views, distribution: str = 
         yield renderer.render(scene, T_world_cam, rng)
 
 
-_WORKER_RENDERER = None
+_RENDERERS: dict = {}   # per process, one per camera, sensor model and distribution (which swaps sensors)
 
 
 def render_unit(args: tuple[GenerateConfig, int, int]) -> dict:
     """Render and write one scene (kind 0, ``views_per_scene`` views) or one sequence (kind 1).
     Returns its statistics."""
-    global _WORKER_RENDERER
     from genpose_ros.data.nocs_io import write_frame
     from genpose_ros.data.scenes import sample_sequence
     cfg, kind, k = args
-    if _WORKER_RENDERER is None:
-        _WORKER_RENDERER = _renderer(cfg)
-    renderer = _WORKER_RENDERER
+    key = (cfg.resolution, cfg.noise, cfg.distribution)
+    if key not in _RENDERERS:
+        _RENDERERS[key] = _renderer(cfg)
+    renderer = _RENDERERS[key]
     rng = unit_rng(cfg, kind, k)
     stats = {"frames": 0, "instances": Counter(), "handle_hidden": 0, "mugs": 0, "empty": 0}
     if kind == 0:
@@ -112,6 +114,8 @@ def generate(cfg: GenerateConfig, workers: int = 1, progress: bool = True) -> di
         raise ValueError("nothing to generate: give --scenes N and/or --sequences N")
     from genpose_ros.data.families import check_distribution
     check_distribution(cfg.distribution)
+    if cfg.resolution not in D435_MODES:
+        raise ValueError(f"resolution must be one of {', '.join(D435_MODES)}, got {cfg.resolution!r}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(cfg, 0, k) for k in range(cfg.scenes)] + [(cfg, 1, k) for k in range(cfg.sequences)]
@@ -149,7 +153,6 @@ def generate(cfg: GenerateConfig, workers: int = 1, progress: bool = True) -> di
 
 
 def dataset_card(cfg, frames, counts, empty, mugs, hidden, seconds, workers) -> dict:
-    from genpose_ros.data.camera import D435_640x480
     from genpose_ros.data.families import family_ranges
     from genpose_ros.data.objects import PARAM_RANGES
     from genpose_ros.data.scenes import SEQUENCE_RANGES, scene_ranges
@@ -167,7 +170,7 @@ def dataset_card(cfg, frames, counts, empty, mugs, hidden, seconds, workers) -> 
         "mugs_with_hidden_handle": hidden, "mugs": mugs,
         "layout": "NOCS: <scene>/<view>_{color,depth,mask}.png, _meta.txt, _label.json (+ .pkl)",
         "depth": "uint16 millimetres", "mask": "uint8 instance ids, 255 = background",
-        "intrinsics": D435_640x480.to_dict(),
+        "intrinsics": D435_MODES[cfg.resolution].to_dict(),
         "sensor_model": SensorModel().to_dict() if cfg.noise else None,
         "object_parameter_ranges": PARAM_RANGES,
         "scene_parameter_ranges": scene_ranges(cfg.distribution),
