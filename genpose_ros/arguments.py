@@ -1,10 +1,11 @@
 """Command-line arguments shared by the ``genpose`` subcommands, and their checks.
 
-Only argparse here (no torch): ``genpose --help`` builds every subcommand's parser.
+Only argparse here (no torch at import): ``genpose --help`` builds every subcommand's parser.
 """
 from __future__ import annotations
 
 import argparse
+import re
 
 
 def positive_int(text: str) -> int:
@@ -42,6 +43,25 @@ def add_checkpoint(p: argparse.ArgumentParser) -> None:
     """``--checkpoint`` (``--ckpt`` is a hidden alias)."""
     p.add_argument("--checkpoint", default=None, help="pose checkpoint (default: newest models/genpose_*.pt)")
     p.add_argument("--ckpt", dest="checkpoint", help=argparse.SUPPRESS)
+
+
+def add_device(p: argparse.ArgumentParser, default: str = "cpu") -> None:
+    """``--device``: cpu, cuda or cuda:N (and auto with that default: a GPU if torch sees one)."""
+    choices = "auto, cpu, cuda or cuda:N" if default == "auto" else "cpu, cuda or cuda:N"
+
+    def device(text: str) -> str:
+        if not re.fullmatch(r"cpu|cuda(:\d+)?" + ("|auto" if default == "auto" else ""), text):
+            raise argparse.ArgumentTypeError(f"expected {choices}, got {text!r}")
+        if text.startswith("cuda"):   # torch only for a GPU: cpu and auto keep --help fast
+            import torch
+
+            index, seen = int(text.partition(":")[2] or 0), torch.cuda.device_count()
+            if index >= seen:
+                raise argparse.ArgumentTypeError(
+                    f"{text}: torch {torch.__version__} sees {seen} CUDA GPU(s) on this machine")
+        return text
+
+    p.add_argument("--device", type=device, default=default, help=f"torch device: {choices}")
 
 
 def add_threads(p: argparse.ArgumentParser) -> None:

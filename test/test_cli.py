@@ -61,10 +61,15 @@ def test_debug_shows_the_traceback(tmp_path):
     (["bench", "--data", "d", "--solver-frames", "0"], "argument --solver-frames: must be >= 1, got 0"),
     (["demo", "--frames", "0"], "argument --frames: must be >= 1, got 0"),
     (["data", "generate", "--out", "o", "--split", "test", "--frames", "0"], "argument --frames: must be >= 1"),
+    (["eval", "--device", "gpu"], "argument --device: expected cpu, cuda or cuda:N, got 'gpu'"),
+    (["demo", "--device", "auto"], "argument --device: expected cpu, cuda or cuda:N, got 'auto'"),
+    (["train", "--data", "d", "--out", "o", "--device", "tpu"],
+     "argument --device: expected auto, cpu, cuda or cuda:N, got 'tpu'"),
+    (["bench", "--data", "d", "--device", "cuda:99"], "argument --device: cuda:99: torch "),   # no such GPU
     (["eval", "--data", "d", "--erode-masks", "1:bellow"],
      "argument --erode-masks: expected PX[:SIDES] with PX 1-3 and SIDES from below, above, right, left, got '1:bellow'"),
 ])
-def test_bad_numbers_are_argument_errors(capsys, argv, message):
+def test_bad_numbers_and_names_are_argument_errors(capsys, argv, message):
     with pytest.raises(SystemExit) as exc:
         cli.main(argv)
     assert exc.value.code == 2

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genpose_ros.arguments import add_checkpoint, add_threads, apply_threads, positive_int
+from genpose_ros.arguments import add_checkpoint, add_device, add_threads, apply_threads, positive_int
 
 KEYS = {"5deg2cm": "5deg2cm", "5deg5cm": "5deg5cm", "10deg2cm": "10deg2cm", "10deg5cm": "10deg5cm",
         "IoU25": "iou25", "IoU50": "iou50", "IoU75": "iou75"}
@@ -60,7 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-frames", type=positive_int, default=None)
     p.add_argument("--seq-frames", type=positive_int, default=None, help="frames per sequence for tracking")
     p.add_argument("--solver-frames", type=positive_int, default=20, help="frames of the RK45 / Heun solver ablation")
-    p.add_argument("--device", default="cpu")
+    add_device(p)
     add_threads(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-ablations", action="store_true")

@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from genpose_ros.arguments import add_checkpoint, add_threads, apply_threads, parse_overrides, positive_int
+from genpose_ros.arguments import add_checkpoint, add_device, add_threads, apply_threads, parse_overrides, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-pickle", action="store_true", help="allow reading pickled results files (trusted only)")
     p.add_argument("--max-frames", type=positive_int, default=None)
     p.add_argument("--init-mode", default=None, help="first-frame mode of --mode tracking (default: the default mode)")
-    p.add_argument("--device", default="cpu")
+    add_device(p)
     add_threads(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--iou", default="exact", choices=["exact", "aabb", "nocs"],

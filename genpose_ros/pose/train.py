@@ -43,7 +43,7 @@ import sys
 import time
 from pathlib import Path
 
-from genpose_ros.arguments import add_threads, apply_threads, non_negative_int, positive_float, positive_int
+from genpose_ros.arguments import add_device, add_threads, apply_threads, non_negative_int, positive_float, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -63,7 +63,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=positive_int, default=None, help="total optimisation steps over all stages")
     p.add_argument("--batch-size", type=positive_int, default=None)
     p.add_argument("--lr", type=positive_float, default=None)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    add_device(p, default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", default=None, help="last.pt of an earlier run")
     p.add_argument("--encoder", choices=["light", "genpose"], default=None, help="encoder size")
@@ -425,6 +425,8 @@ def setup_device(device: str, ddp: bool):
     else:
         rank, world = 0, 1
         dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    if dev.type == "cuda" and dev.index is None:   # torch.cuda.set_device needs an index
+        dev = torch.device("cuda", torch.cuda.current_device())
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
         torch.set_float32_matmul_precision("high")  # TF32 matrix products (convolutions use it by default)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genpose_ros.arguments import add_checkpoint, add_threads, non_negative_int, positive_float, positive_int
+from genpose_ros.arguments import add_checkpoint, add_device, add_threads, non_negative_int, positive_float, positive_int
 
 NS = "/camera/camera"
 DISCOVERY_S = 2.0   # s the recorder listens for another graph on the ROS domain before starting its own
@@ -46,7 +46,7 @@ def add_arguments(parser) -> None:
                         help="single-frame estimator mode (genpose, score_scaling, regression; "
                              "default: config/estimator.yaml)")
     parser.add_argument("--tracking", action="store_true", help="tracking_node instead of pose_node")
-    parser.add_argument("--device", default="cpu")
+    add_device(parser)
     add_threads(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-objects", type=non_negative_int, default=0, help="objects per scene (0 = random 3-8)")

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from genpose_ros import CATEGORIES
+from genpose_ros.arguments import add_device
 
 IOU_THRESHOLDS = np.round(np.arange(0.5, 0.951, 0.05), 2)
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
@@ -307,7 +308,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data", required=True, help="NOCS-layout test folder")
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N frames")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--device", default="cpu")
+    add_device(parser)
     parser.add_argument("--latency-runs", type=int, default=20)
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--confusion", help="write the confusion matrix PNG here")
