@@ -6,11 +6,11 @@ from setuptools import find_packages, setup
 package_name = "genpose_ros"
 
 NODES = {
-    "realsense_node": "genpose_ros.ros.realsense_node:main",
-    "maskrcnn_node": "genpose_ros.ros.maskrcnn_node:main",
-    "pose_node": "genpose_ros.ros.pose_node:main",
-    "tracking_node": "genpose_ros.ros.tracking_node:main",
-    "xarm_demo_node": "genpose_ros.ros.xarm_demo_node:main",
+    "realsense_node": "genpose_ros.ros.start:realsense_node",
+    "maskrcnn_node": "genpose_ros.ros.start:maskrcnn_node",
+    "pose_node": "genpose_ros.ros.start:pose_node",
+    "tracking_node": "genpose_ros.ros.start:tracking_node",
+    "xarm_demo_node": "genpose_ros.ros.start:xarm_demo_node",
 }
 
 setup(

@@ -78,7 +78,7 @@ def test_xarm_sim_honours_frame_rate_and_publish_tf():
 
 def test_node_commands_run_our_modules():
     for p in launcher.parse("sim.launch.yaml", {"namespace": "/a/b/"}):
-        assert p.cmd[:2] == [sys.executable, "-m"] and "__ns:=/a/b" in p.cmd
+        assert p.cmd[:4] == [sys.executable, "-m", "genpose_ros.ros.start", p.name] and "__ns:=/a/b" in p.cmd
 
 
 def test_dds_profile_holds_whole_images_and_a_users_profile_wins(monkeypatch, tmp_path):

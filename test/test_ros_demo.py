@@ -23,13 +23,13 @@ def test_demo_reports_bad_arguments_missing_model_and_failed_graph(tmp_path):
         assert len(lines) == 1 and lines[0].startswith(
             f"genpose demo: error: cannot read {what} {corrupt} (corrupt, truncated"), r.stderr
         assert "starting" not in r.stdout
-    # a graph whose pose node cannot start (a GPU no machine has) publishes nothing:
-    # the demo says so and fails
-    r = subprocess.run(demo + ["--device", "cuda:99", "--masks", "ground_truth"],
+    # a graph that does not come up in time (no node imports torch in half a second) publishes
+    # nothing: the demo says so, stops its nodes, writes its report and fails
+    r = subprocess.run(demo + ["--timeout", "0.5", "--masks", "ground_truth"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1, r.stdout + r.stderr
-    assert "[PoseNode] cannot start" in r.stderr
-    assert "exited during start-up" in r.stderr and "published no detections" in r.stderr
+    assert "the graph did not come up within 0 s" in r.stderr and "published no detections" in r.stderr
+    assert "Traceback" not in r.stderr
     assert json.loads((tmp_path / "summary.json").read_text())["frames"]["with_poses"] == 0
 
 

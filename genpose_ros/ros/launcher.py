@@ -25,8 +25,8 @@ import yaml
 
 from genpose_ros.config import yaml_problem
 from genpose_ros.paths import PACKAGE, package_share
+from genpose_ros.ros.start import NODES
 
-NODE_MODULES = {"realsense_node", "maskrcnn_node", "pose_node", "tracking_node", "xarm_demo_node"}
 _SUBST = re.compile(r"\$\(([a-z-]+)((?:\s+[^)\s]+)*)\s*\)")
 
 
@@ -87,10 +87,10 @@ def _node_command(entry: dict, args: dict, where: str) -> list[str] | None:
     if not pkg or not exe:
         raise LaunchError(f"{where}: a node needs pkg and exec")
     if pkg == PACKAGE:
-        if exe not in NODE_MODULES:
+        if exe not in NODES:
             raise LaunchError(f"{where}: {PACKAGE} has no executable {exe!r} "
-                              f"(known: {', '.join(sorted(NODE_MODULES))})")
-        cmd = [sys.executable, "-m", f"{PACKAGE}.ros.{exe}"]
+                              f"(known: {', '.join(sorted(NODES))})")
+        cmd = [sys.executable, "-m", f"{PACKAGE}.ros.start", exe]
     else:
         path = shutil.which(exe)
         if path is None:
