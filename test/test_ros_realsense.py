@@ -116,6 +116,22 @@ def test_stream_distortion_describes_every_librealsense_model_as_plumb_bob(model
     assert np.abs(pinhole - theirs).max() > 3.0     # a distortion worth the trouble
 
 
+def test_sim_source_renders_the_d435_mode_asked_for():
+    from genpose_ros.data.camera import D435_1280x720
+    from genpose_ros.ros.realsense_node import PARAMS, make_source
+
+    source = make_source({**PARAMS, "width": 1280, "height": 720, "n_objects": 2})
+    try:
+        assert source.intrinsics == D435_1280x720
+        capture = source.read()
+        assert capture.color.shape == (720, 1280, 3) and capture.depth_mm.shape == (720, 1280)
+    finally:
+        source.close()
+    with pytest.raises(ValueError, match="source sim renders the D435 colour modes 640x480 and 1280x720; "
+                                         "width x height is 800x600"):
+        make_source({**PARAMS, "width": 800, "height": 600})
+
+
 def _collect(context, done, timeout):
     """{stamp: colour} and {stamp: depth} until ``done(colour, depth)``."""
     node = rclpy.create_node("bag_test_listener", context=context)

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from genpose_ros.arguments import add_checkpoint, add_device, add_threads, non_negative_int, positive_float, positive_int
+from genpose_ros.data.camera import D435_MODES
 
 NS = "/camera/camera"
 DISCOVERY_S = 2.0   # s the recorder listens for another graph on the ROS domain before starting its own
@@ -37,6 +38,8 @@ TF_WAIT_S = 4.0  # longest wait for /tf samples still missing after the last det
 def add_arguments(parser) -> None:
     parser.add_argument("--frames", type=positive_int, default=10, help="camera frames to publish")
     parser.add_argument("--rate", type=positive_float, default=2.0, help="camera frame rate (Hz)")
+    parser.add_argument("--resolution", choices=list(D435_MODES), default="640x480",
+                        help="the simulated D435's colour mode")
     parser.add_argument("--out", default="out/demo", help="output folder (PNGs, summary.json)")
     parser.add_argument("--masks", choices=["auto", "maskrcnn", "ground_truth"], default="auto",
                         help="mask source; auto = Mask R-CNN when its weights exist")
@@ -284,6 +287,7 @@ def run(args) -> int:
         "tracking": str(args.tracking).lower(), "masks_source": masks_source,
         "maskrcnn_weights": args.maskrcnn_weights, "checkpoint": str(ckpt), "mode": args.mode,
         "device": args.device, "frame_rate": str(args.rate), "n_frames": str(args.frames),
+        "width": args.resolution.split("x")[0], "height": args.resolution.split("x")[1],
         "seed": str(args.seed), "n_objects": str(args.n_objects)})
     estimator = "tracking_node" if args.tracking else "pose_node"
     mask_input = f"{NS}/ground_truth/masks" if masks_source == "ground_truth" else f"{NS}/color/image_raw"
@@ -392,7 +396,8 @@ def run(args) -> int:
     consistency = sequence_consistency(records)
     print("[demo] names and frames over the sequence:\n" + format_consistency(consistency))
     summary = {
-        "frames_requested": args.frames, "frame_rate_hz": args.rate, "masks": masks_source,
+        "frames_requested": args.frames, "frame_rate_hz": args.rate, "resolution": args.resolution,
+        "masks": masks_source,
         "checkpoint": str(ckpt), "mode": args.mode, "tracking": args.tracking, "device": args.device,
         "machine": {"cpus": os.cpu_count()}, "wall_s": t_end - t_start,
         "frames": {"published": len(rec.arrival["color"]), "segmented": len(rec.arrival["masks"]),

@@ -36,7 +36,7 @@ PARAMS = {
     "bag_path": "",               # bag: a recording (.bag, or .db3 from librealsense >= 2.57)
     "record_path": "",            # device / sim: also record the streams here (.db3)
     "loop": True,                 # bag: repeat playback
-    "width": 640, "height": 480, "fps": 30,
+    "width": 640, "height": 480, "fps": 30,   # device; sim: 640x480 or 1280x720 (data.camera.D435_MODES)
     "frame_rate": 2.0,            # Hz at which frames are read and published
     "n_frames": 0,                # stop publishing after this many frames (0 = never)
     "seed": 0,                    # sim
@@ -90,8 +90,14 @@ def make_source(p: dict):
     if p["source"] == "bag":
         return rs_sources.BagSource(p["bag_path"], p["loop"])
     if p["source"] == "sim":
+        from genpose_ros.data.camera import D435_MODES
+
+        mode = f"{p['width']}x{p['height']}"
+        if mode not in D435_MODES:
+            raise ValueError(f"source sim renders the D435 colour modes {' and '.join(D435_MODES)}; "
+                             f"width x height is {mode}")
         return rs_sources.SimSource(p["seed"], p["n_objects"], p["sequence_length"], p["sensor_noise"],
-                                    record_to=p["record_path"])
+                                    intr=D435_MODES[mode], record_to=p["record_path"])
     raise ValueError(f"unknown source {p['source']!r}; expected device, bag or sim")
 
 
