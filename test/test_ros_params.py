@@ -111,20 +111,29 @@ def test_ranges_are_in_the_parameter_descriptions(ros_context):
 
 
 def test_parameters_read_at_start_up_are_read_only(ros_context, tiny_pose_checkpoint):
-    """`ros2 param set` on a parameter a node reads once is refused, not reported as done."""
+    """`ros2 param set` on a parameter a node reads once is refused, not reported as done; one
+    it reads at every frame is checked and taken."""
     from rclpy.parameter import Parameter
 
     nodes = [xarm_demo_node.XArmDemoNode(context=ros_context),
              pose_node.PoseNode(context=ros_context,
                                 parameter_overrides=[Parameter("checkpoint", value=str(tiny_pose_checkpoint))])]
     try:
-        for node, name, value in ((nodes[0], "pour_angle_deg", 45.0), (nodes[1], "min_score", 0.8),
+        for node, name, value in ((nodes[0], "pour_angle_deg", 45.0), (nodes[1], "min_depth", 0.2),
                                   (nodes[1], "mode", "genpose")):
             before = node.get_parameter(name).value, node.p[name]
             result = node.set_parameters([Parameter(name, value=value)])[0]
             assert not result.successful and result.reason == f"Trying to set a read-only parameter: {name}."
             assert (node.get_parameter(name).value, node.p[name]) == before
             assert node.describe_parameter(name).read_only
+        # what pose_node reads at every frame can change: checked as at start-up
+        pose = nodes[1]
+        assert pose.set_parameters([Parameter("min_score", value=0.8)])[0].successful
+        assert pose.p["min_score"] == 0.8 and not pose.describe_parameter("min_score").read_only
+        result = pose.set_parameters([Parameter("min_score", value=80.0)])[0]   # a percentage?
+        assert not result.successful and result.reason == "parameter 'min_score' must be between 0 and 1, got 80.0"
+        assert pose.set_parameters([Parameter("max_instances", value="5")])[0].successful   # YAML-typed
+        assert pose.p["max_instances"] == 5 and pose.p["min_score"] == 0.8
     finally:
         for node in nodes:
             node.destroy_node()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 
 
 def _cast(name: str, value, default):
@@ -67,3 +67,24 @@ def declare(node, defaults: dict, bounds: dict[str, str] | None = None, dynamic:
         if bound:
             check_range(name, out[name], bound)
     return out
+
+
+def accept_changes(node, defaults: dict, bounds: dict[str, str], names: tuple[str, ...]) -> None:
+    """Let ``ros2 param set`` change ``names`` (declared ``dynamic``) of a node that reads them
+    from ``node.p`` at every frame: a value is cast and range-checked as at start-up, then
+    stored; a bad one is refused with the reason and the old one kept."""
+    def on_set(params):
+        new = {}
+        for prm in params:
+            if prm.name in names:
+                try:
+                    new[prm.name] = _cast(prm.name, prm.value, defaults[prm.name])
+                    if bounds.get(prm.name):
+                        check_range(prm.name, new[prm.name], bounds[prm.name])
+                except ValueError as exc:
+                    return SetParametersResult(successful=False, reason=str(exc))
+        node.p.update(new)
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(on_set)
+

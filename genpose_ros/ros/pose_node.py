@@ -37,7 +37,7 @@ from genpose_ros.pose.support import table_plane
 from genpose_ros.pose.tracker import TrackerSettings
 from genpose_ros.ros.frame_input import InputProblem, instance_points, read_frame
 from genpose_ros.ros.pose_outputs import PoseOutputs, empty_result
-from genpose_ros.ros.params import check_device, declare
+from genpose_ros.ros.params import accept_changes, check_device, declare
 from genpose_ros.ros.problems import ProblemLog
 from genpose_ros.ros.qos import InputSubscription
 from genpose_ros.ros.spin import run_node, shutting_down
@@ -76,6 +76,7 @@ PARAMS = {  # the one table of this node's parameters and defaults (config/pose_
     # the frames an unseen object keeps its name; the defaults of the tracker's association
     **{k: getattr(TrackerSettings(), k) for k in ("iou_min", "max_centroid_dist", "max_lost")},
 }
+DYNAMIC = ("min_score", "min_points", "max_instances")   # read at every frame: `ros2 param set` changes them
 BOUNDS = {"threads": ">=0", "n_points": ">=0", "min_points": ">=1", "min_score": "0..1", "max_instances": ">=0",
           "min_depth": ">0", "max_depth": ">0", "support_max_tilt_deg": "0..90", "iou_min": "0..1",
           "max_centroid_dist": ">=0", "max_lost": ">=0"}   # params.check_range
@@ -111,7 +112,8 @@ class PoseNode(Node):
     def __init__(self, name: str = "pose_node", extra_params: dict | None = None, **kwargs):
         super().__init__(name, **kwargs)
         params = {**PARAMS, **(extra_params or {})}
-        self.p = declare(self, params, BOUNDS)
+        self.p = declare(self, params, BOUNDS, dynamic=DYNAMIC)
+        accept_changes(self, params, BOUNDS, DYNAMIC)
         check_device(self.p["device"])
         if self.p["min_depth"] >= self.p["max_depth"]:
             raise ValueError(f"parameters 'min_depth' ({self.p['min_depth']:g} m) and 'max_depth' "
