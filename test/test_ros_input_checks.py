@@ -41,7 +41,7 @@ class CheckRig(Rig):
         self.t_ns = 200 * 10**9
 
     def frame(self, dt_s=0.1, depth_msg=None, color_msg=None, dets=None, ids=None, depth=None,
-              det2d_offset_s=0.0, stamp_ns=None, distortion=None):
+              det2d_offset_s=0.0, stamp_ns=None, distortion=None, skip=()):
         """Publish one frame ``dt_s`` after the newest stamp so far (or at ``stamp_ns``); its key."""
         t_ns = stamp_ns if stamp_ns is not None else self.t_ns + int(dt_s * 1e9)
         self.t_ns = max(self.t_ns, t_ns)
@@ -61,8 +61,9 @@ class CheckRig(Rig):
         self.pubs["color"].publish(color_msg or numpy_to_image(c0, "rgb8", header))
         self.pubs["masks"].publish(masks)
         self.pubs["det2d"].publish(det2d)
-        self.pubs["depth"].publish(depth_msg or numpy_to_image(d0 if depth is None else depth,
-                                                               "16UC1", header))
+        if "depth" not in skip:
+            self.pubs["depth"].publish(depth_msg or numpy_to_image(d0 if depth is None else depth,
+                                                                   "16UC1", header))
         return _key(header.stamp)
 
     def processed(self, key, n=None, timeout=30.0):
@@ -193,6 +194,17 @@ def test_camera_info_with_a_distortion_model_it_cannot_undo_is_refused(rig):
     rig.expect_warning("distortion model 'equidistant' (coefficients [0.1, 0.0, 0.0, 0.0]) is not supported")
     rig.not_processed(key)
     rig.processed(rig.frame(distortion=("plumb_bob", BARREL)), 2)
+
+
+def test_an_input_that_sends_nothing_is_named(rig):
+    """realsense2_camera without align_depth.enable: colour and masks arrive, aligned depth never."""
+    deadline = time.monotonic() + 8.0
+    while time.monotonic() < deadline and not any("no message on" in w for w in rig.warnings):
+        key = rig.frame(skip=("depth",))
+        rig.spin_until(lambda: False, 0.25)
+    rig.expect_warning("no message on /camera/camera/aligned_depth_to_color/image_raw for ", timeout=1.0)
+    assert key not in rig.all_detections
+    rig.processed(rig.frame(), 2)   # depth back: frames go through
 
 
 def test_scores_outside_0_1_are_clamped(rig):
@@ -355,16 +367,22 @@ def test_stamp_order():
 
 
 def test_sync_reports_a_stall_with_the_stamps_and_the_slop():
+    early = []   # one input ahead of the other (a segmenter's first frame): no warning for 5 s
+    ApproximateSync(2, 0.02, lambda *m: None, on_stall=early.append, stall_s=0.0).add(0, _Msg(10**9))
+    assert early == []
     stalls, got = [], []
     sync = ApproximateSync(2, 0.02, lambda *m: got.append(m), names=["masks", "dets"],
-                           on_stall=stalls.append, stall_s=0.0)
+                           on_stall=stalls.append, stall_s=0.0, silent_s=0.0)
     sync.add(0, _Msg(100 * 10**9))
+    assert stalls == ["no message on dets for 0.0 s while masks arrive: is it published under that name? "
+                      "(namespace, remapping, or a driver option such as realsense2_camera's "
+                      "align_depth.enable)"]
     sync.add(1, _Msg(100 * 10**9 + 300_000_000))
-    assert not got and stalls == ["inputs not synchronised for 0.0 s: the closest stamps (masks "
-                                  "100.000000000, dets 100.300000000) are 300.0 ms apart, more "
-                                  "than the slop of 20.0 ms"]
+    assert not got and stalls[1:] == ["inputs not synchronised for 0.0 s: the closest stamps (masks "
+                                      "100.000000000, dets 100.300000000) are 300.0 ms apart, more "
+                                      "than the slop of 20.0 ms"]
     sync.add(0, _Msg(100 * 10**9 + 300_000_000))
-    assert len(got) == 1 and len(stalls) == 1
+    assert len(got) == 1 and len(stalls) == 2
 
 
 class _Msg:

@@ -37,13 +37,14 @@ class ApproximateSync:
 
     ``callback(*msgs)`` gets one message per input, in input order. ``queue_size``: messages
     kept per input while waiting for partners. ``on_stall(text)`` is called (on every new
-    message) while every input has messages but none matched for ``stall_s`` seconds; the text
-    names the closest stamps the inputs (``names``) hold, how far apart they are and the slop.
+    message) when inputs (``names``) have sent nothing for ``silent_s`` seconds while the
+    others send, naming them, and while every input has messages but none matched for
+    ``stall_s`` seconds, naming the closest stamps they hold, how far apart they are and the slop.
     """
 
     def __init__(self, n_inputs: int, slop_s: float, callback: Callable, queue_size: int = 10,
                  names: list[str] | None = None, on_stall: Callable[[str], None] | None = None,
-                 stall_s: float = 1.0):
+                 stall_s: float = 1.0, silent_s: float = 5.0):
         if n_inputs < 1:
             raise ValueError(f"need at least one input, got {n_inputs}")
         if slop_s < 0:
@@ -56,14 +57,17 @@ class ApproximateSync:
         self._lock = threading.Lock()
         self.matched = 0
         self.names = list(names) if names else [f"input {i}" for i in range(n_inputs)]
-        self.on_stall, self.stall_s = on_stall, stall_s
+        self.on_stall, self.stall_s, self.silent_s = on_stall, stall_s, silent_s
         self._last_match = time.monotonic()
+        self._since: float | None = None   # first message after the last match
 
     def add(self, index: int, msg) -> None:
         """Feed message ``msg`` of input ``index`` (call from that input's subscription)."""
         with self._lock:
             t = stamp_ns(msg)
             self._queues[index].append((t, msg))
+            if self._since is None:
+                self._since = time.monotonic()
             cand = self._closest(t)
             match = cand if cand is not None and _spread(cand) <= self.slop_ns else None
             stall = self._stall_text() if match is None else None
@@ -72,7 +76,7 @@ class ApproximateSync:
                     while q and q[0][0] <= tm:
                         q.popleft()
                 self.matched += 1
-                self._last_match = time.monotonic()
+                self._last_match, self._since = time.monotonic(), None
         if match is not None:
             self.callback(*(m for _, m in match))
         elif stall and self.on_stall is not None:
@@ -85,9 +89,19 @@ class ApproximateSync:
         return [min(q, key=lambda e: abs(e[0] - pivot_ns)) for q in self._queues]
 
     def _stall_text(self) -> str | None:
-        """Why nothing matched for ``stall_s``: the best set the queues hold, and its spread."""
+        """Why nothing matched for ``stall_s``: an input that sends nothing while others do, or
+        the best set the queues hold and its spread."""
+        if not all(self._queues):
+            waited = time.monotonic() - self._since
+            if waited < self.silent_s:
+                return None
+            silent = [n for n, q in zip(self.names, self._queues) if not q]
+            return (f"no message on {', '.join(silent)} for {waited:.1f} s while "
+                    f"{', '.join(n for n, q in zip(self.names, self._queues) if q)} arrive: is it "
+                    "published under that name? (namespace, remapping, or a driver option such as "
+                    "realsense2_camera's align_depth.enable)")
         waited = time.monotonic() - self._last_match
-        if waited < self.stall_s or not all(self._queues):
+        if waited < self.stall_s:
             return None
         best = min((self._closest(t) for q in self._queues for t, _ in q), key=_spread)
         stamps = ", ".join(f"{n} {stamp_text(t)}" for n, (t, _) in zip(self.names, best))
