@@ -69,6 +69,8 @@ def test_training_resumes_from_state(overfit_checkpoint, tmp_path):
     assert ckpt["step"] == 202
     assert "optimizer" not in ckpt                      # the shipped file is weights only
     assert all(v.dtype != torch.float32 for v in ckpt["model"].values())   # fp16 floats
+    adam = load_checkpoint(output_paths(tmp_path / "more.pt")[1])[2]["optimizer"]["state"]
+    assert {int(v["step"]) for v in adam.values()} == {202}   # the optimizer went on, not restarted
 
 
 def test_checkpoint_round_trip_and_errors(tmp_path):

@@ -88,7 +88,6 @@ def train(frames, out: str | Path, steps: int, batch_size: int = 4, lr: float = 
             state = load_checkpoint(init, "cpu")[0].state_dict()
         left = transfer_weights(model, state)
         print(f"initialised from {init}; {len(left)} tensors kept fresh", file=sys.stderr)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     start = 0
     if resume:
         resume = state_path if resume is True or str(resume) == "auto" else Path(resume)
@@ -98,11 +97,13 @@ def train(frames, out: str | Path, steps: int, batch_size: int = 4, lr: float = 
                                   f"({state_path.name}) to --resume")
         if cfg_r != cfg:
             model, cfg = build_model(cfg_r), cfg_r
-            opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
         model.load_state_dict(loaded.state_dict())
+    # on its device before the optimizer: a resumed optimizer state follows its parameters there
+    model.to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    if resume:
         opt.load_state_dict(ckpt["optimizer"])
         start = int(ckpt.get("step", 0))
-    model.to(device).train()
     budget = TimeBudget(time_budget_s)   # counts from here: render warm-up included
     batches = training_batches(frames, cfg, batch_size, seed + start, workers, stream_workers)
     warmup = min(300, max(1, steps // 10))
