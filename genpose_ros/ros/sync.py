@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from typing import Callable
 
 
@@ -59,24 +59,30 @@ class ApproximateSync:
         self.names = list(names) if names else [f"input {i}" for i in range(n_inputs)]
         self.on_stall, self.stall_s, self.silent_s = on_stall, stall_s, silent_s
         self._last_match = time.monotonic()
-        self._since: float | None = None   # first message after the last match
+        self._seen: list[float | None] = [None] * n_inputs   # when each input last sent
+        self._first: float | None = None                      # the first message of any input
+        self._after = [Counter() for _ in range(n_inputs)]    # other inputs' messages since each last sent
 
     def add(self, index: int, msg) -> None:
         """Feed message ``msg`` of input ``index`` (call from that input's subscription)."""
         with self._lock:
             t = stamp_ns(msg)
             self._queues[index].append((t, msg))
-            if self._since is None:
-                self._since = time.monotonic()
+            self._seen[index] = time.monotonic()
+            self._first = self._first or self._seen[index]
+            self._after[index].clear()
+            for i, after in enumerate(self._after):
+                if i != index:
+                    after[index] += 1
             cand = self._closest(t)
             match = cand if cand is not None and _spread(cand) <= self.slop_ns else None
-            stall = self._stall_text() if match is None else None
+            stall = self._stall_text(index) if match is None else None
             if match is not None:
                 for q, (tm, _) in zip(self._queues, match):
                     while q and q[0][0] <= tm:
                         q.popleft()
                 self.matched += 1
-                self._last_match, self._since = time.monotonic(), None
+                self._last_match = time.monotonic()
         if match is not None:
             self.callback(*(m for _, m in match))
         elif stall and self.on_stall is not None:
@@ -88,20 +94,22 @@ class ApproximateSync:
             return None
         return [min(q, key=lambda e: abs(e[0] - pivot_ns)) for q in self._queues]
 
-    def _stall_text(self) -> str | None:
-        """Why nothing matched for ``stall_s``: an input that sends nothing while others do, or
-        the best set the queues hold and its spread."""
-        if not all(self._queues):
-            waited = time.monotonic() - self._since
-            if waited < self.silent_s:
-                return None
-            silent = [n for n, q in zip(self.names, self._queues) if not q]
-            return (f"no message on {', '.join(silent)} for {waited:.1f} s while "
-                    f"{', '.join(n for n, q in zip(self.names, self._queues) if q)} arrive: is it "
-                    "published under that name? (namespace, remapping, or a driver option such as "
+    def _stall_text(self, index: int) -> str | None:
+        """Why nothing matched (input ``index`` just sent): inputs that have sent nothing for
+        ``silent_s`` while others send, or, after ``stall_s``, the best set the queues hold and
+        its spread."""
+        now = time.monotonic()
+        quiet = {n: now - (t if t is not None else self._first) for n, t in zip(self.names, self._seen)}
+        # silent: nothing for silent_s while another input sent three times (not after a pause of all)
+        silent = [n for i, (n, q) in enumerate(quiet.items())
+                  if i != index and q >= self.silent_s and max(self._after[i].values(), default=0) >= 3]
+        if silent:
+            return (f"no message on {', '.join(silent)} for {min(quiet[n] for n in silent):.1f} s while "
+                    f"{', '.join(n for n in self.names if n not in silent)} arrive: is it published "
+                    "under that name? (namespace, remapping, or a driver option such as "
                     "realsense2_camera's align_depth.enable)")
-        waited = time.monotonic() - self._last_match
-        if waited < self.stall_s:
+        waited = now - self._last_match
+        if waited < self.stall_s or not all(self._queues):
             return None
         best = min((self._closest(t) for q in self._queues for t, _ in q), key=_spread)
         stamps = ", ".join(f"{n} {stamp_text(t)}" for n, (t, _) in zip(self.names, best))
