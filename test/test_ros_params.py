@@ -137,4 +137,3 @@ def test_parameters_read_at_start_up_are_read_only(ros_context, tiny_pose_checkp
     finally:
         for node in nodes:
             node.destroy_node()
-

@@ -87,4 +87,3 @@ def accept_changes(node, defaults: dict, bounds: dict[str, str], names: tuple[st
         return SetParametersResult(successful=True)
 
     node.add_on_set_parameters_callback(on_set)
-
