@@ -45,12 +45,16 @@ def add_checkpoint(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ckpt", dest="checkpoint", help=argparse.SUPPRESS)
 
 
+DEVICE = re.compile(r"cpu|cuda(:\d+)?")
+"""The torch devices a command's ``--device`` and a node's ``device`` parameter name."""
+
+
 def add_device(p: argparse.ArgumentParser, default: str = "cpu") -> None:
     """``--device``: cpu, cuda or cuda:N (and auto with that default: a GPU if torch sees one)."""
     choices = "auto, cpu, cuda or cuda:N" if default == "auto" else "cpu, cuda or cuda:N"
 
     def device(text: str) -> str:
-        if not re.fullmatch(r"cpu|cuda(:\d+)?" + ("|auto" if default == "auto" else ""), text):
+        if not (DEVICE.fullmatch(text) or text == default == "auto"):
             raise argparse.ArgumentTypeError(f"expected {choices}, got {text!r}")
         if text.startswith("cuda"):   # torch only for a GPU: cpu and auto keep --help fast
             import torch

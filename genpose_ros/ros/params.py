@@ -6,9 +6,9 @@ the type of its default here, with an error naming the parameter when that is im
 """
 from __future__ import annotations
 
-import re
-
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+
+from genpose_ros.arguments import DEVICE
 
 
 def _cast(name: str, value, default):
@@ -49,7 +49,7 @@ def check_range(name: str, value, bound: str):
 
 def check_device(value: str):
     """The ``device`` parameter: cpu, cuda or cuda:N (whether CUDA is there is torch's to say)."""
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", value):
+    if not DEVICE.fullmatch(value):
         raise ValueError(f"parameter 'device' must be cpu, cuda or cuda:N, got {value!r}")
 
 

@@ -99,13 +99,14 @@ class ApproximateSync:
         ``silent_s`` while others send, or, after ``stall_s``, the best set the queues hold and
         its spread."""
         now = time.monotonic()
-        quiet = {n: now - (t if t is not None else self._first) for n, t in zip(self.names, self._seen)}
+        quiet = [now - (t if t is not None else self._first) for t in self._seen]
         # silent: nothing for silent_s while another input sent three times (not after a pause of all)
-        silent = [n for i, (n, q) in enumerate(quiet.items())
+        silent = [i for i, q in enumerate(quiet)
                   if i != index and q >= self.silent_s and max(self._after[i].values(), default=0) >= 3]
         if silent:
-            return (f"no message on {', '.join(silent)} for {min(quiet[n] for n in silent):.1f} s while "
-                    f"{', '.join(n for n in self.names if n not in silent)} arrive: is it published "
+            return (f"no message on {', '.join(self.names[i] for i in silent)} for "
+                    f"{min(quiet[i] for i in silent):.1f} s while "
+                    f"{', '.join(n for i, n in enumerate(self.names) if i not in silent)} arrive: is it published "
                     "under that name? (namespace, remapping, or a driver option such as "
                     "realsense2_camera's align_depth.enable)")
         waited = now - self._last_match
