@@ -13,6 +13,8 @@ import pytest
 import rclpy
 
 from rcl_interfaces.msg import Log  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
 from builtin_interfaces.msg import Time  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 from vision_msgs.msg import Detection3DArray  # noqa: E402
@@ -24,6 +26,7 @@ from genpose_ros.ros.frame_input import (InputProblem, cap_detections, clamp_sco
 from genpose_ros.ros.masks import InstanceMask, encode_masks  # noqa: E402
 from genpose_ros.ros.sync import ApproximateSync, StampOrder  # noqa: E402
 from genpose_ros.ros.qos import qos_from_name  # noqa: E402
+from conftest import spin_until  # noqa: E402
 from test_data_geometry import distorted_view  # noqa: E402
 from test_ros_pose_node import H, W, Rig, good_arrays  # noqa: E402
 
@@ -207,6 +210,39 @@ def test_an_input_that_sends_nothing_is_named(rig):
     rig.expect_warning(text, timeout=1.0)
     assert not any(k in rig.all_detections for k in keys)
     rig.processed(rig.frame(), 2)   # depth back: frames go through
+
+
+def test_no_input_at_all_is_named_with_each_topics_publishers(rig, tiny_pose_checkpoint):
+    """A pose_node in a namespace nobody publishes in (a camera not started): after input_timeout
+    one warning naming every input and its publishers; again after the inputs go quiet."""
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    node = rclpy.create_node("idle_watch", context=ctx)
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(node)
+    warnings = []
+    node.create_subscription(Log, "/rosout", lambda m: warnings.append(m.msg)
+                             if "pose_node" in m.name and "no input for" in m.msg else None, 100)
+    masks = node.create_publisher(Image, "/idle/genpose/masks", qos_from_name("reliable", 5))
+    proc = subprocess.Popen([sys.executable, "-m", "genpose_ros.ros.pose_node", "--ros-args", "-r", "__ns:=/idle",
+                             "-p", f"checkpoint:={tiny_pose_checkpoint}", "-p", "input_timeout:=1.0"])
+    try:
+        assert spin_until(ex, lambda: warnings, 60.0), "no warning"
+        first = warnings[0]
+        assert "(since start-up)" in first, first
+        assert "/idle/camera/camera/color/camera_info (0 publishers)" in first, first
+        assert "/idle/camera/camera/aligned_depth_to_color/image_raw (0 publishers)" in first, first
+        assert "/idle/genpose/masks (1 publisher)" in first, first
+        spin_until(ex, lambda: False, 1.5)
+        assert len(warnings) == 1, warnings          # once per silence
+        masks.publish(numpy_to_image(np.zeros((H, W), np.uint16), "16UC1", Header(stamp=_time(10**9))))
+        assert spin_until(ex, lambda: len(warnings) > 1, 10.0), warnings
+        assert "(since the last message)" in warnings[1], warnings
+    finally:
+        proc.send_signal(2)
+        assert proc.wait(timeout=20) == 0
+        node.destroy_node()
+        ctx.try_shutdown()
 
 
 def test_scores_outside_0_1_are_clamped(rig):

@@ -59,6 +59,7 @@ PARAMS = {  # the one table of this node's parameters and defaults (config/pose_
     "slop": 0.02,                 # s, approximate time sync
     "queue_size": 5,
     "stamp_restart": 1.0,         # s; stamps jumping back further mean a restarted source
+    "input_timeout": 10.0,        # s with no input message at all: a warning naming each input's publishers (0 = off)
     "input_qos": "auto",          # auto (reliable or best effort, as the publishers) |
     "input_qos_depth": 5,         # reliable | sensor_data
     "color_topic": "camera/camera/color/image_raw",          # relative: follow the namespace
@@ -77,7 +78,7 @@ PARAMS = {  # the one table of this node's parameters and defaults (config/pose_
     **{k: getattr(TrackerSettings(), k) for k in ("iou_min", "max_centroid_dist", "max_lost")},
 }
 DYNAMIC = ("min_score", "min_points", "max_instances")   # read at every frame: `ros2 param set` changes them
-BOUNDS = {"threads": ">=0", "n_points": ">=0", "min_points": ">=1", "min_score": "0..1", "max_instances": ">=0",
+BOUNDS = {"threads": ">=0", "input_timeout": ">=0", "n_points": ">=0", "min_points": ">=1", "min_score": "0..1", "max_instances": ">=0",
           "min_depth": ">0", "max_depth": ">0", "support_max_tilt_deg": "0..90", "iou_min": "0..1",
           "max_centroid_dist": ">=0", "max_lost": ">=0"}   # params.check_range
 
@@ -160,6 +161,9 @@ class PoseNode(Node):
         self._subs += [InputSubscription(self, t, self.p[k], lambda m, i=i: self.sync.add(i, m), qos, depth)
                        for i, (t, k) in enumerate(inputs)]
         self.worker = Worker(self._process_safe, name=f"{name}_worker")
+        self._started, self._idle_warned = time.monotonic(), False
+        if self.p["input_timeout"] > 0:
+            self.create_timer(self.p["input_timeout"] / 4, self._check_idle)
 
     def check_mode(self):
         from genpose_ros.config import default_mode
@@ -184,6 +188,24 @@ class PoseNode(Node):
         if self._info is None:
             self.get_logger().info(f"camera_info received: {msg.width}x{msg.height}, frame {msg.header.frame_id!r}")
         self._info = msg
+
+    def _check_idle(self):
+        """No input message at all for ``input_timeout`` s (a camera not started or unplugged, a
+        namespace that differs): one warning per silence, naming every input and how many
+        publishers it has, which tells a topic nobody publishes from a publisher that is quiet."""
+        age = self.sync.last_message_age()
+        idle = time.monotonic() - self._started if age is None else age
+        if idle < self.p["input_timeout"]:
+            self._idle_warned = False
+            return
+        if self._idle_warned:
+            return
+        self._idle_warned = True
+        topics = [self.resolve_topic_name(self.p["camera_info_topic"]), *self.sync.names]
+        counts = ", ".join(f"{t} ({_publishers(self.count_publishers(t))})" for t in topics)
+        self.warn(f"no input for {idle:.0f} s ({'since start-up' if age is None else 'since the last message'}): "
+                  f"{counts}; a topic without publishers is not published under that name (is the camera "
+                  "driver running, in this namespace?), one with publishers is quiet or its QoS does not match")
 
     def _on_set(self, depth, masks, det2d, color=None):
         self.get_logger().debug(f"synchronised set {depth.header.stamp.sec}.{depth.header.stamp.nanosec:09d}")
@@ -313,6 +335,10 @@ class PoseNode(Node):
                           "dropped as doubtful (config/estimator.yaml reject)")
         self.worker.stop()
         super().destroy_node()
+
+
+def _publishers(n: int) -> str:
+    return f"{n} publisher{'' if n == 1 else 's'}"
 
 
 def centroids(batch) -> list[np.ndarray]:

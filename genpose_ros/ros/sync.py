@@ -88,6 +88,11 @@ class ApproximateSync:
         elif stall and self.on_stall is not None:
             self.on_stall(stall)
 
+    def last_message_age(self) -> float | None:
+        """Seconds since any input last sent a message (None: none has yet)."""
+        seen = [t for t in self._seen if t is not None]
+        return time.monotonic() - max(seen) if seen else None
+
     def _closest(self, pivot_ns: int):
         """The (stamp, message) of every input closest to ``pivot_ns``; None while one is empty."""
         if not all(self._queues):
