@@ -199,6 +199,7 @@ def test_unknown_source_is_refused(ros_context):
     ("support_grow_px", 40, "support grow_px must be a whole number of pixels 0-10, got 40"),
     ("score_threshold", 50, "score_threshold must be between 0 and 1, got 50"),
     ("mask_threshold", -0.5, "mask_threshold must be between 0 and 1, got -0.5"),
+    ("duplicate_overlap", 1.5, "duplicate_overlap must be between 0 and 1, got 1.5"),
 ])
 def test_bad_segmenter_setting_is_refused(ros_context, name, value, message):
     with pytest.raises(ValueError, match=f"^{message}$"):

@@ -58,6 +58,7 @@ PARAMS = {
     "threads": 1,                  # torch CPU threads (0: torch default)
     "score_threshold": 0.5,
     "mask_threshold": 0.5,
+    "duplicate_overlap": 0.8,      # a detection with more of its mask under better ones is left out
     "depth_cleanup": True,         # drop mask parts cut off by depth steps (background at outlines)
     "support_plane": True,         # fit masks to the table plane (segmentation/support.py)
     "support_trim_height": 0.003,  # m, mask pixels closer to the plane are dropped
@@ -91,6 +92,7 @@ class MaskRCNNNode(Node):
         if p["source"] not in SOURCES:
             raise ValueError(f"unknown source {p['source']!r}; expected {' or '.join(SOURCES)}")
         self.options = segmenter_options(p)   # checked here: a bad value stops the node with one line
+        p["duplicate_overlap"] = threshold("duplicate_overlap", p["duplicate_overlap"])
         self._problems = ProblemLog(self.get_logger())
         self.problems = self._problems.items
         self.latencies: deque[float] = deque(maxlen=200)
@@ -183,6 +185,8 @@ class MaskRCNNNode(Node):
 
     def segment(self, msg: Image):
         """One colour frame -> the masks pair with the frame's header."""
+        from genpose_ros.segmentation.model import instance_image   # loaded with the model
+
         if self.segmenter is None:
             self.warn(f"no Mask R-CNN model loaded ({self.weights_error}); frames are not "
                       f"segmented until the weights parameter names a valid file")
@@ -196,9 +200,7 @@ class MaskRCNNNode(Node):
         if self.closing:  # closed while this frame waited for its depth image
             return
         dets = self.segmenter.predict(rgb, depth, fx=self.fx)        # best first
-        ids = np.zeros(rgb.shape[:2], np.uint16)
-        for k in range(len(dets) - 1, -1, -1):    # the higher score owns overlapping pixels
-            ids[dets[k].mask] = k + 1
+        ids, dets = instance_image(dets, rgb.shape[:2], self.p["duplicate_overlap"])   # one per pixel
         masks, det2d = encode_masks(ids, [(k + 1, d.category, d.score) for k, d in enumerate(dets)],
                                     msg.header)
         self.pub_masks.publish(masks)

@@ -426,13 +426,34 @@ def paste_back(soft: torch.Tensor, shape: tuple[int, int], offset_px=(0.0, 0.0))
                                            padding_mode="zeros", align_corners=False)[:, 0]
 
 
-def instance_image(detections: list[Detection2D], shape: tuple[int, int]) -> np.ndarray:
-    """Paint detections into one (H, W) uint16 instance-id image (ids 1..N in list order;
-    where masks overlap, the higher-scoring detection, earlier in the list, wins)."""
+def instance_image(detections: list[Detection2D], shape: tuple[int, int],
+                   max_overlap: float = 1.0) -> tuple[np.ndarray, list[Detection2D]]:
+    """Paint detections (best first) into one (H, W) uint16 instance-id image, as the masks pair
+    carries them: where masks overlap, the better one, earlier in the list, wins. A detection
+    with more than ``max_overlap`` of its mask under better ones is left out: it is mostly the
+    same object again under another class (torchvision's NMS is per class), and what the image
+    could keep of it is a sliver along that object's outline. Returns (ids, the detections
+    kept); id k + 1 is the k-th kept."""
+    kept = [detections[k] for k in drop_duplicates(np.array([d.mask for d in detections]).reshape(
+        -1, *shape), max_overlap)] if max_overlap < 1.0 else list(detections)
     ids = np.zeros(shape, np.uint16)
-    for k in range(len(detections) - 1, -1, -1):
-        ids[detections[k].mask] = k + 1
-    return ids
+    for k in range(len(kept) - 1, -1, -1):
+        ids[kept[k].mask] = k + 1
+    return ids, kept
+
+
+def drop_duplicates(masks: np.ndarray, max_overlap: float) -> list[int]:
+    """Indices of the (N, H, W) bool ``masks`` (best first) kept: a mask with more than
+    ``max_overlap`` of its pixels inside the masks kept before it is dropped (an empty one is kept)."""
+    taken = np.zeros(masks.shape[1:], bool)
+    keep = []
+    for k, m in enumerate(masks):
+        area = np.count_nonzero(m)
+        if area and np.count_nonzero(m & taken) > max_overlap * area:
+            continue
+        keep.append(k)
+        taken |= m
+    return keep
 
 
 # ---------------------------------------------------------------------------------------------
