@@ -165,7 +165,7 @@ def test_shipped_segmenter_object_seen_again_under_another_class_is_left_out_of_
     from genpose_ros.config import find_config, load_config
     from genpose_ros.data.realsense import SimSource
     from genpose_ros.paths import package_share
-    from genpose_ros.segmentation.load import load_segmenter, segmenter_options
+    from genpose_ros.segmentation.load import PublishedMasks, load_segmenter, segmenter_options
 
     path = package_share() / "models" / "maskrcnn_light.pt"
     if not path.is_file():
@@ -173,8 +173,8 @@ def test_shipped_segmenter_object_seen_again_under_another_class_is_left_out_of_
     torch.set_num_threads(1)
     capture = SimSource(8, 0, 1).read()
     gt = capture.ground_truth
-    dets = load_segmenter(str(path), **segmenter_options()).predict(capture.color, capture.depth_mm,
-                                                                    gt.intrinsics.fx)
+    segmenter = load_segmenter(str(path), **segmenter_options())
+    dets = segmenter.predict(capture.color, capture.depth_mm, gt.intrinsics.fx)
     ids, kept = instance_image(dets, gt.mask.shape)
     assert len(kept) == len(dets) == len(gt.instances) + 1
     share = [np.count_nonzero(ids == k + 1) / np.count_nonzero(d.mask) for k, d in enumerate(dets)]
@@ -186,6 +186,10 @@ def test_shipped_segmenter_object_seen_again_under_another_class_is_left_out_of_
     assert sorted(d.category for d in kept) == sorted(i.category for i in gt.instances)
     assert dets[sliver].category not in [i.category for i in gt.instances if (gt.mask == i.instance_id)[
         dets[sliver].mask].any()]
+    # `genpose eval --masks` scores these published masks: the same detections, one per pixel
+    published = PublishedMasks(segmenter).predict(capture.color, capture.depth_mm, gt.intrinsics.fx)
+    assert [d.category for d in published] == [d.category for d in kept]
+    assert all((d.mask == (ids == k + 1)).all() for k, d in enumerate(published))
 
 
 def test_average_precision_by_hand():

@@ -67,6 +67,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-reject", action="store_true",
                    help="with --masks <segmenter>: keep the detections config/estimator.yaml reject drops "
                         "(a pose the verifier rates badly from a low-scoring mask)")
+    p.add_argument("--overlapping-masks", action="store_true",
+                   help="with --masks <segmenter>: score every detection with its own whole mask, as NOCS "
+                        "does, instead of the masks pair maskrcnn_node publishes (one detection per pixel)")
+    p.add_argument("--no-category-check", action="store_true",
+                   help="with --masks <segmenter>: its categories as they are, not weighed against the "
+                        "category head's reading of the points (config/estimator.yaml category)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="sampler overrides, e.g. --set n_steps=10 solver=heun num_candidates=20")
 
@@ -113,6 +119,10 @@ def evaluate_estimator(args: argparse.Namespace, out: Path) -> tuple[dict, str]:
     ckpt = pose_checkpoint(args.checkpoint)
     apply_threads(args)
     est = PoseEstimator.from_checkpoint(ckpt, device=args.device, seed=args.seed)
+    if args.no_category_check:
+        est.category_head = None
+    elif est.category_note and args.masks != "ground_truth":
+        print(est.category_note, file=sys.stderr)
     t0 = time.time()
     support = False if args.no_support_plane else None   # None: config/estimator.yaml's support.plane
     if args.mode != "tracking":   # the split's labels checked before the segmenter loads
@@ -121,13 +131,15 @@ def evaluate_estimator(args: argparse.Namespace, out: Path) -> tuple[dict, str]:
             raise ValueError(f"no frames under {args.data}")
     segmenter = None
     if args.masks != "ground_truth":
-        from genpose_ros.segmentation.load import load_segmenter, segmenter_options
+        from genpose_ros.segmentation.load import PublishedMasks, load_segmenter, segmenter_options
 
         options = segmenter_options()   # config/maskrcnn.yaml, as maskrcnn_node runs it
         options["depth_cleanup"] &= not args.no_depth_cleanup
         if args.no_support_plane:
             options["support"] = None
         segmenter = load_segmenter(args.masks, args.device, **options)
+        if not args.overlapping_masks:
+            segmenter = PublishedMasks(segmenter)
     if args.mode == "tracking":
         res = runner.run_tracking(est, args.data, overrides, args.init_mode, seed=args.seed,
                                   max_frames=args.max_frames, support=support, border=not args.no_border_extension,
@@ -143,11 +155,14 @@ def evaluate_estimator(args: argparse.Namespace, out: Path) -> tuple[dict, str]:
              + (" (no support plane)" if args.no_support_plane else "")
              + (" (no border extension)" if args.no_border_extension else "")
              + (" (no reject)" if args.no_reject and args.masks != "ground_truth" else "")
+             + (" (no category check)" if args.no_category_check and args.masks != "ground_truth" else "")
+             + (" (overlapping masks)" if args.overlapping_masks and args.masks != "ground_truth" else "")
              + (f" eroded {args.erode_masks[0]} px ({', '.join(OUTLINE_SIDES[i] for i in args.erode_masks[1])})"
                 if args.erode_masks else ""))
     if res.get("segment_ms"):
         s["segment_ms_median"] = statistics.median(res["segment_ms"])
         s["rejected"] = res["rejected"]
+        s["relabelled"] = res.get("relabelled", 0)
     plots.plot_error_cdfs({args.mode: res["records"]}, out / "error_cdf.png")
     if args.save_results:
         n = nocs_results.save_results(res["frames"], args.save_results)

@@ -85,7 +85,9 @@ def masks_line(s: dict) -> list[str]:
     return [f"Masks: {s['masks']} (segmenter median {s.get('segment_ms_median', math.nan):.0f} ms "
             f"per frame); objects found {found} / {s['n_instances']}, false positives {fps}"
             + (f" ({s['rejected']} detections dropped by config/estimator.yaml reject)." if s.get("rejected")
-               else "."), ""]
+               else ".")
+            + (f" The category check changed {s['relabelled']} detections' categories." if s.get("relabelled")
+               else ""), ""]
 
 
 def markdown(title: str, s: dict) -> str:

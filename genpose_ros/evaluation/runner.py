@@ -164,16 +164,21 @@ def label_rest(frames: list) -> None:
                 r["rest"] = rest_kind(r["R_gt"], frame.T_world_cam)
 
 
-def segment(segmenter, frame, n_points: int, rng, out: dict):
+def segment(segmenter, estimator, frame, n_points: int, rng, out: dict):
     """The segmenter's detections of ``frame`` (its time in ``out["segment_ms"]``) and, as
-    ``detection_batch``, the points of those with enough depth: (detections, points, kept)."""
+    ``detection_batch``, the points of those with enough depth: (detections, points, kept), the
+    categories of those kept as the estimator's category check makes them (``relabel``, counted
+    in ``out["relabelled"]``)."""
     import time
+    from dataclasses import replace
 
     t0 = time.perf_counter()
     detections = segmenter.predict(frame.color, frame.depth, fx=frame.intrinsics.fx)
     out["segment_ms"].append(1e3 * (time.perf_counter() - t0))
     points, kept, _ = detection_batch(frame, detections, n_points, rng)
-    return detections, points, kept
+    cats = estimator.relabel(points, [d.category for d in kept], [d.score for d in kept])
+    out["relabelled"] = out.get("relabelled", 0) + sum(c != d.category for c, d in zip(cats, kept))
+    return detections, points, [replace(d, category=c) for d, c in zip(kept, cats)]
 
 
 def detection_records(frame, image, kept: list, poses, rejected, out: dict) -> list[dict]:
@@ -201,7 +206,7 @@ def run_frame_detections(estimator, segmenter, frame, image, mode, overrides, n_
     """One frame with the segmenter's masks: records of every ground-truth object (matched or
     missed) and of every unmatched detection (false positive); with ``reject``, the detections
     config/estimator.yaml ``reject`` drops are left out (counted in ``out["rejected"]``)."""
-    detections, points, kept = segment(segmenter, frame, n_points, rng, out)
+    detections, points, kept = segment(segmenter, estimator, frame, n_points, rng, out)
     if not kept:
         return detection_records(frame, image, [], (None,) * 4, None, out)
     plane = frame_plane(estimator, frame, np.stack([d.mask for d in detections]), support)
@@ -236,7 +241,7 @@ def run_tracking(estimator, root, overrides: dict | None = None, init_mode: str 
             frame = read_frame(prefix)
             image = len(out["frames"])
             if segmenter is not None:
-                detections, points, kept = segment(segmenter, frame, n_points, rng, out)
+                detections, points, kept = segment(segmenter, estimator, frame, n_points, rng, out)
                 poses, rejected = (None,) * 4, None
                 if kept:
                     step = tracker.step(points, [d.category for d in kept], [d.mask for d in kept],

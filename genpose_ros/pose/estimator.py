@@ -35,6 +35,7 @@ from genpose_ros.config import ConfigError, checked, did_you_mean, estimator_con
 from genpose_ros.evaluation.metrics import SYMMETRIC_CATEGORIES
 from genpose_ros.pose import sampling
 from genpose_ros.pose.border import BorderSettings, border_cuts, extend_cut
+from genpose_ros.pose.category import relabel
 from genpose_ros.pose.pointnet2 import select_grouping
 from genpose_ros.pose.sde import VESDE, get_sde
 from genpose_ros.pose.support import RestSettings, rest_on_plane
@@ -89,6 +90,7 @@ class PoseEstimator:
         self.last_timing: dict = {}
         self.size_net = self._load_size_net(self.config["size"])
         self.verifier = self._load_verifier(self.config["verifier"]["checkpoint"])
+        self.category_head, self.category_note = self._load_category_head(self.config["category"]["checkpoint"])
         self.polish = sampler_settings("tracking", {}, self.config)  # the turn check's polish samples as tracking does
         try:
             self.rest = RestSettings.from_config(self.config["support"])
@@ -145,6 +147,34 @@ class PoseEstimator:
         net = load_verifier(resolve(checkpoint))
         net.category_index(self.categories)  # every category of the pose model must be known
         return net.to(self.device)
+
+    def _load_category_head(self, checkpoint: str):
+        """(the category head of config/estimator.yaml ``category.checkpoint``, None) or, when there
+        is none ("") or it was trained on another pose model's features, (None, why not)."""
+        if not checkpoint:
+            return None, None
+        from genpose_ros.paths import resolve
+        from genpose_ros.pose.category import encoder_digest, load_category_head
+
+        path = resolve(checkpoint)
+        head = load_category_head(path)
+        if head.config.get("encoder_digest") != encoder_digest(self.model) or head.categories != self.categories:
+            return None, (f"category head {path} was trained on another pose model's features; the "
+                          "segmenter's categories are used as they are (train one for this model: "
+                          "genpose train --task category --init <pose checkpoint>)")
+        return head.to(self.device), None
+
+    def relabel(self, points, categories: list[str], mask_scores) -> list[str]:
+        """The categories of objects a segmenter classified (``categories``, with its scores
+        ``mask_scores``) weighed against what the category head reads off their points (B, N, 3)
+        (``pose/category.py``; config/estimator.yaml ``category``); as given without a head."""
+        if self.category_head is None or not len(categories):
+            return list(categories)
+        pts, _ = geometry.normalize_points(self._prepare_points(points))
+        with torch.inference_mode():
+            probs = self.category_head(self.model.encoder(pts)).softmax(-1).cpu().numpy()
+        return relabel(probs, list(categories), mask_scores, self.category_head.categories,
+                       self.config["category"]["prior_weight"])
 
     @classmethod
     def from_checkpoint(cls, path, device: str | torch.device = "cpu", config: dict | None = None,

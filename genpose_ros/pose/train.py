@@ -21,6 +21,8 @@ Launch::
     genpose train --task segmentation --data data/synth/train --out runs/seg               # Mask R-CNN
     genpose train --task size --data data/synth/train --val data/synth/val --out runs/size # SizeNet
     genpose train --task verifier --data data/synth/train --val data/synth/val --out runs/v # verifier
+    genpose train --task category --init models/genpose_light.pt --data data/synth/train \
+        --val data/synth/val --out runs/category                                           # category head
 
 Data: every instance of ``--data`` is read once into a ``PointPool`` on the training device;
 ``--stream-workers N`` adds N render processes (``genpose_ros.data.stream.FrameStream``) whose
@@ -47,9 +49,10 @@ from genpose_ros.arguments import add_device, add_threads, apply_threads, non_ne
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", choices=["pose", "segmentation", "size", "verifier"], default="pose",
-                   help="pose model, Mask R-CNN segmenter, the size network (config/size_net.yaml) or "
-                        "the pose verifier (config/verifier.yaml)")
+    p.add_argument("--task", choices=["pose", "segmentation", "size", "verifier", "category"], default="pose",
+                   help="pose model, Mask R-CNN segmenter, the size network (config/size_net.yaml), "
+                        "the pose verifier (config/verifier.yaml) or the category head of the pose model "
+                        "named by --init (config/category.yaml)")
     p.add_argument("--data", default=None, nargs="+",
                    help="training split folder(s) (NOCS layout written by `genpose data generate`)")
     p.add_argument("--val", default=None, nargs="+", help="validation split (default: no validation curve)")
@@ -58,7 +61,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder (checkpoints, logs)")
     p.add_argument("--config", default=None,
                    help="training config YAML (default: config/train.yaml; --task size: config/size_net.yaml; "
-                        "--task verifier: config/verifier.yaml)")
+                        "--task verifier: config/verifier.yaml; --task category: config/category.yaml)")
     p.add_argument("--schedule", choices=["joint", "genpose"], default=None, help="stage schedule")
     p.add_argument("--steps", type=positive_int, default=None, help="total optimisation steps over all stages")
     p.add_argument("--batch-size", type=positive_int, default=None)
@@ -103,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
         from genpose_ros.pose.size_train import train_main
     elif args.task == "verifier":
         from genpose_ros.pose.verifier_train import train_main
+    elif args.task == "category":
+        from genpose_ros.pose.category import train_main
     else:
         train_main = train_pose
     return train_main(args)

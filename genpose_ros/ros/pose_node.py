@@ -131,11 +131,13 @@ class PoseNode(Node):
         self.check_n_points()
         self.get_logger().info(f"pose checkpoint {path}, mode {self.p['mode']}"
                                + (f" with {self.overrides}" if self.overrides else ""))
+        if self.estimator.category_note:
+            self.get_logger().warning(self.estimator.category_note)
         self.rng = np.random.default_rng(self.p["seed"])
         self._problems = ProblemLog(self.get_logger())
         self.problems = self._problems.items
         self.frame_times: deque[float] = deque(maxlen=200)
-        self.frames_done = self.n_rejected = 0
+        self.frames_done = self.n_rejected = self.n_relabelled = 0
         self._info = None
         self.identities = IdentityTable(self.p["iou_min"], self.p["max_centroid_dist"],
                                         self.p["max_lost"])
@@ -253,6 +255,7 @@ class PoseNode(Node):
                                 self.p["min_score"])
         for w in batch.warnings:
             self.warn(w)
+        self.check_categories(batch)
         names, cats, R, t, size, score, hyp = self.estimate(frame, batch)
         R, hyp = canonical_poses(R, t, cats, hyp)
         cov = [pose_covariance(R[i], t[i], None if hyp is None else hyp[i]) for i in range(len(cats))]
@@ -264,6 +267,16 @@ class PoseNode(Node):
         self.frames_done += 1
         self.get_logger().debug(f"frame {frame.header.stamp.sec}.{frame.header.stamp.nanosec:09d}: "
                                 f"{len(names)} objects in {1e3 * self.frame_times[-1]:.0f} ms")
+
+    def check_categories(self, batch):
+        """The segmenter's categories weighed against the points' (the estimator's category check,
+        config/estimator.yaml ``category``); changed ones counted for the closing report."""
+        cats = self.estimator.relabel(batch.points, [i.category for i in batch.instances], seg_scores(batch))
+        for inst, cat in zip(batch.instances, cats):
+            if cat != inst.category:
+                self.get_logger().debug(f"instance {inst.instance_id}: {inst.category} -> {cat} (category check)")
+                self.n_relabelled += 1
+                inst.category = cat
 
     def estimate(self, frame, batch):
         """(names, categories, R, t, size, score, hypotheses: B arrays (K, 4, 4)) for the
@@ -332,7 +345,8 @@ class PoseNode(Node):
             return super().destroy_node()
         self.final_report(f"{self.sync.matched} synchronised frames, {self.frames_done} processed, "
                           f"{self.worker.slot.dropped} skipped while busy, {self.n_rejected} detections "
-                          "dropped as doubtful (config/estimator.yaml reject)")
+                          f"dropped as doubtful (config/estimator.yaml reject), {self.n_relabelled} categories "
+                          "changed by the category check")
         self.worker.stop()
         super().destroy_node()
 

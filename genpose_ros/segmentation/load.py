@@ -1,6 +1,7 @@
 """One way to name a segmenter everywhere (``genpose eval --masks``, ``maskrcnn_node weights``):
-a Mask R-CNN weights file (package-relative paths allowed) or ``coco``; and one way to read its
-options (thresholds, depth clean-up, support plane) from ``maskrcnn_node``'s parameters."""
+a Mask R-CNN weights file (package-relative paths allowed) or ``coco``; one way to read its
+options (thresholds, depth clean-up, support plane) from ``maskrcnn_node``'s parameters; and
+`PublishedMasks`, its detections as maskrcnn_node publishes them."""
 from __future__ import annotations
 
 
@@ -41,3 +42,28 @@ def threshold(name: str, value) -> float:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must be between 0 and 1, got {value:g}")
     return value
+
+
+class PublishedMasks:
+    """A segmenter whose ``predict`` gives the detections as maskrcnn_node publishes them in the
+    masks pair: one detection per pixel (the better one where masks overlap), a detection with
+    more than ``duplicate_overlap`` of its mask under better ones left out
+    (``segmentation.model.instance_image``); the default, config/maskrcnn.yaml's."""
+
+    def __init__(self, segmenter, duplicate_overlap: float | None = None):
+        if duplicate_overlap is None:
+            from genpose_ros.config import find_config, load_config
+
+            params = load_config(find_config("maskrcnn.yaml"))["/**/maskrcnn_node"]["ros__parameters"]
+            duplicate_overlap = params["duplicate_overlap"]
+        self.segmenter = segmenter
+        self.duplicate_overlap = threshold("duplicate_overlap", duplicate_overlap)
+
+    def predict(self, rgb, depth=None, fx=None, score_threshold=None) -> list:
+        from dataclasses import replace
+
+        from genpose_ros.segmentation.model import instance_image
+
+        detections = self.segmenter.predict(rgb, depth, fx=fx, score_threshold=score_threshold)
+        ids, kept = instance_image(detections, rgb.shape[:2], self.duplicate_overlap)
+        return [replace(d, mask=ids == k + 1) for k, d in enumerate(kept)]
