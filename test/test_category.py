@@ -98,3 +98,28 @@ def test_shipped_category_head_belongs_to_the_shipped_pose_model():
         pytest.skip("no shipped pose model")
     est = PoseEstimator.from_checkpoint(path)
     assert est.category_head is not None, est.category_note
+
+
+@pytest.mark.parametrize("seed", [8, 15])
+def test_shipped_category_check_corrects_weak_wrong_classes_and_keeps_right_ones(seed):
+    """Simulated frames (seed 8: bowls, a mug, a can; seed 15: laptops, a bowl): every object's
+    true points with a wrong class at score 0.5 get their own class back; with their own class
+    at 0.55 they keep it."""
+    from conftest import shipped_pose_checkpoint
+    from genpose_ros.data.pointcloud import object_points
+    from genpose_ros.data.realsense import SimSource
+    from genpose_ros.pose.estimator import PoseEstimator
+
+    path = shipped_pose_checkpoint()
+    if path is None:
+        pytest.skip("no shipped pose model")
+    torch.set_num_threads(1)
+    est = PoseEstimator.from_checkpoint(path)
+    gt = SimSource(seed, 0, 1).read().ground_truth
+    rng = np.random.default_rng(0)
+    cats = [i.category for i in gt.instances]
+    points = np.stack([object_points(gt.depth, gt.mask == i.instance_id, gt.intrinsics, est.n_points, rng)
+                       for i in gt.instances])
+    wrong = [CATEGORIES[(CATEGORIES.index(c) + 1) % len(CATEGORIES)] for c in cats]
+    assert est.relabel(points, wrong, [0.5] * len(cats)) == cats
+    assert est.relabel(points, cats, [0.55] * len(cats)) == cats
