@@ -106,10 +106,10 @@ def summarise(out: Path) -> int:
     for name in rows[-1]["nodes"]:
         rss = np.array([r["nodes"].get(name, {}).get("rss_mb", np.nan) for r in rows])
         ax_mem.plot(minutes, rss, label=name)
-        half = len(rows) // 2   # growth over the second half: past start-up and first allocations
-        slope = (rss[-1] - rss[half]) / max(minutes[-1] - minutes[half], 1e-9) * 60
-        print(f"{name}: {rss[half]:.0f} MB at {minutes[half]:.0f} min -> {rss[-1]:.0f} MB at "
-              f"{minutes[-1]:.0f} min ({slope:+.1f} MB/h), CPU {rows[-1]['nodes'][name]['cpu_s']:.0f} s")
+        k = max(1, len(rows) // 10)   # past start-up (models loaded, first frames)
+        print(f"{name}: {rss[k]:.0f} MB at {minutes[k]:.1f} min -> {rss[-1]:.0f} MB at {minutes[-1]:.1f} min "
+              f"({rss[-1] - rss[k]:+.0f} MB), peak {np.nanmax(rss):.0f} MB, CPU "
+              f"{rows[-1]['nodes'][name]['cpu_s']:.0f} s")
     lat = [np.median(r["latency_ms"]) if r["latency_ms"] else np.nan for r in rows]
     ax_lat.plot(minutes, lat, color="k")
     ax_mem.set_ylabel("resident memory (MB)")
