@@ -157,7 +157,7 @@ def test_interrupt_during_start_up_is_not_raised_into_it():
 
 
 REPORT_AFTER_INTERRUPT = """
-import os, signal
+import os, signal, time
 import rclpy
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
@@ -173,9 +173,15 @@ class Reporter(Node):
         # rclpy shuts the context down from its own signal thread: at this point it may still be
         # up. A node on a context that stays up stands for that moment (a context outside
         # rclpy's signal handling: the signal thread, still at work, must not shut it down too).
-        context = rclpy.Context()
-        rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
-        witness = Node("witness", context=context)
+        for _ in range(50):
+            context = rclpy.Context()
+            rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
+            try:
+                witness = Node("witness", context=context)
+                break
+            except Exception:   # the signal thread, still at work, shut this one down as well: again
+                context.try_shutdown()
+                time.sleep(0.02)
         PoseNode.final_report(witness, "closing report")
         witness.destroy_node()
         context.try_shutdown()
