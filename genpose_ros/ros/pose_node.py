@@ -78,9 +78,9 @@ PARAMS = {  # the one table of this node's parameters and defaults (config/pose_
     **{k: getattr(TrackerSettings(), k) for k in ("iou_min", "max_centroid_dist", "max_lost")},
 }
 DYNAMIC = ("min_score", "min_points", "max_instances")   # read at every frame: `ros2 param set` changes them
-BOUNDS = {"threads": ">=0", "input_timeout": ">=0", "n_points": ">=0", "min_points": ">=1", "min_score": "0..1", "max_instances": ">=0",
-          "min_depth": ">0", "max_depth": ">0", "support_max_tilt_deg": "0..90", "iou_min": "0..1",
-          "max_centroid_dist": ">=0", "max_lost": ">=0"}   # params.check_range
+BOUNDS = {"threads": ">=0", "input_timeout": ">=0", "n_points": ">=0", "min_points": ">=1", "min_score": "0..1",
+          "max_instances": ">=0", "min_depth": ">0", "max_depth": ">0", "support_max_tilt_deg": "0..90",
+          "iou_min": "0..1", "max_centroid_dist": ">=0", "max_lost": ">=0"}   # params.check_range
 
 
 def load_estimator(checkpoint: str, device: str, seed: int = 0):
