@@ -56,25 +56,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="ground-truth masks with their outline eroded by PX pixels on SIDES (below, above, right, "
                         "left, comma-separated; default all four): how poses hold up under a predicted mask drawn "
                         "inside the object, e.g. 1:below")
-    p.add_argument("--no-depth-cleanup", action="store_true",
-                   help="with --masks <segmenter>: use its masks untrimmed by depth (ablation of "
-                        "config/maskrcnn.yaml's depth_cleanup)")
-    p.add_argument("--no-support-plane", action="store_true",
-                   help="no table plane: poses not fitted to it (config/estimator.yaml support.plane) and, "
-                        "with --masks <segmenter>, masks not fitted to it (config/maskrcnn.yaml support_plane)")
-    p.add_argument("--no-border-extension", action="store_true",
-                   help="boxes the image border cuts left as estimated (config/estimator.yaml border)")
-    p.add_argument("--no-reject", action="store_true",
-                   help="with --masks <segmenter>: keep the detections config/estimator.yaml reject drops "
-                        "(a pose the verifier rates badly from a low-scoring mask)")
-    p.add_argument("--overlapping-masks", action="store_true",
-                   help="with --masks <segmenter>: score every detection with its own whole mask, as NOCS "
-                        "does, instead of the masks pair maskrcnn_node publishes (one detection per pixel)")
-    p.add_argument("--no-category-check", action="store_true",
-                   help="with --masks <segmenter>: its categories as they are, not weighed against the "
-                        "category head's reading of the points (config/estimator.yaml category)")
+    for flag, text in ABLATIONS.items():
+        p.add_argument(flag, action="store_true", help=text)
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="sampler overrides, e.g. --set n_steps=10 solver=heun num_candidates=20")
+
+
+ABLATIONS = {  # switches that leave out one part of the pipeline (store_true flags)
+    "--no-depth-cleanup": "with --masks <segmenter>: use its masks untrimmed by depth (ablation of "
+                          "config/maskrcnn.yaml's depth_cleanup)",
+    "--no-support-plane": "no table plane: poses not fitted to it (config/estimator.yaml support.plane) and, "
+                          "with --masks <segmenter>, masks not fitted to it (config/maskrcnn.yaml support_plane)",
+    "--no-border-extension": "boxes the image border cuts left as estimated (config/estimator.yaml border)",
+    "--no-reject": "with --masks <segmenter>: keep the detections config/estimator.yaml reject drops "
+                   "(a pose the verifier rates badly from a low-scoring mask)",
+    "--overlapping-masks": "with --masks <segmenter>: score every detection with its own whole mask, as NOCS "
+                           "does, instead of the masks pair maskrcnn_node publishes (one detection per pixel)",
+    "--no-category-check": "with --masks <segmenter>: its categories as they are, not weighed against the "
+                           "category head's reading of the points (config/estimator.yaml category)",
+}
 
 
 def mask_erosion(text: str) -> tuple[int, tuple[int, ...]]:
