@@ -222,7 +222,7 @@ def test_no_input_at_all_is_named_with_each_topics_publishers(rig, tiny_pose_che
     ex.add_node(node)
     warnings = []
     node.create_subscription(Log, "/rosout", lambda m: warnings.append(m.msg)
-                             if "pose_node" in m.name and "no input for" in m.msg else None, 100)
+                             if m.name == "idle.pose_node" and "no input for" in m.msg else None, 100)
     masks = node.create_publisher(Image, "/idle/genpose/masks", qos_from_name("reliable", 5))
     proc = subprocess.Popen([sys.executable, "-m", "genpose_ros.ros.pose_node", "--ros-args", "-r", "__ns:=/idle",
                              "-p", f"checkpoint:={tiny_pose_checkpoint}", "-p", "input_timeout:=1.0"])
@@ -422,6 +422,24 @@ def test_sync_reports_a_stall_with_the_stamps_and_the_slop():
                                       "than the slop of 20.0 ms"]
     sync.add(0, _Msg(100 * 10**9 + 300_000_000))
     assert len(got) == 1 and len(stalls) == 2
+
+
+def test_sync_names_a_silent_input_only_once_the_others_have_arrived_for_silent_s():
+    """All inputs resuming after a pause: the others' messages ahead of this one's first are no
+    silence; the others arriving for silent_s without it are."""
+    stalls = []
+    sync = ApproximateSync(2, 0.02, lambda *m: None, names=["depth", "masks"], on_stall=stalls.append,
+                           stall_s=100.0, silent_s=0.3)
+    sync.add(0, _Msg(10 * 10**9))
+    sync.add(1, _Msg(10 * 10**9))
+    time.sleep(0.4)                       # a pause of both
+    for k in range(1, 4):                 # masks resume three times before depth's first arrives
+        sync.add(1, _Msg(10 * 10**9 + k * 10**7))
+    assert stalls == []
+    for k in range(4, 12):                # masks keep arriving, depth does not
+        time.sleep(0.05)
+        sync.add(1, _Msg(10 * 10**9 + k * 10**7))
+    assert stalls and stalls[0].startswith("no message on depth for ") and " s while masks arrive" in stalls[0], stalls
 
 
 class _Msg:

@@ -38,7 +38,7 @@ class ApproximateSync:
     ``callback(*msgs)`` gets one message per input, in input order. ``queue_size``: messages
     kept per input while waiting for partners. ``on_stall(text)`` is called (on every new
     message) when inputs (``names``) have sent nothing for ``silent_s`` seconds while the
-    others send, naming them, and while every input has messages but none matched for
+    others have been sending for as long, naming them, and while every input has messages but none matched for
     ``stall_s`` seconds, naming the closest stamps they hold, how far apart they are and the slop.
     """
 
@@ -62,18 +62,26 @@ class ApproximateSync:
         self._seen: list[float | None] = [None] * n_inputs   # when each input last sent
         self._first: float | None = None                      # the first message of any input
         self._after = [Counter() for _ in range(n_inputs)]    # other inputs' messages since each last sent
+        self._others_since: list[float | None] = [None] * n_inputs  # when another input first sent after it
 
     def add(self, index: int, msg) -> None:
         """Feed message ``msg`` of input ``index`` (call from that input's subscription)."""
         with self._lock:
             t = stamp_ns(msg)
             self._queues[index].append((t, msg))
-            self._seen[index] = time.monotonic()
+            now = time.monotonic()
+            last_any = max((x for x in self._seen if x is not None), default=None)
+            if last_any is not None and 0 < self.silent_s <= now - last_any:
+                self._after = [Counter() for _ in self._after]      # a pause of every input: the watch
+                self._others_since = [None] * len(self._after)      # for silent ones starts over
+            self._seen[index] = now
             self._first = self._first or self._seen[index]
             self._after[index].clear()
+            self._others_since[index] = None
             for i, after in enumerate(self._after):
                 if i != index:
                     after[index] += 1
+                    self._others_since[i] = self._others_since[i] or self._seen[index]
             cand = self._closest(t)
             match = cand if cand is not None and _spread(cand) <= self.slop_ns else None
             stall = self._stall_text(index) if match is None else None
@@ -105,9 +113,12 @@ class ApproximateSync:
         its spread."""
         now = time.monotonic()
         quiet = [now - (t if t is not None else self._first) for t in self._seen]
-        # silent: nothing for silent_s while another input sent three times (not after a pause of all)
+        # silent: nothing for silent_s while the others have been arriving for silent_s, one of them
+        # three times (not when all resume after a pause and this one's first message is still on its way)
+        since = self._others_since
         silent = [i for i, q in enumerate(quiet)
-                  if i != index and q >= self.silent_s and max(self._after[i].values(), default=0) >= 3]
+                  if i != index and q >= self.silent_s and since[i] is not None
+                  and now - since[i] >= self.silent_s and max(self._after[i].values(), default=0) >= 3]
         if silent:
             return (f"no message on {', '.join(self.names[i] for i in silent)} for "
                     f"{min(quiet[i] for i in silent):.1f} s while "
