@@ -10,7 +10,8 @@ probabilities as the evidence, ``log p_points + prior_weight * log p_segmenter``
 
 The head belongs to the pose model whose features it learnt: its checkpoint
 (``genpose_ros.category/1``) records a digest of that encoder's weights, and an estimator with
-another pose model does not use it (``PoseEstimator`` warns once).
+another pose model does not use it (``PoseEstimator.category_note`` says why; the nodes log it
+at start, `genpose eval` prints it).
 
     genpose train --task category --init models/genpose_light.pt --data data/synth/train \\
         --val data/synth/val --out runs/category

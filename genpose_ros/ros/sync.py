@@ -69,12 +69,11 @@ class ApproximateSync:
         with self._lock:
             t = stamp_ns(msg)
             self._queues[index].append((t, msg))
-            now = time.monotonic()
-            last_any = max((x for x in self._seen if x is not None), default=None)
-            if last_any is not None and 0 < self.silent_s <= now - last_any:
+            age = self.last_message_age()
+            if age is not None and 0 < self.silent_s <= age:
                 self._after = [Counter() for _ in self._after]      # a pause of every input: the watch
                 self._others_since = [None] * len(self._after)      # for silent ones starts over
-            self._seen[index] = now
+            self._seen[index] = time.monotonic()
             self._first = self._first or self._seen[index]
             self._after[index].clear()
             self._others_since[index] = None

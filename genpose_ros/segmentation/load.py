@@ -24,9 +24,7 @@ def segmenter_options(params: dict | None = None) -> dict:
     from genpose_ros.segmentation.support import SupportPlane
 
     if params is None:
-        from genpose_ros.config import find_config, load_config
-
-        params = load_config(find_config("maskrcnn.yaml"))["/**/maskrcnn_node"]["ros__parameters"]
+        params = node_defaults()
     support = SupportPlane(trim_height=float(params["support_trim_height"]),
                            grow_px=int(params["support_grow_px"]),
                            grow_height=float(params["support_grow_height"]))
@@ -34,6 +32,13 @@ def segmenter_options(params: dict | None = None) -> dict:
             "mask_threshold": threshold("mask_threshold", params["mask_threshold"]),
             "depth_cleanup": bool(params["depth_cleanup"]),
             "support": support if params["support_plane"] else None}
+
+
+def node_defaults() -> dict:
+    """maskrcnn_node's parameters as config/maskrcnn.yaml (their one owner) sets them."""
+    from genpose_ros.config import find_config, load_config
+
+    return load_config(find_config("maskrcnn.yaml"))["/**/maskrcnn_node"]["ros__parameters"]
 
 
 def threshold(name: str, value) -> float:
@@ -52,10 +57,7 @@ class PublishedMasks:
 
     def __init__(self, segmenter, duplicate_overlap: float | None = None):
         if duplicate_overlap is None:
-            from genpose_ros.config import find_config, load_config
-
-            params = load_config(find_config("maskrcnn.yaml"))["/**/maskrcnn_node"]["ros__parameters"]
-            duplicate_overlap = params["duplicate_overlap"]
+            duplicate_overlap = node_defaults()["duplicate_overlap"]
         self.segmenter = segmenter
         self.duplicate_overlap = threshold("duplicate_overlap", duplicate_overlap)
 
