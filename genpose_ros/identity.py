@@ -6,6 +6,15 @@ centroids); an unmatched instance takes the smallest number of its class not hel
 identity. Identities unseen for more than ``max_lost`` frames are dropped and their numbers
 become free again, so a long run reuses a handful of names (and TF child frames) instead of
 minting new ones.
+
+With a segmenter's masks the category check gives each instance log-probabilities over the
+classes (`PoseEstimator.category_evidence`). An object then sums them over its frames (the sum
+so far times ``memory``, plus the frame's) and its class is the most likely of the sum, so one
+frame's wrong class neither renames it nor starts a second object: an instance of another class
+continues an object when its evidence gives the object's class at least ``min_p``
+(``class_test``, ``summed_evidence``). An object whose sum comes to favour another class takes
+that class and a free number of it. The tracker (``pose/tracker.py``) keeps its tracks the same
+way.
 """
 from __future__ import annotations
 
@@ -22,16 +31,20 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     return np.count_nonzero(a & b) / union if union else 0.0
 
 
-def associate(known, masks, centroids, categories, iou_min: float, max_dist: float) -> list:
+def associate(known, masks, centroids, categories, iou_min: float, max_dist: float, same_class=None) -> list:
     """Greedy one-to-one matching of instances to ``known`` objects (anything with
     ``category``, ``mask`` and ``centroid``) -> index into ``known`` (or None) per instance.
 
-    A pair qualifies when the classes agree and the mask IoU is at least ``iou_min`` or the
+    A pair qualifies when the classes agree (``same_class(i, obj)`` when given, else the
+    instance's category is the object's) and the mask IoU is at least ``iou_min`` or the
     centroids are at most ``max_dist`` apart; pairs are taken by IoU + centroid closeness."""
+    if same_class is None:
+        def same_class(i, obj):
+            return obj.category == categories[i]
     pairs = []
-    for i, (m, c, cat) in enumerate(zip(masks, centroids, categories)):
+    for i, (m, c) in enumerate(zip(masks, centroids)):
         for j, obj in enumerate(known):
-            if obj.category != cat:
+            if not same_class(i, obj):
                 continue
             iou, dist = mask_iou(m, obj.mask), float(np.linalg.norm(c - obj.centroid))
             if iou >= iou_min or dist <= max_dist:
@@ -42,6 +55,30 @@ def associate(known, masks, centroids, categories, iou_min: float, max_dist: flo
             match[i] = j
             used.add(j)
     return match
+
+
+def class_test(categories: list[str], evidence, names: list[str], min_p: float):
+    """``associate``'s ``same_class`` with the category check's ``evidence`` ((B, C)
+    log-probabilities over ``names``): the same class, or an instance whose evidence gives the
+    object's class at least ``min_p``; None (the classes as given) without evidence."""
+    if evidence is None:
+        return None
+    floor = np.log(min_p) if min_p > 0 else -np.inf
+
+    def same_class(i: int, obj) -> bool:
+        return obj.category == categories[i] or evidence[i, names.index(obj.category)] >= floor
+
+    return same_class
+
+
+def summed_evidence(known, match, evidence, memory: float) -> np.ndarray | None:
+    """(B, C): each instance's ``evidence`` plus ``memory`` times the summed evidence of the
+    object of ``known`` it continues (``match``, from ``associate``); None without evidence."""
+    if evidence is None:
+        return None
+    return np.stack([np.asarray(evidence[i], np.float64)
+                     + (0.0 if j is None or known[j].evidence is None else memory * known[j].evidence)
+                     for i, j in enumerate(match)])
 
 
 def lowest_free(used) -> int:
@@ -60,6 +97,7 @@ class Identity:
     mask: np.ndarray       # (H, W) bool, last mask
     centroid: np.ndarray   # (3,) last point-cloud centroid, metres
     lost: int = 0
+    evidence: np.ndarray | None = None   # (C,) summed category log-probabilities (with the category check)
 
     @property
     def name(self) -> str:
@@ -67,28 +105,46 @@ class Identity:
 
 
 class IdentityTable:
-    """Stable names for the instances of consecutive frames (see the module docstring)."""
+    """Stable names for the instances of consecutive frames (see the module docstring); ``names``:
+    the classes of the evidence's columns; ``memory`` and ``min_p`` as there."""
 
-    def __init__(self, iou_min: float, max_dist: float, max_lost: int):
+    def __init__(self, iou_min: float, max_dist: float, max_lost: int, names=(), memory: float = 0.8,
+                 min_p: float = 0.05):
         self.iou_min, self.max_dist, self.max_lost = iou_min, max_dist, max_lost
+        self.names, self.memory, self.min_p = list(names), memory, min_p
         self.known: list[Identity] = []
 
-    def assign(self, categories, masks, centroids) -> list[str]:
-        """One name per instance of this frame; updates the table."""
-        match = associate(self.known, masks, centroids, categories, self.iou_min, self.max_dist)
+    def _match(self, categories, masks, centroids, evidence):
+        match = associate(self.known, masks, centroids, categories, self.iou_min, self.max_dist,
+                          class_test(categories, evidence, self.names, self.min_p))
+        votes = summed_evidence(self.known, match, evidence, self.memory)
+        classes = list(categories) if votes is None else [self.names[k] for k in votes.argmax(axis=1)]
+        return match, votes, classes
+
+    def classes(self, categories, masks, centroids, evidence=None) -> list[str]:
+        """The class `assign` would give each instance now; the table unchanged."""
+        return self._match(categories, masks, centroids, evidence)[2]
+
+    def assign(self, categories, masks, centroids, evidence=None) -> tuple[list[str], list[str]]:
+        """(a name per instance of this frame, its class); updates the table. ``evidence``: the
+        category check's (B, C), or None (the classes as given)."""
+        match, votes, classes = self._match(categories, masks, centroids, evidence)
         names, seen = [], set()
-        for cat, m, c, j in zip(categories, masks, centroids, match):
+        for i, (cat, m, c, j) in enumerate(zip(classes, masks, centroids, match)):
             if j is None:
-                held = {k.number for k in self.known if k.category == cat}
-                ident = Identity(lowest_free(held), cat, m, np.asarray(c))
+                ident = Identity(lowest_free(k.number for k in self.known if k.category == cat), cat, m, np.asarray(c))
                 self.known.append(ident)
             else:
                 ident = self.known[j]
+                if ident.category != cat:   # its evidence now favours another class: a number of that class
+                    ident.number = lowest_free(k.number for k in self.known if k.category == cat and k is not ident)
+                    ident.category = cat
                 ident.mask, ident.centroid, ident.lost = m, np.asarray(c), 0
+            ident.evidence = None if votes is None else votes[i]
             seen.add(id(ident))
             names.append(ident.name)
         for ident in self.known:
             if id(ident) not in seen:
                 ident.lost += 1
         self.known = [k for k in self.known if k.lost <= self.max_lost]
-        return names
+        return names, classes

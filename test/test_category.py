@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from genpose_ros import CATEGORIES
-from genpose_ros.pose.category import encoder_digest, load_category_head, relabel
+from genpose_ros.pose.category import encoder_digest, fused_log_probs, load_category_head, most_likely
 from genpose_ros.pose.checkpoint import CheckpointError
 
 
@@ -15,6 +15,16 @@ def _probs(**p):
     """(1, 6) probabilities: the named categories' values, the rest share what is left."""
     rest = (1.0 - sum(p.values())) / (len(CATEGORIES) - len(p))
     return np.array([[p.get(c, rest) for c in CATEGORIES]])
+
+
+def relabel(probs, categories, scores, names, prior_weight):
+    return most_likely(fused_log_probs(probs, categories, scores, names, prior_weight), names)
+
+
+def est_relabel(est, points, categories, scores):
+    """The estimator's category check as the nodes apply it: each object's most likely class."""
+    evidence = est.category_evidence(points, categories, scores)
+    return list(categories) if evidence is None else most_likely(evidence, est.categories)
 
 
 def test_relabel_weighs_the_segmenters_class_and_score_against_the_points():
@@ -31,6 +41,10 @@ def test_relabel_weighs_the_segmenters_class_and_score_against_the_points():
     flat = np.full((1, 6), 1 / 6)
     assert relabel(np.concatenate([flat, points_say_can]), ["mug", "can"], [0.5, 0.6], CATEGORIES, 2.0) == \
         ["mug", "can"]
+    # the evidence is a distribution over the classes
+    fused = fused_log_probs(np.concatenate([flat, points_say_can]), ["mug", "can"], [0.5, 1.0], CATEGORIES, 2.0)
+    assert fused.shape == (2, 6) and np.allclose(np.exp(fused).sum(axis=1), 1.0)
+    assert np.exp(fused[1, CATEGORIES.index("can")]) > 0.999   # a score of 1: certain
 
 
 def test_train_task_category_and_the_estimator_uses_only_its_own_models_head(
@@ -66,9 +80,9 @@ def test_train_task_category_and_the_estimator_uses_only_its_own_models_head(
     with torch.no_grad():   # a head sure of "can" whatever the points (the tiny model's features are noise)
         est.category_head.temperature.fill_(1.0)
         est.category_head.mlp[-1].bias[CATEGORIES.index("can")] += 50.0
-    assert est.relabel(points, ["mug", "can", "bowl"], [0.6, 0.6, 0.99]) == ["can", "can", "can"]
-    assert est.relabel(points, ["mug", "bowl", "laptop"], [1.0, 1.0, 1.0]) == ["mug", "bowl", "laptop"]  # true masks
-    assert est.relabel(np.zeros((0, 128, 3), np.float32), [], []) == []
+    assert est_relabel(est, points, ["mug", "can", "bowl"], [0.6, 0.6, 0.99]) == ["can", "can", "can"]
+    assert est_relabel(est, points, ["mug", "bowl", "laptop"], [1.0, 1.0, 1.0]) == ["mug", "bowl", "laptop"]  # true masks
+    assert est_relabel(est, np.zeros((0, 128, 3), np.float32), [], []) == []
 
     # another pose model (other weights): the head is not used, and the estimator says why
     other = load_checkpoint(tiny_pose_checkpoint)
@@ -78,7 +92,7 @@ def test_train_task_category_and_the_estimator_uses_only_its_own_models_head(
     save_checkpoint(tmp_path / "other.pt", other["model"], other["model_config"], 0, other["train_config"])
     est = PoseEstimator.from_checkpoint(tmp_path / "other.pt", config=config)
     assert est.category_head is None and "trained on another pose model's features" in est.category_note
-    assert est.relabel(points, ["mug", "mug", "mug"], [0.01, 0.01, 0.01]) == ["mug", "mug", "mug"]
+    assert est_relabel(est, points, ["mug", "mug", "mug"], [0.01, 0.01, 0.01]) == ["mug", "mug", "mug"]
 
 
 def test_a_corrupt_or_foreign_category_head_is_one_line(tmp_path, tiny_pose_checkpoint):
@@ -122,5 +136,5 @@ def test_shipped_category_check_corrects_weak_wrong_classes_and_keeps_right_ones
     points = np.stack([object_points(gt.depth, gt.mask == i.instance_id, gt.intrinsics, est.n_points, rng)
                        for i in gt.instances])
     wrong = [CATEGORIES[(CATEGORIES.index(c) + 1) % len(CATEGORIES)] for c in cats]
-    assert est.relabel(points, wrong, [0.5] * len(cats)) == cats
-    assert est.relabel(points, cats, [0.55] * len(cats)) == cats
+    assert est_relabel(est, points, wrong, [0.5] * len(cats)) == cats
+    assert est_relabel(est, points, cats, [0.55] * len(cats)) == cats

@@ -34,6 +34,18 @@ def test_sampler_override_type_is_checked_before_the_model_loads(capsys, tmp_pat
     assert rc == 2 and "unknown key 'n_step'; did you mean 'n_steps'?" in _one_line(err)
     rc, err = _run(capsys, "eval", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--mode", "score_scalling")
     assert rc == 2 and "unknown mode 'score_scalling'; did you mean 'score_scaling'?" in _one_line(err)
+    # tracker settings: only with --mode tracking, known names, numbers within their ranges
+    for args, message in ((["--tracker", "category_memory=0"], "--tracker sets the tracker of --mode tracking"),
+                          (["--mode", "tracking", "--tracker", "memory=0.5"], "unknown tracker setting 'memory'"),
+                          (["--mode", "tracking", "--tracker", "max_lost=many"],
+                           "tracker setting 'max_lost' must be a number, got 'many'"),
+                          (["--mode", "tracking", "--tracker", "max_lost=1.5"],
+                           "tracker setting 'max_lost' must be a whole number, got 1.5"),
+                          (["--mode", "tracking", "--tracker", "category_memory=2"],
+                           "category_memory and category_min_p must be in [0, 1], got 2.0 and 0.05")):
+        rc, err = _run(capsys, "eval", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+                       "--checkpoint", str(tmp_path / "none.pt"), *args)
+        assert rc == 2 and message in _one_line(err), (args, err)
 
 
 def test_a_folder_that_is_not_a_dataset_stops_eval_and_bench_before_the_first_run(capsys, tmp_path):

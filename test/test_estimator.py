@@ -263,6 +263,57 @@ def test_tracker_warm_starts_reinitialises_and_forgets(estimator, clouds):
         Tracker(estimator, "tracking")
 
 
+def _evidence(names, readings):
+    """(B, C) log-probabilities: each row's {class: probability}, the other classes share the rest."""
+    rows = []
+    for reading in readings:
+        rest = (1.0 - sum(reading.values())) / (len(names) - len(reading))
+        rows.append([np.log(reading.get(c, rest)) for c in names])
+    return np.array(rows)
+
+
+def test_tracker_sums_category_evidence_over_a_tracks_frames(estimator, clouds):
+    from genpose_ros.pose.tracker import Tracker, TrackerSettings
+
+    pts, _, _ = clouds
+    masks = [np.zeros((20, 30), bool) for _ in CATS]
+    for k, m in enumerate(masks):
+        m[5:15, 10 * k:10 * k + 8] = True
+    names = estimator.categories
+    sure = _evidence(names, [{c: 0.9} for c in CATS])
+    turned = _evidence(names, [{"camera": 0.6, "mug": 0.3}, {"bowl": 0.9}, {"laptop": 0.9}])
+    wrong = ["camera", "bowl", "laptop"]
+    tracker = Tracker(estimator, "regression", TrackerSettings(max_jump=float("inf"), doubt_deg=0.0))
+    for _ in range(3):
+        tracker.step(pts, CATS, masks, evidence=sure)
+    # one frame reads the mug as a camera: its track keeps its class and name and is warm-started
+    step = tracker.step(pts, wrong, masks, evidence=turned)
+    assert step.names == ["mug_0", "bowl_0", "laptop_0"] and step.categories == CATS and step.warm == [0, 1, 2]
+    # the reading persists: the summed evidence turns, the track takes a camera name, from scratch
+    for frames in range(2, 8):
+        step = tracker.step(pts, wrong, masks, evidence=turned)
+        if step.categories[0] == "camera":
+            break
+    assert 3 <= frames <= 10 and step.names[0] == "camera_0" and step.full == [0]
+    assert len(tracker.tracks) == 3 and tracker.step(pts, wrong, masks, evidence=turned).warm == [0, 1, 2]
+    # a detection that gives the track's class almost nothing is another object: a track of its own
+    other = _evidence(names, [{"can": 0.999}, {"bowl": 0.9}, {"laptop": 0.9}])
+    step = tracker.step(pts, ["can", "bowl", "laptop"], masks, evidence=other)
+    assert step.names == ["can_0", "bowl_0", "laptop_0"] and step.full == [0] and len(tracker.tracks) == 4
+    # memory 0: each frame's own class; without evidence (true masks): the class as given
+    forgetful = Tracker(estimator, "regression", TrackerSettings(max_jump=float("inf"), doubt_deg=0.0,
+                                                                 category_memory=0.0))
+    forgetful.step(pts, CATS, masks, evidence=sure)
+    assert forgetful.step(pts, wrong, masks, evidence=turned).names == ["camera_0", "bowl_0", "laptop_0"]
+    plain = Tracker(estimator, "regression", TrackerSettings(max_jump=float("inf"), doubt_deg=0.0))
+    plain.step(pts, CATS, masks)
+    step = plain.step(pts, wrong, masks)
+    assert step.names == ["camera_0", "bowl_0", "laptop_0"] and step.categories == wrong and step.full == [0]
+    for bad in ({"category_memory": 1.5}, {"category_min_p": -0.1}):
+        with pytest.raises(ValueError, match="category_memory and category_min_p must be in"):
+            TrackerSettings(**bad)
+
+
 def test_tracker_doubts_steps_the_verifier_rates_badly(estimator, clouds):
     from genpose_ros.pose.tracker import Tracker, TrackerSettings
 

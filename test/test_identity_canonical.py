@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
+from genpose_ros import CATEGORIES
 from genpose_ros.identity import IdentityTable, lowest_free
 from genpose_ros.pose.canonical import (canonical_poses, pose_covariance, stable_yaw,
                                         yaw_agreement, yaw_is_arbitrary)
@@ -17,16 +18,60 @@ def _mask(x0, shape=(40, 60)):
 
 def test_names_follow_objects_and_are_reused():
     table = IdentityTable(iou_min=0.2, max_dist=0.05, max_lost=1)
+
+    def names(*args):
+        assigned, classes = table.assign(*args)
+        assert classes == args[0]   # without evidence: the classes as given
+        return assigned
+
     a, b = np.array([0.0, 0, 0.5]), np.array([0.2, 0, 0.5])
-    assert table.assign(["can", "can"], [_mask(0), _mask(30)], [a, b]) == ["can_0", "can_1"]
+    assert names(["can", "can"], [_mask(0), _mask(30)], [a, b]) == ["can_0", "can_1"]
     # detections come in the other order, objects moved a little: the names follow the objects
-    assert table.assign(["can", "can"], [_mask(32), _mask(2)], [b + 0.01, a + 0.01]) == ["can_1", "can_0"]
+    assert names(["can", "can"], [_mask(32), _mask(2)], [b + 0.01, a + 0.01]) == ["can_1", "can_0"]
     # can_0 unseen for two frames (> max_lost): its number is free again, can_1 keeps its own
-    assert table.assign(["can"], [_mask(32)], [b]) == ["can_1"]
-    assert table.assign(["can"], [_mask(32)], [b]) == ["can_1"]
-    assert table.assign(["can", "can", "mug"], [_mask(32), _mask(0), _mask(15)],
-                        [b, a + 0.3, a - 0.3]) == ["can_1", "can_0", "mug_0"]
+    assert names(["can"], [_mask(32)], [b]) == ["can_1"]
+    assert names(["can"], [_mask(32)], [b]) == ["can_1"]
+    assert names(["can", "can", "mug"], [_mask(32), _mask(0), _mask(15)],
+                 [b, a + 0.3, a - 0.3]) == ["can_1", "can_0", "mug_0"]
     assert lowest_free([0, 1, 3]) == 2 and lowest_free([]) == 0
+
+
+def _evidence(readings):
+    """(B, 6) log-probabilities over CATEGORIES: each row's {class: p}, the rest shared."""
+    rows = []
+    for reading in readings:
+        rest = (1.0 - sum(reading.values())) / (len(CATEGORIES) - len(reading))
+        rows.append([np.log(reading.get(c, rest)) for c in CATEGORIES])
+    return np.array(rows)
+
+
+def test_an_objects_class_is_its_evidence_summed_over_frames():
+    """The category check's evidence: one frame's wrong class neither renames an object nor starts
+    a second one; a lasting one does; an instance that gives the object's class almost nothing
+    is another object."""
+    table = IdentityTable(iou_min=0.2, max_dist=0.05, max_lost=1, names=CATEGORIES, memory=0.8, min_p=0.05)
+    a, b = np.array([0.0, 0, 0.5]), np.array([0.2, 0, 0.5])
+    masks, cents = [_mask(0), _mask(30)], [a, b]
+    can = _evidence([{"can": 0.9}, {"bowl": 0.9}])
+    for _ in range(2):
+        assert table.assign(["can", "bowl"], masks, cents, can) == (["can_0", "bowl_0"], ["can", "bowl"])
+    mug = _evidence([{"mug": 0.7, "can": 0.2}, {"bowl": 0.9}])
+    # `classes` tells the class beforehand and leaves the table as it is
+    assert table.classes(["mug", "bowl"], masks, cents, mug) == ["can", "bowl"]
+    assert table.assign(["mug", "bowl"], masks, cents, mug) == (["can_0", "bowl_0"], ["can", "bowl"])
+    for frames in range(2, 12):
+        named, classes = table.assign(["mug", "bowl"], masks, cents, mug)
+        if classes[0] == "mug":
+            break
+    assert 2 <= frames <= 10 and named == ["mug_0", "bowl_0"] and len(table.known) == 2
+    # sure of another class (the mug's class at 1e-3): a second object, the first one unseen
+    sure = _evidence([{"bottle": 0.999}, {"bowl": 0.9}])
+    assert table.assign(["bottle", "bowl"], masks, cents, sure) == (["bottle_0", "bowl_0"], ["bottle", "bowl"])
+    assert [k.lost for k in table.known] == [1, 0, 0]
+    # memory 0: each frame's own class
+    forgetful = IdentityTable(0.2, 0.05, 1, CATEGORIES, memory=0.0)
+    forgetful.assign(["can", "bowl"], masks, cents, can)
+    assert forgetful.assign(["mug", "bowl"], masks, cents, mug) == (["mug_0", "bowl_0"], ["mug", "bowl"])
 
 
 def _random_rotation(seed):

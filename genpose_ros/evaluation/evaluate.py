@@ -60,6 +60,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         p.add_argument(flag, action="store_true", help=text)
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="sampler overrides, e.g. --set n_steps=10 solver=heun num_candidates=20")
+    p.add_argument("--tracker", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="with --mode tracking: tracker settings other than tracking_node's defaults "
+                        "(config/tracking_node.yaml), e.g. --tracker category_memory=0 doubt_deg=0")
 
 
 ABLATIONS = {  # switches that leave out one part of the pipeline (store_true flags)
@@ -106,6 +109,7 @@ def evaluate_estimator(args: argparse.Namespace, out: Path) -> tuple[dict, str]:
     from genpose_ros.evaluation import nocs_results, plots, report, runner
     from genpose_ros.paths import pose_checkpoint
     from genpose_ros.pose.estimator import PoseEstimator, check_mode
+    from genpose_ros.pose.tracker import TrackerSettings
 
     if not args.data:
         raise ValueError("--data is required (or --score-results to score existing results files)")
@@ -116,6 +120,10 @@ def evaluate_estimator(args: argparse.Namespace, out: Path) -> tuple[dict, str]:
     args.init_mode = check_mode(args.init_mode or default_mode())
     overrides = parse_overrides(args.set)
     sampler_settings(args.mode, overrides)  # checked before the model loads
+    if args.tracker and args.mode != "tracking":
+        raise ValueError("--tracker sets the tracker of --mode tracking")
+    tracker_overrides = parse_overrides(args.tracker)
+    tracker = TrackerSettings.with_overrides(tracker_overrides)
     ckpt = pose_checkpoint(args.checkpoint)
     apply_threads(args)
     est = PoseEstimator.from_checkpoint(ckpt, device=args.device, seed=args.seed)
@@ -141,7 +149,7 @@ def evaluate_estimator(args: argparse.Namespace, out: Path) -> tuple[dict, str]:
         if not args.overlapping_masks:
             segmenter = PublishedMasks(segmenter)
     if args.mode == "tracking":
-        res = runner.run_tracking(est, args.data, overrides, args.init_mode, seed=args.seed,
+        res = runner.run_tracking(est, args.data, overrides, args.init_mode, seed=args.seed, settings=tracker,
                                   max_frames=args.max_frames, support=support, border=not args.no_border_extension,
                                   segmenter=segmenter, reject=not args.no_reject)
     else:
@@ -159,10 +167,14 @@ def evaluate_estimator(args: argparse.Namespace, out: Path) -> tuple[dict, str]:
              + (" (overlapping masks)" if args.overlapping_masks and args.masks != "ground_truth" else "")
              + (f" eroded {args.erode_masks[0]} px ({', '.join(OUTLINE_SIDES[i] for i in args.erode_masks[1])})"
                 if args.erode_masks else ""))
+    if tracker_overrides:
+        s["tracker"] = tracker_overrides
     if res.get("segment_ms"):
         s["segment_ms_median"] = statistics.median(res["segment_ms"])
         s["rejected"] = res["rejected"]
         s["relabelled"] = res.get("relabelled", 0)
+        if "voted" in res:
+            s["voted"] = res["voted"]
     plots.plot_error_cdfs({args.mode: res["records"]}, out / "error_cdf.png")
     if args.save_results:
         n = nocs_results.save_results(res["frames"], args.save_results)

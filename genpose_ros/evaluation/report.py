@@ -87,7 +87,8 @@ def masks_line(s: dict) -> list[str]:
             + (f" ({s['rejected']} detections dropped by config/estimator.yaml reject)." if s.get("rejected")
                else ".")
             + (f" The category check changed {s['relabelled']} detections' categories." if s.get("relabelled")
-               else ""), ""]
+               else "")
+            + (f" Summed over each track's frames it gave {s['voted']} detections another class than their frame's own." if s.get("voted") else ""), ""]
 
 
 def markdown(title: str, s: dict) -> str:

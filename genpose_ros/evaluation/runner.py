@@ -10,6 +10,7 @@ masks with the intrinsics when ``border`` (boxes the image border cuts, ``pose.b
 nodes do."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from tqdm import tqdm
 
 from genpose_ros.data.nocs_io import list_frames, read_frame
 from genpose_ros.data.pointcloud import TooFewPointsError, object_points, outline_margins
+from genpose_ros.pose.category import most_likely
 from genpose_ros.pose.support import table_plane
 from genpose_ros.pose.tracker import Tracker, TrackerSettings
 
@@ -166,19 +168,22 @@ def label_rest(frames: list) -> None:
 
 def segment(segmenter, estimator, frame, n_points: int, rng, out: dict):
     """The segmenter's detections of ``frame`` (its time in ``out["segment_ms"]``) and, as
-    ``detection_batch``, the points of those with enough depth: (detections, points, kept), the
-    categories of those kept as the estimator's category check makes them (``relabel``, counted
-    in ``out["relabelled"]``)."""
+    ``detection_batch``, the points of those with enough depth: (detections, points, kept,
+    evidence), the categories of those kept as the estimator's category check makes them (the
+    most likely of ``evidence``, `PoseEstimator.category_evidence`, None without a head; changes
+    counted in ``out["relabelled"]``)."""
     import time
-    from dataclasses import replace
 
     t0 = time.perf_counter()
     detections = segmenter.predict(frame.color, frame.depth, fx=frame.intrinsics.fx)
     out["segment_ms"].append(1e3 * (time.perf_counter() - t0))
     points, kept, _ = detection_batch(frame, detections, n_points, rng)
-    cats = estimator.relabel(points, [d.category for d in kept], [d.score for d in kept])
+    evidence = estimator.category_evidence(points, [d.category for d in kept], [d.score for d in kept])
+    if evidence is None:
+        return detections, points, kept, None
+    cats = most_likely(evidence, estimator.categories)
     out["relabelled"] = out.get("relabelled", 0) + sum(c != d.category for c, d in zip(cats, kept))
-    return detections, points, [replace(d, category=c) for d, c in zip(kept, cats)]
+    return detections, points, [replace(d, category=c) for d, c in zip(kept, cats)], evidence
 
 
 def detection_records(frame, image, kept: list, poses, rejected, out: dict) -> list[dict]:
@@ -206,7 +211,7 @@ def run_frame_detections(estimator, segmenter, frame, image, mode, overrides, n_
     """One frame with the segmenter's masks: records of every ground-truth object (matched or
     missed) and of every unmatched detection (false positive); with ``reject``, the detections
     config/estimator.yaml ``reject`` drops are left out (counted in ``out["rejected"]``)."""
-    detections, points, kept = segment(segmenter, estimator, frame, n_points, rng, out)
+    detections, points, kept, _ = segment(segmenter, estimator, frame, n_points, rng, out)
     if not kept:
         return detection_records(frame, image, [], (None,) * 4, None, out)
     plane = frame_plane(estimator, frame, np.stack([d.mask for d in detections]), support)
@@ -241,15 +246,17 @@ def run_tracking(estimator, root, overrides: dict | None = None, init_mode: str 
             frame = read_frame(prefix)
             image = len(out["frames"])
             if segmenter is not None:
-                detections, points, kept = segment(segmenter, estimator, frame, n_points, rng, out)
+                detections, points, kept, evidence = segment(segmenter, estimator, frame, n_points, rng, out)
                 poses, rejected = (None,) * 4, None
                 if kept:
                     step = tracker.step(points, [d.category for d in kept], [d.mask for d in kept],
                                         frame_plane(estimator, frame, np.stack([d.mask for d in detections]), support),
                                         frame.intrinsics if border else None,
-                                        [d.score for d in kept] if reject else None)
+                                        [d.score for d in kept] if reject else None, evidence)
                     (out["init_latency_ms"] if step.full else out["latency_ms"]).append(step.ms)
                     poses, rejected = (step.R, step.t, step.size, step.score), step.rejected
+                    out["voted"] = out.get("voted", 0) + sum(c != d.category for c, d in zip(step.categories, kept))
+                    kept = [replace(d, category=c) for d, c in zip(kept, step.categories)]
                 recs = detection_records(frame, image, kept, poses, rejected, out)
                 out["records"] += recs
                 out["frames"].append((prefix, frame, recs))

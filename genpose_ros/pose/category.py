@@ -4,9 +4,12 @@ feature of its points, and the fusion of that reading with the segmenter's class
 Mask R-CNN classifies from the image (at 320 px a distant mug and a camera, a can and a short
 bottle look alike); the points carry the object's 3D shape and size. The pose model's point
 encoder is category-agnostic (the category enters after it, ``PoseNet.encode``), so its feature
-of the same points serves a classifier at the cost of one small MLP. ``relabel`` combines both:
-the segmenter's class with its score as a prior (the other classes share the rest), the head's
-probabilities as the evidence, ``log p_points + prior_weight * log p_segmenter``.
+of the same points serves a classifier at the cost of one small MLP. ``fused_log_probs``
+combines both: the segmenter's class with its score as a prior (the other classes share the
+rest), the head's probabilities as the evidence, ``log p_points + prior_weight * log
+p_segmenter`` (`PoseEstimator.category_evidence`). pose_node and `genpose eval` take the most
+likely class of each frame's objects; the tracker sums the evidence over a track's frames
+(``pose/tracker.py``).
 
 The head belongs to the pose model whose features it learnt: its checkpoint
 (``genpose_ros.category/1``) records a digest of that encoder's weights, and an estimator with
@@ -69,18 +72,28 @@ def load_category_head(path):
     return load_net(CategoryHead, path, FORMAT, WHAT)
 
 
-def relabel(probs: np.ndarray, categories: list[str], scores, names: list[str], prior_weight: float) -> list[str]:
-    """The categories that fit points and segmenter together. ``probs`` (B, C) the head's
-    probabilities over ``names`` (read no lower than 1e-6); ``categories`` / ``scores`` (B,) the
-    segmenter's class and score (read in [0.01, 0.999]); its other classes share 1 - score. A
-    score of 1 (true masks) keeps its class."""
+def fused_log_probs(probs: np.ndarray, categories: list[str], scores, names: list[str],
+                    prior_weight: float) -> np.ndarray:
+    """(B, C) log-probabilities over ``names`` of the classes that fit points and segmenter together
+    (normalised over the classes). ``probs`` (B, C) the head's probabilities (read no lower than
+    1e-6); ``categories`` / ``scores`` (B,) the segmenter's class and score (read in [0.01, 0.999]);
+    its other classes share 1 - score. A score of 1 (true masks) makes its class certain (the
+    others read 1e-6)."""
     raw = np.asarray(scores, np.float64).reshape(-1)
     scores = np.clip(raw, 0.01, 0.999)
     prior = np.repeat(((1.0 - scores) / (len(names) - 1))[:, None], len(names), axis=1)
     given = np.array([names.index(c) for c in categories], dtype=np.int64)
     prior[np.arange(len(given)), given] = scores
     fused = np.log(np.clip(probs, 1e-6, None)) + prior_weight * np.log(prior)
-    return [c if s >= 1.0 else names[k] for c, s, k in zip(categories, raw, fused.argmax(axis=1))]
+    sure = raw >= 1.0
+    fused[sure] = np.log(1e-6)
+    fused[sure, given[sure]] = 0.0
+    return fused - np.logaddexp.reduce(fused, axis=1, keepdims=True)
+
+
+def most_likely(evidence: np.ndarray, names: list[str]) -> list[str]:
+    """The most likely class of each row of ``evidence`` (B, C) over ``names``."""
+    return [names[k] for k in np.asarray(evidence).argmax(axis=1)]
 
 
 # ----------------------------------------------------------------------------- training

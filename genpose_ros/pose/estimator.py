@@ -35,7 +35,7 @@ from genpose_ros.config import ConfigError, checked, did_you_mean, estimator_con
 from genpose_ros.evaluation.metrics import SYMMETRIC_CATEGORIES
 from genpose_ros.pose import sampling
 from genpose_ros.pose.border import BorderSettings, border_cuts, extend_cut
-from genpose_ros.pose.category import relabel
+from genpose_ros.pose.category import fused_log_probs
 from genpose_ros.pose.pointnet2 import select_grouping
 from genpose_ros.pose.sde import VESDE, get_sde
 from genpose_ros.pose.support import RestSettings, rest_on_plane
@@ -164,17 +164,18 @@ class PoseEstimator:
                           "genpose train --task category --init <pose checkpoint>)")
         return head.to(self.device), None
 
-    def relabel(self, points, categories: list[str], mask_scores) -> list[str]:
-        """The categories of objects a segmenter classified (``categories``, with its scores
-        ``mask_scores``) weighed against what the category head reads off their points (B, N, 3)
-        (``pose/category.py``; config/estimator.yaml ``category``); as given without a head."""
+    def category_evidence(self, points, categories: list[str], mask_scores) -> np.ndarray | None:
+        """(B, C) log-probabilities over ``self.categories`` of objects a segmenter classified
+        (``categories``, with its scores ``mask_scores``), its class weighed against what the
+        category head reads off their points (B, N, 3) (``pose/category.py`` ``fused_log_probs``;
+        config/estimator.yaml ``category``); None without a head."""
         if self.category_head is None or not len(categories):
-            return list(categories)
+            return None
         pts, _ = geometry.normalize_points(self._prepare_points(points))
         with torch.inference_mode():
             probs = self.category_head(self.model.encoder(pts)).softmax(-1).cpu().numpy()
-        return relabel(probs, list(categories), mask_scores, self.category_head.categories,
-                       self.config["category"]["prior_weight"])
+        return fused_log_probs(probs, list(categories), mask_scores, self.categories,
+                               self.config["category"]["prior_weight"])
 
     @classmethod
     def from_checkpoint(cls, path, device: str | torch.device = "cpu", config: dict | None = None,

@@ -10,15 +10,21 @@ distance between point-cloud centroids (`genpose_ros.identity.associate`). Track
 ``<category>_<track id>``; a new track takes the smallest id of its category that no live track
 holds, so names are reused once their object is gone. Used by ``ros/tracking_node.py`` and by
 ``genpose eval --mode tracking``.
+
+With the category check's evidence (a segmenter's masks, `PoseEstimator.category_evidence`) a
+track's class is the most likely of that evidence summed over its frames, as an identity's
+(`genpose_ros.identity`: ``category_memory``, ``category_min_p``); a track whose class changes
+takes a free id of its new class and is estimated from scratch.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from genpose_ros.config import default_mode
-from genpose_ros.identity import associate, lowest_free
+from genpose_ros.identity import associate, class_test, lowest_free, summed_evidence
+from genpose_ros.pose.category import most_likely
 
 
 @dataclass
@@ -32,12 +38,35 @@ class TrackerSettings:
     doubt_deg: float = 5.0           # a tracking step the pose verifier rates worse than this (deg) is
                                      # estimated from scratch too, in the same frame, and the better
                                      # rated of the two kept (0: off; needs the verifier)
+    category_memory: float = 0.8     # share of a track's summed category evidence kept each frame (0: each
+                                     # frame's own class; 1: all frames alike; with the category check)
+    category_min_p: float = 0.05     # a detection of another class continues a track when its evidence gives
+                                     # the track's class at least this probability (0: any, 1: none)
+
+    @classmethod
+    def with_overrides(cls, overrides: dict) -> "TrackerSettings":
+        """The defaults with ``overrides`` ({name: number}); a ValueError naming an unknown setting
+        or a value that is not a number."""
+        defaults = asdict(cls())
+        kw = {}
+        for key, value in overrides.items():
+            if key not in defaults:
+                raise ValueError(f"unknown tracker setting {key!r} (known: {', '.join(defaults)})")
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"tracker setting {key!r} must be a number, got {value!r}")
+            if isinstance(defaults[key], int) and value != int(value):
+                raise ValueError(f"tracker setting {key!r} must be a whole number, got {value!r}")
+            kw[key] = type(defaults[key])(value)
+        return cls(**kw)
 
     def __post_init__(self):
         if self.reinit_every < 0 or self.max_lost < 0:
             raise ValueError(f"reinit_every and max_lost must be >= 0 frames, got {self.reinit_every} and {self.max_lost}")
         if not self.doubt_deg >= 0:
             raise ValueError(f"doubt_deg must be >= 0 (0: off), got {self.doubt_deg}")
+        if not 0 <= self.category_memory <= 1 or not 0 <= self.category_min_p <= 1:
+            raise ValueError(f"category_memory and category_min_p must be in [0, 1], got "
+                             f"{self.category_memory} and {self.category_min_p}")
         if not self.max_jump > 0 or not self.max_centroid_dist >= 0 or not 0 <= self.iou_min <= 1:
             raise ValueError(f"tracking needs max_jump > 0 m, max_centroid_dist >= 0 m and iou_min in [0, 1], got "
                              f"{self.max_jump}, {self.max_centroid_dist} and {self.iou_min}")
@@ -55,6 +84,7 @@ class Track:
     lost: int = 0
     since_full: int = 0
     needs_full: bool = False
+    evidence: np.ndarray | None = None   # (C,) summed category log-probabilities (with the category check)
 
     @property
     def name(self) -> str:
@@ -65,6 +95,7 @@ class Track:
 class TrackStep:
     """Result of one frame, in the order of the frame's instances."""
     names: list[str]
+    categories: list[str]  # the classes the poses were estimated with (the tracks' with evidence)
     R: np.ndarray          # (B, 3, 3)
     t: np.ndarray          # (B, 3)
     size: np.ndarray       # (B, 3)
@@ -99,20 +130,28 @@ class Tracker:
         return n
 
     def step(self, points: np.ndarray, categories: list[str], masks: list[np.ndarray],
-             support_plane=None, intrinsics=None, mask_scores=None) -> TrackStep:
+             support_plane=None, intrinsics=None, mask_scores=None, evidence=None) -> TrackStep:
         """One frame: ``points`` (B, N, 3) camera frame, a category and an (H, W) bool mask per
         instance; ``support_plane``: the table's plane, and ``intrinsics``: the camera's, with the
         masks for boxes the image border cuts, as ``PoseEstimator.estimate`` takes them;
         ``mask_scores``: the segmenter's, for config/estimator.yaml ``reject`` (a rejected
-        instance gets no name and leaves its track unseen)."""
+        instance gets no name and leaves its track unseen); ``evidence``: (B, C) category
+        log-probabilities over the estimator's categories (`PoseEstimator.category_evidence`),
+        summed over each track's frames (module docstring)."""
         s = self.settings
         centroids = [p.mean(axis=0) for p in points]
-        match = associate(self.tracks, masks, centroids, categories, s.iou_min, s.max_centroid_dist)
+        names = list(self.estimator.categories)
+        match = associate(self.tracks, masks, centroids, categories, s.iou_min, s.max_centroid_dist,
+                          class_test(categories, evidence, names, s.category_min_p))
+        votes = summed_evidence(self.tracks, match, evidence, s.category_memory)
+        if votes is not None:
+            categories = most_likely(votes, names)
         warm = [i for i, j in enumerate(match) if j is not None and not self.tracks[j].needs_full
+                and self.tracks[j].category == categories[i]
                 and not (s.reinit_every and self.tracks[j].since_full + 1 >= s.reinit_every)]
         full = [i for i in range(len(categories)) if i not in warm]
         B = len(categories)
-        out = TrackStep([], np.tile(np.eye(3, dtype=np.float32), (B, 1, 1)), np.zeros((B, 3), np.float32),
+        out = TrackStep([], list(categories), np.tile(np.eye(3, dtype=np.float32), (B, 1, 1)), np.zeros((B, 3), np.float32),
                         np.zeros((B, 3), np.float32), np.zeros(B, np.float32), warm, full,
                         hypotheses=[None] * B)
         reject = mask_scores is not None and self.estimator.rejects
@@ -145,7 +184,7 @@ class Tracker:
         self.n_tracked += len(warm)
         if mask_scores is not None:
             out.rejected = self.estimator.rejected([rated.get(i, np.nan) for i in range(B)], mask_scores)
-        out.names = self._update(match, warm, categories, masks, centroids, out)
+        out.names = self._update(match, warm, categories, masks, centroids, votes, out)
         return out
 
     def _estimate(self, out: TrackStep, idx: list[int], points, categories, mode: str, masks, intrinsics,
@@ -160,7 +199,7 @@ class Tracker:
         out.ms += self.estimator.last_timing["total_ms"]
         return est.rating
 
-    def _update(self, match, warm, categories, masks, centroids, out: TrackStep) -> list[str]:
+    def _update(self, match, warm, categories, masks, centroids, votes, out: TrackStep) -> list[str]:
         s, names, seen = self.settings, [], set()
         for i, cat in enumerate(categories):
             if out.rejected is not None and out.rejected[i]:
@@ -175,11 +214,15 @@ class Tracker:
                 self.tracks.append(tr)
             else:
                 tr = self.tracks[j]
+                if tr.category != cat:   # its evidence now favours another class: a name of that class
+                    tr.category = cat
+                    tr.track_id = lowest_free(k.track_id for k in self.tracks if k.category == cat and k is not tr)
                 jump = float(np.linalg.norm(T[:3, 3] - tr.T[:3, 3])) if i in warm else 0.0
                 tr.T, tr.size, tr.score, tr.mask, tr.centroid = T, out.size[i], float(out.score[i]), masks[i], centroids[i]
                 tr.lost = 0
                 tr.since_full = tr.since_full + 1 if i in warm else 0
                 tr.needs_full = jump > s.max_jump or tr.score < s.min_track_score
+            tr.evidence = None if votes is None else votes[i]
             seen.add(id(tr))
             names.append(tr.name)
         for tr in self.tracks:

@@ -33,6 +33,7 @@ from vision_msgs.msg import Detection2DArray
 from genpose_ros.identity import IdentityTable
 from genpose_ros.paths import pose_checkpoint
 from genpose_ros.pose.canonical import canonical_poses, pose_covariance
+from genpose_ros.pose.category import most_likely
 from genpose_ros.pose.support import table_plane
 from genpose_ros.pose.tracker import TrackerSettings
 from genpose_ros.ros.frame_input import InputProblem, instance_points, read_frame
@@ -43,6 +44,7 @@ from genpose_ros.ros.qos import InputSubscription
 from genpose_ros.ros.spin import run_node, shutting_down
 from genpose_ros.ros.sync import ApproximateSync, StampOrder, Worker, stamp_ns
 
+IDENTITY_PARAMS = ("iou_min", "max_centroid_dist", "max_lost", "category_memory", "category_min_p")
 PARAMS = {  # the one table of this node's parameters and defaults (config/pose_node.yaml mirrors it)
     "checkpoint": "",             # "" = the newest models/genpose_*.pt
     "device": "cpu",
@@ -73,14 +75,16 @@ PARAMS = {  # the one table of this node's parameters and defaults (config/pose_
     "publish_overlay": True,
     "gravity_frame": "",          # a TF frame whose +z is up (the robot's base); set: a table plane whose normal
     "support_max_tilt_deg": 30.0,  # is further than this from it (a wall) is not used (config/estimator.yaml support)
-    # identity across frames: minimum mask IoU, or maximum point-centroid distance (m), and
-    # the frames an unseen object keeps its name; the defaults of the tracker's association
-    **{k: getattr(TrackerSettings(), k) for k in ("iou_min", "max_centroid_dist", "max_lost")},
+    # identity across frames: minimum mask IoU, or maximum point-centroid distance (m), the frames
+    # an unseen object keeps its name, and how its class sums the category check's evidence over
+    # frames (genpose_ros.identity); the defaults of the tracker's association
+    **{k: getattr(TrackerSettings(), k) for k in IDENTITY_PARAMS},
 }
 DYNAMIC = ("min_score", "min_points", "max_instances")   # read at every frame: `ros2 param set` changes them
 BOUNDS = {"threads": ">=0", "input_timeout": ">=0", "n_points": ">=0", "min_points": ">=1", "min_score": "0..1",
           "max_instances": ">=0", "min_depth": ">0", "max_depth": ">0", "support_max_tilt_deg": "0..90",
-          "iou_min": "0..1", "max_centroid_dist": ">=0", "max_lost": ">=0"}   # params.check_range
+          "iou_min": "0..1", "max_centroid_dist": ">=0", "max_lost": ">=0", "category_memory": "0..1",
+          "category_min_p": "0..1"}   # params.check_range
 
 
 def load_estimator(checkpoint: str, device: str, seed: int = 0):
@@ -139,8 +143,8 @@ class PoseNode(Node):
         self.frame_times: deque[float] = deque(maxlen=200)
         self.frames_done = self.n_rejected = self.n_relabelled = 0
         self._info = None
-        self.identities = IdentityTable(self.p["iou_min"], self.p["max_centroid_dist"],
-                                        self.p["max_lost"])
+        self.identities = IdentityTable(*(self.p[k] for k in IDENTITY_PARAMS[:3]), self.estimator.categories,
+                                        *(self.p[k] for k in IDENTITY_PARAMS[3:]))
         if self.p["gravity_frame"]:  # the world's up direction for the table plane
             from genpose_ros.ros.tf import TransformBuffer, TransformListener
 
@@ -255,8 +259,8 @@ class PoseNode(Node):
                                 self.p["min_score"])
         for w in batch.warnings:
             self.warn(w)
-        self.check_categories(batch)
-        names, cats, R, t, size, score, hyp = self.estimate(frame, batch)
+        evidence = self.check_categories(batch)
+        names, cats, R, t, size, score, hyp = self.estimate(frame, batch, evidence)
         R, hyp = canonical_poses(R, t, cats, hyp)
         cov = [pose_covariance(R[i], t[i], None if hyp is None else hyp[i]) for i in range(len(cats))]
         names = [self.p["frame_prefix"] + n for n in names]
@@ -270,31 +274,39 @@ class PoseNode(Node):
 
     def check_categories(self, batch):
         """The segmenter's categories weighed against the points' (the estimator's category check,
-        config/estimator.yaml ``category``); changed ones counted for the closing report."""
-        cats = self.estimator.relabel(batch.points, [i.category for i in batch.instances], seg_scores(batch))
-        for inst, cat in zip(batch.instances, cats):
+        config/estimator.yaml ``category``): each instance takes its most likely class (changed
+        ones counted for the closing report); returns the evidence (B, C) or None without a head."""
+        evidence = self.estimator.category_evidence(batch.points, [i.category for i in batch.instances],
+                                                    seg_scores(batch))
+        if evidence is None:
+            return None
+        for inst, cat in zip(batch.instances, most_likely(evidence, self.estimator.categories)):
             if cat != inst.category:
                 self.get_logger().debug(f"instance {inst.instance_id}: {inst.category} -> {cat} (category check)")
                 self.n_relabelled += 1
                 inst.category = cat
+        return evidence
 
-    def estimate(self, frame, batch):
+    def estimate(self, frame, batch, evidence=None):
         """(names, categories, R, t, size, score, hypotheses: B arrays (K, 4, 4)) for the
-        instances of ``batch``; names stable across frames."""
+        instances of ``batch``; names stable across frames. ``evidence``: `check_categories`'
+        (tracking_node sums it over its tracks' frames)."""
         cats = [inst.category for inst in batch.instances]
         if not cats:
             return [], [], *empty_result(0), None
+        masks, cents = [i.mask for i in batch.instances], centroids(batch)
+        cats = self.identities.classes(cats, masks, cents, evidence)   # an object's class over its frames
         est = self.estimator.estimate(batch.points, cats, mode=self.p["mode"], return_hypotheses=True,
                                       support_plane=self.support_plane(frame),
-                                      masks=[i.mask for i in batch.instances], intrinsics=frame.intrinsics,
+                                      masks=masks, intrinsics=frame.intrinsics,
                                       mask_scores=seg_scores(batch), **self.overrides)
         keep = self.count_rejected(est.rejected)
         if not len(keep):
             return [], [], *empty_result(0), None
         est, batch = est.take(keep), batch.take(keep)
-        cats = [inst.category for inst in batch.instances]
         score = est.score * seg_scores(batch)  # mask confidence x agreement of the pose samples
-        names = self.identities.assign(cats, [i.mask for i in batch.instances], centroids(batch))
+        names, cats = self.identities.assign([cats[i] for i in keep], [masks[i] for i in keep], [cents[i] for i in keep],
+                                             None if evidence is None else evidence[keep])
         return names, cats, est.R, est.t, est.size, score, list(est.hypotheses)
 
     def count_rejected(self, rejected) -> np.ndarray:

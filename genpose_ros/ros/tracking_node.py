@@ -7,7 +7,9 @@ on ``<output_prefix>/reset`` (std_msgs/Empty).
 
 Association across frames: same class, then greedily by mask IoU with the track's last mask and
 by the distance between point-cloud centroids (``genpose_ros.pose.tracker.Tracker``, the class
-``genpose eval --mode tracking`` evaluates). TF frames are ``<frame_prefix><category>_<track id>``;
+``genpose eval --mode tracking`` evaluates). A track's class is the most likely one of the
+category check's evidence summed over its frames (``category_memory``), so one frame's wrong
+class from the segmenter does not rename it. TF frames are ``<frame_prefix><category>_<track id>``;
 a new track takes the smallest id of its class that no live track holds, so frame names are
 reused once their object is gone. Same outputs as pose_node (stable yaw, covariance of the
 candidates: `genpose_ros.pose.canonical`).
@@ -46,7 +48,7 @@ class TrackingNode(PoseNode):
     def on_restart(self):
         self._reset.set()
 
-    def estimate(self, frame, batch):
+    def estimate(self, frame, batch, evidence=None):
         if self._reset.is_set():
             self._reset.clear()
             n = self.tracker.reset()
@@ -54,9 +56,9 @@ class TrackingNode(PoseNode):
         cats = [i.category for i in batch.instances]
         scores = seg_scores(batch)
         step = self.tracker.step(batch.points, cats, [i.mask for i in batch.instances], self.support_plane(frame),
-                                 frame.intrinsics, scores)
+                                 frame.intrinsics, scores, evidence)
         keep = self.count_rejected(step.rejected)
-        return ([step.names[i] for i in keep], [cats[i] for i in keep], step.R[keep], step.t[keep],
+        return ([step.names[i] for i in keep], [step.categories[i] for i in keep], step.R[keep], step.t[keep],
                 step.size[keep], (step.score * scores)[keep], [step.hypotheses[i] for i in keep])
 
     def destroy_node(self):
