@@ -84,6 +84,22 @@ def test_train_task_category_and_the_estimator_uses_only_its_own_models_head(
     assert est_relabel(est, points, ["mug", "bowl", "laptop"], [1.0, 1.0, 1.0]) == ["mug", "bowl", "laptop"]  # true masks
     assert est_relabel(est, np.zeros((0, 128, 3), np.float32), [], []) == []
 
+    # estimate reuses the check's encoder pass for the same clouds (all or some), with the same result
+    calls = []
+    est.model.encoder.register_forward_hook(lambda *_: calls.append(1))
+    cats = ["mug", "can", "bowl"]
+    points = (rng.normal(size=(3, est.n_points, 3)) * 0.03 + [0, 0, 0.8]).astype(np.float32)   # the model's size
+    fresh = [est.estimate(points[rows], [cats[i] for i in rows], mode="regression") for rows in ([0, 1, 2], [2, 0])]
+    assert len(calls) == 2
+    est.category_evidence(points, cats, [0.6] * 3)
+    reused = [est.estimate(points[rows], [cats[i] for i in rows], mode="regression") for rows in ([0, 1, 2], [2, 0])]
+    assert len(calls) == 3   # the check's pass only
+    for a, b in zip(fresh, reused):
+        np.testing.assert_array_equal(a.R, b.R)
+        np.testing.assert_array_equal(a.t, b.t)
+    est.estimate(points[:2] + 0.01, cats[:2], mode="regression")   # other clouds: encoded anew
+    assert len(calls) == 4
+
     # another pose model (other weights): the head is not used, and the estimator says why
     other = load_checkpoint(tiny_pose_checkpoint)
     name = next(k for k in other["model"] if k.startswith("encoder."))

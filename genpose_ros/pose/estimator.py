@@ -88,6 +88,7 @@ class PoseEstimator:
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.rng = np.random.default_rng(seed)
         self.last_timing: dict = {}
+        self._encoded = None   # (clouds, grouping, feature) of the last category_evidence call, for estimate
         self.size_net = self._load_size_net(self.config["size"])
         self.verifier = self._load_verifier(self.config["verifier"]["checkpoint"])
         self.category_head, self.category_note = self._load_category_head(self.config["category"]["checkpoint"])
@@ -173,9 +174,25 @@ class PoseEstimator:
             return None
         pts, _ = geometry.normalize_points(self._prepare_points(points))
         with torch.inference_mode():
-            probs = self.category_head(self.model.encoder(pts)).softmax(-1).cpu().numpy()
+            grouping = self.model.encoder.group(pts)
+            feature = self.model.encoder(pts, grouping)
+            probs = self.category_head(feature).softmax(-1).cpu().numpy()
+        self._encoded = (pts, grouping, feature)   # `estimate` of these clouds (or some of them) reuses them
         return fused_log_probs(probs, list(categories), mask_scores, self.categories,
                                self.config["category"]["prior_weight"])
+
+    def _encoder_inputs(self, pts: torch.Tensor):
+        """(grouping, encoder feature or None) of the centred clouds ``pts`` (B, N, 3): the last
+        `category_evidence` call's when it saw every one of them (the encoder is deterministic),
+        else a fresh grouping and no feature."""
+        if self._encoded is not None:
+            seen, grouping, feature = self._encoded
+            rows = [next((j for j in range(len(seen)) if seen[j].shape == p.shape and torch.equal(seen[j], p)), None)
+                    for p in pts]
+            if len(rows) and None not in rows:
+                rows = torch.tensor(rows, device=pts.device)
+                return select_grouping(grouping, rows), feature[rows]
+        return self.model.encoder.group(pts), None
 
     @classmethod
     def from_checkpoint(cls, path, device: str | torch.device = "cpu", config: dict | None = None,
@@ -399,8 +416,8 @@ class PoseEstimator:
             kwargs["tracking"] = self.polish
         roll = {k: kwargs.pop(k) for k in ROLL_KEYS if k in kwargs}
         tilt = {k: kwargs.pop(k) for k in TILT_KEYS if k in kwargs}
-        grouping = self.model.encoder.group(pts)  # neighbour indices, shared with the roll check's rolled clouds
-        cond = self.model.encode(pts, cat, grouping)  # (B, F) once per object
+        grouping, feature = self._encoder_inputs(pts)  # neighbour indices, shared with the roll check's rolled clouds
+        cond = self.model.encode(pts, cat, grouping, feature)  # (B, F) once per object
         t_enc = time.perf_counter()
         sample = sampling.get_sampler(mode)(self.model, self.sde, cond, generator=self.generator, **kwargs)
         R, t = geometry.denormalize_pose(sample.pose, centroid)

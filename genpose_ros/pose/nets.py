@@ -149,15 +149,19 @@ class PoseNet(nn.Module):
             idx.append(self.categories.index(c))
         return torch.tensor(idx, dtype=torch.long, device=self.size_prior.device)
 
-    def encode(self, points: torch.Tensor, category: torch.Tensor, grouping: list | None = None) -> torch.Tensor:
+    def encode(self, points: torch.Tensor, category: torch.Tensor, grouping: list | None = None,
+               feature: torch.Tensor | None = None) -> torch.Tensor:
         """Centred points (B, N, 3) + category indices (B,) -> conditioning feature (B, F);
         ``grouping``: the encoder's neighbour indices of the same clouds up to a rigid motion
-        (``PointNet2Encoder.group``), or None to search them."""
+        (``PointNet2Encoder.group``), or None to search them; ``feature``: the encoder's output
+        for these points when already computed (the category check's)."""
         if category.shape != points.shape[:1]:
             raise ValueError(f"category: expected shape ({points.shape[0]},), got {tuple(category.shape)}")
         if category.numel() and (category.min() < 0 or category.max() >= len(self.categories)):
             raise ValueError(f"category index out of range 0..{len(self.categories) - 1}")
-        return torch.cat([self.encoder(points, grouping), self.cat_embed(category)], dim=-1)
+        if feature is None:
+            feature = self.encoder(points, grouping)
+        return torch.cat([feature, self.cat_embed(category)], dim=-1)
 
     def regress(self, cond: torch.Tensor) -> torch.Tensor:
         """(B, F) -> (B, 9) pose vector relative to the centroid."""
