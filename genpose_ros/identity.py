@@ -106,10 +106,11 @@ class Identity:
 
 class IdentityTable:
     """Stable names for the instances of consecutive frames (see the module docstring); ``names``:
-    the classes of the evidence's columns; ``memory`` and ``min_p`` as there."""
+    the classes of the evidence's columns; ``memory`` and ``min_p`` as there (pose_node passes its
+    parameters; the defaults here give each frame's own class)."""
 
-    def __init__(self, iou_min: float, max_dist: float, max_lost: int, names=(), memory: float = 0.8,
-                 min_p: float = 0.05):
+    def __init__(self, iou_min: float, max_dist: float, max_lost: int, names=(), memory: float = 0.0,
+                 min_p: float = 1.0):
         self.iou_min, self.max_dist, self.max_lost = iou_min, max_dist, max_lost
         self.names, self.memory, self.min_p = list(names), memory, min_p
         self.known: list[Identity] = []

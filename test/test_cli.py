@@ -42,7 +42,7 @@ def test_sampler_override_type_is_checked_before_the_model_loads(capsys, tmp_pat
                           (["--mode", "tracking", "--tracker", "max_lost=1.5"],
                            "tracker setting 'max_lost' must be a whole number, got 1.5"),
                           (["--mode", "tracking", "--tracker", "category_memory=2"],
-                           "category_memory and category_min_p must be in [0, 1], got 2.0 and 0.05")):
+                           "category_memory and category_min_p must be in [0, 1], got 2.0 and 0.001")):
         rc, err = _run(capsys, "eval", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
                        "--checkpoint", str(tmp_path / "none.pt"), *args)
         assert rc == 2 and message in _one_line(err), (args, err)

@@ -40,7 +40,7 @@ class TrackerSettings:
                                      # rated of the two kept (0: off; needs the verifier)
     category_memory: float = 0.8     # share of a track's summed category evidence kept each frame (0: each
                                      # frame's own class; 1: all frames alike; with the category check)
-    category_min_p: float = 0.05     # a detection of another class continues a track when its evidence gives
+    category_min_p: float = 0.001    # a detection of another class continues a track when its evidence gives
                                      # the track's class at least this probability (0: any, 1: none)
 
     @classmethod

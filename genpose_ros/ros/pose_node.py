@@ -305,8 +305,8 @@ class PoseNode(Node):
             return [], [], *empty_result(0), None
         est, batch = est.take(keep), batch.take(keep)
         score = est.score * seg_scores(batch)  # mask confidence x agreement of the pose samples
-        names, cats = self.identities.assign([cats[i] for i in keep], [masks[i] for i in keep], [cents[i] for i in keep],
-                                             None if evidence is None else evidence[keep])
+        names, cats = self.identities.assign([cats[i] for i in keep], [masks[i] for i in keep],
+                                             [cents[i] for i in keep], None if evidence is None else evidence[keep])
         return names, cats, est.R, est.t, est.size, score, list(est.hypotheses)
 
     def count_rejected(self, rejected) -> np.ndarray:
