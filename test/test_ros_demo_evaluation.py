@@ -25,3 +25,23 @@ def test_unmatched_detections_are_false_positives():
     tab = nocs_tables(records)
     assert tab["accuracy"]["5deg2cm"]["mug"] == 100.0
     assert tab["mAP"]["5deg2cm"]["mug"] == pytest.approx(50.0)  # the far one ranks first
+
+
+def test_each_object_takes_the_detection_nearest_to_it_within_its_extent():
+    """Two mugs, one detection on the second: it is the second's (not the first's because the
+    first comes first), and the first is missed; a detection beyond an object's extent is no
+    match, even when it is the only one of its class."""
+    I, size = np.eye(3), np.array([0.12, 0.1, 0.09])   # half the diagonal: 9.1 cm
+    near = InstanceGT(instance_id=7, category="mug", R=I, t=np.array([0.02, 0.23, 0.49]), size=size,
+                      handle_visible=True)
+    far = InstanceGT(instance_id=8, category="mug", R=I, t=np.array([0.23, -0.16, 0.80]), size=size,
+                     handle_visible=True)
+    truth = ground_truth_to_msg(Header(), [near, far])
+    dets = detections_to_msg(Header(), ["mug_0"], ["mug"], [I], [far.t + [0.01, 0, 0]], [size], [0.9])
+    records, _ = evaluate(SimpleNamespace(detections={1: dets}, ground_truth={1: truth}))
+    assert [(r["gt_id"], r["name"]) for r in records] == [("7", None), ("8", "mug_0")]
+    assert records[1]["trans_err_cm"] == pytest.approx(1.0, abs=1e-6)
+    dets = detections_to_msg(Header(), ["mug_0"], ["mug"], [I], [near.t + [0.1, 0, 0]], [size], [0.9])
+    records, lines = evaluate(SimpleNamespace(detections={1: dets}, ground_truth={1: truth}))
+    assert [r["name"] for r in records] == [None, None, "mug_0"] and records[2]["R_gt"] is None
+    assert "false positive" in lines[2]

@@ -188,10 +188,25 @@ def stage_timing(rec: Recorder) -> dict:
                         "pose": _rate(a["detections"].values())}}
 
 
+def match_objects(truths: list[dict], preds: list[dict]) -> dict[int, int]:
+    """{ground-truth index: prediction index}: pairs of the same category whose predicted centre
+    lies within the object's bounding sphere (half its box diagonal), taken nearest first, one
+    to one."""
+    pairs = sorted((d, g, j) for g, gt in enumerate(truths) for j, p in enumerate(preds)
+                   if p["category"] == gt["category"]
+                   and (d := float(np.linalg.norm(p["t"] - gt["t"]))) <= 0.5 * float(np.linalg.norm(gt["size"])))
+    match, used = {}, set()
+    for _, g, j in pairs:
+        if g not in match and j not in used:
+            match[g] = j
+            used.add(j)
+    return match
+
+
 def evaluate(rec: Recorder) -> tuple[list[dict], list[str]]:
-    """Per-object records (nocs_tables layout + names and errors), matched per category by the
-    nearest predicted centre; unmatched ground truth counts as missed, an unmatched detection
-    is a false positive (``R_gt`` None)."""
+    """Per-object records (nocs_tables layout + names and errors), matched by `match_objects`;
+    unmatched ground truth counts as missed, an unmatched detection is a false positive
+    (``R_gt`` None)."""
     from genpose_ros.evaluation import metrics
     from genpose_ros.ros.conversions import detections_from_msg
     from genpose_ros.ros.realsense_node import ground_truth_from_msg
@@ -201,18 +216,15 @@ def evaluate(rec: Recorder) -> tuple[list[dict], list[str]]:
         if k not in rec.ground_truth:
             continue
         preds = detections_from_msg(rec.detections[k])
-        used = set()
-        for gt in ground_truth_from_msg(rec.ground_truth[k]):
-            cands = [(float(np.linalg.norm(p["t"] - gt["t"])), j) for j, p in enumerate(preds)
-                     if p["category"] == gt["category"] and j not in used]
+        truths = ground_truth_from_msg(rec.ground_truth[k])
+        match = match_objects(truths, preds)
+        for g, gt in enumerate(truths):
             r = dict(frame=i, image=i, stamp=k, gt_id=gt["id"], category=gt["category"],
                      handle_visible=gt["handle_visible"],
                      R_gt=gt["R"], t_gt=gt["t"], size_gt=gt["size"], R_pred=None, t_pred=None,
                      size_pred=None, score=None, name=None)
-            if cands:
-                _, j = min(cands)
-                used.add(j)
-                p = preds[j]
+            if g in match:
+                p = preds[match[g]]
                 r.update(R_pred=p["R"], t_pred=p["t"], size_pred=p["size"], score=p["score"], name=p["id"])
                 err = metrics.record_errors(r)
                 r.update(rot_err_deg=err["rot"], trans_err_cm=err["trans"], iou=err["iou"],
@@ -222,7 +234,7 @@ def evaluate(rec: Recorder) -> tuple[list[dict], list[str]]:
             else:
                 lines.append(f"  frame {i:3d}  {gt['category']:<10s} (instance {gt['id']}) missed")
             records.append(r)
-        for j in sorted(set(range(len(preds))) - used):
+        for j in sorted(set(range(len(preds))) - set(match.values())):
             p = preds[j]
             records.append(dict(frame=i, image=i, stamp=k, category=p["category"], handle_visible=True, R_gt=None,
                                 t_gt=None, size_gt=None, R_pred=p["R"], t_pred=p["t"], size_pred=p["size"],
