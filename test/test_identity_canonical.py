@@ -148,6 +148,11 @@ def test_sequence_consistency_counts_switches_and_turns():
     assert c["turn_deg"]["symmetric"]["max"] == pytest.approx(np.degrees(1.0))
     assert c["turn_deg"]["symmetric"]["median"] == pytest.approx(0.0, abs=1e-6)
     assert c["turn_deg"]["other"]["n"] == 1
+    # the next scene's can 1 (another size) is another object: no switch from the first one's name
+    later = [dict(r, frame=r["frame"] + 4, size_gt=np.array([0.07, 0.12, 0.07]), name="can_3") for r in recs[:4]]
+    first = [dict(r, size_gt=np.array([0.06, 0.1, 0.06])) for r in recs[:4]]
+    c = sequence_consistency(first + later)
+    assert (c["objects"], c["distinct_names"], c["pairs"], c["id_switches"]) == (2, 3, 6, 1)
 
 
 def test_stable_yaw_of_a_batch_equals_one_by_one():

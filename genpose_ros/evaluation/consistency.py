@@ -3,8 +3,10 @@ of symmetric objects stay put (docs/ros.md, "Object frames and what a detection 
 
 Input: per-object records of consecutive frames matched to the ground truth (as
 `genpose_ros.ros.demo.evaluate` makes them): ``frame``, ``gt_id``, ``category``,
-``handle_visible``, ``name`` (None when missed), ``R_pred`` and ``R_gt`` (3, 3); false
-positives (``R_gt`` None) have no object to follow and are left out.
+``handle_visible``, ``name`` (None when missed), ``R_pred`` and ``R_gt`` (3, 3), and
+``size_gt`` when known; false positives (``R_gt`` None) have no object to follow and are left
+out. An object is its id, class and size: the simulator numbers the objects of each scene
+anew, and the next scene's object 1 is another object (of another size).
 """
 from __future__ import annotations
 
@@ -34,7 +36,8 @@ def sequence_consistency(records: list[dict]) -> dict:
     by_object = defaultdict(list)
     for r in records:
         if r.get("name") is not None and r.get("R_gt") is not None:
-            by_object[(r["gt_id"], r["category"])].append(r)
+            size = r.get("size_gt")
+            by_object[(r["gt_id"], r["category"], None if size is None else tuple(np.round(size, 5)))].append(r)
     pairs = switches = 0
     names = []
     turns = {"symmetric": [], "other": []}
