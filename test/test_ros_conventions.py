@@ -14,6 +14,7 @@ import rclpy
 from geometry_msgs.msg import PoseArray  # noqa: E402
 from rcl_interfaces.msg import Log  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.qos import qos_profile_rosout_default  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 from tf2_msgs.msg import TFMessage  # noqa: E402
@@ -112,7 +113,8 @@ def test_best_effort_camera_connects(ros_context, tiny_pose_checkpoint):
                 "det2d": node.create_publisher(Detection2DArray, "/genpose/detections_2d", reliable)}
         dets, logs = [], []
         node.create_subscription(Detection3DArray, "/genpose/detections", dets.append, reliable)
-        node.create_subscription(Log, "/rosout", lambda m: logs.append(m.msg) if m.name == "pose_node" else None, 100)
+        node.create_subscription(Log, "/rosout", lambda m: logs.append(m.msg) if m.name == "pose_node" else None,
+                                 qos_profile_rosout_default)   # transient local: a line sent before it matched comes too
         assert spin_until(ex, lambda: all(p.get_subscription_count() for p in pubs.values()), 60.0)
         intr = Intrinsics(160, 120, 153.75, 153.75, 80.0, 60.0)
         depth = np.full((120, 160), 800, np.uint16)
