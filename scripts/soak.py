@@ -55,7 +55,7 @@ def record(minutes: float, out: Path, every_s: float, launch_args: list[str]) ->
     graph = subprocess.Popen([sys.executable, "-m", "genpose_ros.cli", "launch", "sim.launch.yaml", *launch_args],
                              stdout=open(out / "launch.log", "w"), stderr=subprocess.STDOUT, cwd=REPO,
                              start_new_session=True)
-    rclpy.init()
+    rclpy.init(args=[sys.argv[0]])   # not the launch arguments: they are not ROS arguments of this node
     node = rclpy.create_node("soak_monitor")
     arrivals: list[tuple[float, float]] = []
 
