@@ -45,8 +45,8 @@ class TrackerSettings:
 
     @classmethod
     def with_overrides(cls, overrides: dict) -> "TrackerSettings":
-        """The defaults with ``overrides`` ({name: number}); a ValueError naming an unknown setting
-        or a value that is not a number."""
+        """The defaults with ``overrides`` ({name: number}, e.g. `genpose eval --tracker`); a
+        ValueError naming an unknown setting or a value that is not a number of its kind."""
         defaults = asdict(cls())
         kw = {}
         for key, value in overrides.items():
@@ -151,9 +151,9 @@ class Tracker:
                 and not (s.reinit_every and self.tracks[j].since_full + 1 >= s.reinit_every)]
         full = [i for i in range(len(categories)) if i not in warm]
         B = len(categories)
-        out = TrackStep([], list(categories), np.tile(np.eye(3, dtype=np.float32), (B, 1, 1)), np.zeros((B, 3), np.float32),
-                        np.zeros((B, 3), np.float32), np.zeros(B, np.float32), warm, full,
-                        hypotheses=[None] * B)
+        out = TrackStep([], list(categories), np.tile(np.eye(3, dtype=np.float32), (B, 1, 1)),
+                        np.zeros((B, 3), np.float32), np.zeros((B, 3), np.float32), np.zeros(B, np.float32),
+                        warm, full, hypotheses=[None] * B)
         reject = mask_scores is not None and self.estimator.rejects
         doubted: dict[int, float] = {}
         rated: dict[int, float] = {}   # the final pose's rating, for reject
