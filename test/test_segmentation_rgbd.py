@@ -99,6 +99,26 @@ def test_depth_cleanup_drops_the_background_caught_by_a_mask():
     assert all((a.mask == b.mask).all() for a, b in zip(seg.predict(rgb), raw))
 
 
+def test_a_detection_without_depth_under_it_is_left_out():
+    """``min_depth_pixels``: a mask over pixels the depth does not see (background beyond its
+    range) has nothing to pose; with no depth image at all every detection stays."""
+    torch.manual_seed(0)
+    model = build_model(RGB).eval()
+    model.roi_heads.mask_predictor.mask_fcn_logits.bias.data[:] = 20.0   # masks: whole boxes
+    rgb = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    raw = Segmenter(model, RGB, score_threshold=0.0, depth_cleanup=False).predict(rgb)
+    assert len(raw) >= 2
+    depth = np.full((96, 128), 700, np.uint16)
+    depth[raw[0].mask & ~raw[1].mask] = 0                # the first one's pixels but the second's: no depth
+    seen = int(np.count_nonzero(raw[0].mask & (depth > 0)))
+    for need, kept in ((seen + 1, False), (seen, True), (0, True)):
+        seg = Segmenter(model, RGB, score_threshold=0.0, depth_cleanup=False, min_depth_pixels=need)
+        out = seg.predict(rgb, depth)
+        assert len(out) == len(raw) - (not kept)
+        assert any(np.array_equal(d.mask, raw[0].mask) for d in out) == kept
+        assert len(seg.predict(rgb)) == len(raw)          # no depth image: nothing to judge by
+
+
 def test_segmenter_rejects_depth_of_another_size():
     seg = Segmenter(build_model(RGBD), RGBD)
     with pytest.raises(ValueError, match="align depth to colour"):

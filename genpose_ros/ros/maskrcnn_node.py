@@ -14,7 +14,8 @@ Sources:
   model) the depth image also trims every mask: parts cut off from the object by a depth step
   (background caught at the outline) are dropped; with ``support_plane`` it fits them to the
   table: pixels on the table's plane are dropped (and, with ``support_grow_px`` > 0, free
-  pixels above it along an object's foot are added).
+  pixels above it along an object's foot are added). With a depth image, a detection with
+  fewer than ``min_depth_pixels`` valid depth pixels under its mask is left out.
 - ``ground_truth``: republishes the simulator's true masks pair (realsense_node ``source: sim``)
   on the same output topics, to evaluate the pose stage alone.
 
@@ -60,6 +61,7 @@ PARAMS = {
     "mask_threshold": 0.5,
     "duplicate_overlap": 0.8,      # a detection with more of its mask under better ones is left out
     "depth_cleanup": True,         # drop mask parts cut off by depth steps (background at outlines)
+    "min_depth_pixels": 50,        # with depth: a detection with fewer valid depth pixels is left out
     "support_plane": True,         # fit masks to the table plane (segmentation/support.py)
     "support_trim_height": 0.003,  # m, mask pixels closer to the plane are dropped
     "support_grow_px": 0,          # px, masks grow onto free pixels ...
@@ -80,7 +82,7 @@ PARAMS = {
     "output_qos": "reliable",
     "output_qos_depth": 5,
 }
-BOUNDS = {"threads": ">=0", "depth_slop": ">=0", "depth_wait": ">=0", "expected_width": ">=0",
+BOUNDS = {"threads": ">=0", "min_depth_pixels": ">=0", "depth_slop": ">=0", "depth_wait": ">=0", "expected_width": ">=0",
           "expected_height": ">=0", "gt_slop": ">=0"}   # params.check_range; the thresholds: segmenter_options
 
 

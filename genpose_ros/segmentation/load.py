@@ -31,6 +31,7 @@ def segmenter_options(params: dict | None = None) -> dict:
     return {"score_threshold": threshold("score_threshold", params["score_threshold"]),
             "mask_threshold": threshold("mask_threshold", params["mask_threshold"]),
             "depth_cleanup": bool(params["depth_cleanup"]),
+            "min_depth_pixels": int(params["min_depth_pixels"]),
             "support": support if params["support_plane"] else None}
 
 

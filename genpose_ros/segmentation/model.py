@@ -273,13 +273,15 @@ class Segmenter:
     def __init__(self, model: nn.Module, cfg: SegmenterConfig, device: str = "cpu",
                  score_threshold: float = 0.5, mask_threshold: float = 0.5,
                  label_map: dict[int, str] | None = None, depth_cleanup: bool = True,
-                 support: SupportPlane | None = None):
+                 support: SupportPlane | None = None, min_depth_pixels: int = 0):
         """``label_map``: network class id -> NOCS category (default: NOCS ids 1..6); classes
         not in it are dropped (a COCO model's person, chair, ...). Where a depth image is given:
         ``support`` fits the masks to the table they stand on (``segmentation.support``: pixels
         of table dropped; with ``grow_px``, free pixels above it added), ``depth_cleanup`` drops
         the parts of each mask cut off by depth steps (``data.pointcloud.drop_depth_islands``:
-        background caught at the outline)."""
+        background caught at the outline), and a detection with fewer than ``min_depth_pixels``
+        valid depth pixels under its mask is left out (nothing there to pose: background beyond
+        the depth range taken for an object)."""
         self.label_map = label_map or {k + 1: c for k, c in enumerate(CATEGORIES)}
         self.model = inference_copy(model).to(device)
         self.cfg = cfg
@@ -287,6 +289,7 @@ class Segmenter:
         self.score_threshold = float(score_threshold)
         self.mask_threshold = float(mask_threshold)
         self.depth_cleanup = bool(depth_cleanup)
+        self.min_depth_pixels = int(min_depth_pixels)
         self.support = support
         set_test_size(self.model, cfg)
 
@@ -342,8 +345,12 @@ class Segmenter:
         dx, dy = self.cfg.mask_offset_px
         boxes = (out["boxes"][keep].cpu().numpy() / np.float32([sx, sy, sx, sy])
                  - np.float32([dx, dy, dx, dy])).astype(np.float32)
+        seen = np.ones(len(masks), bool)
+        if depth is not None and self.min_depth_pixels:
+            valid = depth > 0
+            seen = np.array([np.count_nonzero(m & valid) >= self.min_depth_pixels for m in masks], bool)
         return [Detection2D(mask=m, category=self.label_map[int(c)], score=float(s), box=b)
-                for m, c, s, b in zip(masks, labels, scores, boxes)]
+                for m, c, s, b, ok in zip(masks, labels, scores, boxes, seen) if ok]
 
     def _forward(self, x: torch.Tensor) -> dict:
         """The model's own forward on one input already at its test size, without its resize
