@@ -8,7 +8,8 @@ on; camera_info is taken as the latest one received. All instances of a frame go
 estimator in one batch. Outputs: see `pose_outputs.PoseOutputs`. Topic names are relative, so a
 node namespace (``-r __ns:=/robot1``, a launch ``namespace``) moves all of them.
 Each object keeps its name ``<frame_prefix><category>_<n>`` (Detection3D.id and TF child frame)
-from frame to frame (`genpose_ros.identity`); symmetric objects get the stable yaw of
+from frame to frame, and its class is the category check's evidence summed over its frames
+(`genpose_ros.identity`, ``category_memory``); symmetric objects get the stable yaw of
 `genpose_ros.pose.canonical`, and each pose carries the covariance of the K hypotheses.
 Bad input (wrong encoding, sizes, no or implausible depth, no camera_info, empty mask, unknown
 class, inputs that never synchronise, repeated or older stamps, too many instances, scores
