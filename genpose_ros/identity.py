@@ -49,11 +49,17 @@ def associate(known, masks, centroids, categories, iou_min: float, max_dist: flo
             iou, dist = mask_iou(m, obj.mask), float(np.linalg.norm(c - obj.centroid))
             if iou >= iou_min or dist <= max_dist:
                 pairs.append((iou + max(0.0, 1.0 - dist / max(max_dist, 1e-9)), i, j))
-    match, used = [None] * len(masks), set()
-    for _, i, j in sorted(pairs, reverse=True):
-        if match[i] is None and j not in used:
-            match[i] = j
-            used.add(j)
+    taken = one_to_one((i, j) for _, i, j in sorted(pairs, reverse=True))
+    return [taken.get(i) for i in range(len(masks))]
+
+
+def one_to_one(pairs) -> dict:
+    """{a: b} from ``(a, b)`` pairs ordered best first: each pair taken unless a or b is taken."""
+    match, used = {}, set()
+    for a, b in pairs:
+        if a not in match and b not in used:
+            match[a] = b
+            used.add(b)
     return match
 
 
@@ -79,6 +85,21 @@ def summed_evidence(known, match, evidence, memory: float) -> np.ndarray | None:
     return np.stack([np.asarray(evidence[i], np.float64)
                      + (0.0 if j is None or known[j].evidence is None else memory * known[j].evidence)
                      for i, j in enumerate(match)])
+
+
+def most_likely(evidence: np.ndarray, names: list[str]) -> list[str]:
+    """The most likely class of each row of ``evidence`` (B, C) over ``names``."""
+    return [names[k] for k in np.asarray(evidence).argmax(axis=1)]
+
+
+def associate_classes(known, masks, centroids, categories, evidence, names: list[str], iou_min: float,
+                      max_dist: float, memory: float, min_p: float):
+    """``associate`` with the category check's ``evidence`` (None: the classes as given):
+    (match, each instance's summed evidence (B, C) or None, each instance's class)."""
+    match = associate(known, masks, centroids, categories, iou_min, max_dist,
+                      class_test(categories, evidence, names, min_p))
+    votes = summed_evidence(known, match, evidence, memory)
+    return match, votes, list(categories) if votes is None else most_likely(votes, names)
 
 
 def lowest_free(used) -> int:
@@ -116,11 +137,8 @@ class IdentityTable:
         self.known: list[Identity] = []
 
     def _match(self, categories, masks, centroids, evidence):
-        match = associate(self.known, masks, centroids, categories, self.iou_min, self.max_dist,
-                          class_test(categories, evidence, self.names, self.min_p))
-        votes = summed_evidence(self.known, match, evidence, self.memory)
-        classes = list(categories) if votes is None else [self.names[k] for k in votes.argmax(axis=1)]
-        return match, votes, classes
+        return associate_classes(self.known, masks, centroids, categories, evidence, self.names,
+                                 self.iou_min, self.max_dist, self.memory, self.min_p)
 
     def classes(self, categories, masks, centroids, evidence=None) -> list[str]:
         """The class `assign` would give each instance now; the table unchanged."""

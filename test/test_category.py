@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from genpose_ros import CATEGORIES
-from genpose_ros.pose.category import encoder_digest, fused_log_probs, load_category_head, most_likely
+from genpose_ros.identity import most_likely
+from genpose_ros.pose.category import encoder_digest, fused_log_probs, load_category_head
 from genpose_ros.pose.checkpoint import CheckpointError
 
 

@@ -5,7 +5,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from genpose_ros import CATEGORIES
-from genpose_ros.identity import IdentityTable, lowest_free
+from genpose_ros.identity import IdentityTable, lowest_free, one_to_one
 from genpose_ros.pose.canonical import (canonical_poses, pose_covariance, stable_yaw,
                                         yaw_agreement, yaw_is_arbitrary)
 
@@ -34,6 +34,8 @@ def test_names_follow_objects_and_are_reused():
     assert names(["can", "can", "mug"], [_mask(32), _mask(0), _mask(15)],
                  [b, a + 0.3, a - 0.3]) == ["can_1", "can_0", "mug_0"]
     assert lowest_free([0, 1, 3]) == 2 and lowest_free([]) == 0
+    # pairs best first, each side taken once: the second-best pair of a taken object goes
+    assert one_to_one([(0, "a"), (1, "a"), (1, "b"), (0, "b"), (2, "c")]) == {0: "a", 1: "b", 2: "c"}
 
 
 def _evidence(readings):

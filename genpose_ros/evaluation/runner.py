@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from genpose_ros.data.nocs_io import list_frames, read_frame
 from genpose_ros.data.pointcloud import TooFewPointsError, object_points, outline_margins
-from genpose_ros.pose.category import most_likely
+from genpose_ros.identity import most_likely
 from genpose_ros.pose.support import table_plane
 from genpose_ros.pose.tracker import Tracker, TrackerSettings
 

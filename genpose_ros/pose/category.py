@@ -91,11 +91,6 @@ def fused_log_probs(probs: np.ndarray, categories: list[str], scores, names: lis
     return fused - np.logaddexp.reduce(fused, axis=1, keepdims=True)
 
 
-def most_likely(evidence: np.ndarray, names: list[str]) -> list[str]:
-    """The most likely class of each row of ``evidence`` (B, C) over ``names``."""
-    return [names[k] for k in np.asarray(evidence).argmax(axis=1)]
-
-
 # ----------------------------------------------------------------------------- training
 
 def features(model, dataset, passes: int, batch: int = 64, desc: str = "features"):

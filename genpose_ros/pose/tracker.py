@@ -23,8 +23,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from genpose_ros.config import default_mode
-from genpose_ros.identity import associate, class_test, lowest_free, summed_evidence
-from genpose_ros.pose.category import most_likely
+from genpose_ros.identity import associate_classes, lowest_free
 
 
 @dataclass
@@ -140,12 +139,9 @@ class Tracker:
         summed over each track's frames (module docstring)."""
         s = self.settings
         centroids = [p.mean(axis=0) for p in points]
-        names = list(self.estimator.categories)
-        match = associate(self.tracks, masks, centroids, categories, s.iou_min, s.max_centroid_dist,
-                          class_test(categories, evidence, names, s.category_min_p))
-        votes = summed_evidence(self.tracks, match, evidence, s.category_memory)
-        if votes is not None:
-            categories = most_likely(votes, names)
+        match, votes, categories = associate_classes(self.tracks, masks, centroids, categories, evidence,
+                                                     list(self.estimator.categories), s.iou_min,
+                                                     s.max_centroid_dist, s.category_memory, s.category_min_p)
         warm = [i for i, j in enumerate(match) if j is not None and not self.tracks[j].needs_full
                 and self.tracks[j].category == categories[i]
                 and not (s.reinit_every and self.tracks[j].since_full + 1 >= s.reinit_every)]

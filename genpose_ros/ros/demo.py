@@ -192,15 +192,12 @@ def match_objects(truths: list[dict], preds: list[dict]) -> dict[int, int]:
     """{ground-truth index: prediction index}: pairs of the same category whose predicted centre
     lies within the object's bounding sphere (half its box diagonal), taken nearest first, one
     to one."""
+    from genpose_ros.identity import one_to_one
+
     pairs = sorted((d, g, j) for g, gt in enumerate(truths) for j, p in enumerate(preds)
                    if p["category"] == gt["category"]
                    and (d := float(np.linalg.norm(p["t"] - gt["t"]))) <= 0.5 * float(np.linalg.norm(gt["size"])))
-    match, used = {}, set()
-    for _, g, j in pairs:
-        if g not in match and j not in used:
-            match[g] = j
-            used.add(j)
-    return match
+    return one_to_one((g, j) for _, g, j in pairs)
 
 
 def evaluate(rec: Recorder) -> tuple[list[dict], list[str]]:

@@ -31,10 +31,9 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from vision_msgs.msg import Detection2DArray
 
-from genpose_ros.identity import IdentityTable
+from genpose_ros.identity import IdentityTable, most_likely
 from genpose_ros.paths import pose_checkpoint
 from genpose_ros.pose.canonical import canonical_poses, pose_covariance
-from genpose_ros.pose.category import most_likely
 from genpose_ros.pose.support import table_plane
 from genpose_ros.pose.tracker import TrackerSettings
 from genpose_ros.ros.frame_input import InputProblem, instance_points, read_frame

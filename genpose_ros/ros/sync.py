@@ -38,8 +38,9 @@ class ApproximateSync:
     ``callback(*msgs)`` gets one message per input, in input order. ``queue_size``: messages
     kept per input while waiting for partners. ``on_stall(text)`` is called (on every new
     message) when inputs (``names``) have sent nothing for ``silent_s`` seconds while the
-    others have been sending for as long, naming them, and while every input has messages but none matched for
-    ``stall_s`` seconds, naming the closest stamps they hold, how far apart they are and the slop.
+    others have been sending for as long, naming them, and while every input has messages but
+    none matched for ``stall_s`` seconds, naming the closest stamps they hold, how far apart
+    they are and the slop.
     """
 
     def __init__(self, n_inputs: int, slop_s: float, callback: Callable, queue_size: int = 10,
