@@ -11,6 +11,6 @@ from their modules:
 from genpose_ros.data.camera import D435_640x480, Intrinsics, backproject, project
 from genpose_ros.data.frame import Frame, InstanceGT
 
-DISTRIBUTIONS = ("standard", "wide", "tilted")  # data/families.py; `genpose data generate --distribution`
+DISTRIBUTIONS = ("standard", "wide", "tilted", "close")  # data/families.py; `genpose data generate --distribution`
 
 __all__ = ["DISTRIBUTIONS", "D435_640x480", "Intrinsics", "backproject", "project", "Frame", "InstanceGT"]

@@ -39,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     gen.add_argument("--distribution", choices=DISTRIBUTIONS, default="standard",
                      help="wide: more shape families and sizes, cameras 0.25-1.6 m, more roll and "
                           "elevation, stronger random depth noise, denser clutter; tilted: the standard "
-                          "scenes with 80 %% of the objects tilted or lying (docs/data.md)")
+                          "scenes with 80 %% of the objects tilted or lying; close: the standard scenes "
+                          "seen from 0.25-0.55 m, objects cut by the border (docs/data.md)")
 
     show = sub.add_parser("show", help="one PNG with RGB, depth, masks and projected GT boxes")
     show.add_argument("folder")
@@ -57,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ex.add_argument("--out", default="docs/images", help="output folder")
     ex.add_argument("--seed", type=int, default=0)
     ex.add_argument("--distribution", choices=DISTRIBUTIONS, default="standard",
-                    help="wide / tilted: wide_<category>.png / tilted_<category>.png of that distribution")
+                    help="wide / tilted / close: <distribution>_<category>.png of that distribution")
     parser.set_defaults(_data_parser=parser)
 
 

@@ -81,7 +81,7 @@ def check_distribution(distribution: str) -> None:
 
 
 def sample_object(category: str, rng: np.random.Generator, distribution: str = "standard") -> ObjectModel:
-    """A random instance of ``category`` from ``distribution``: "standard" and "tilted"
+    """A random instance of ``category`` from ``distribution``: "standard", "tilted", "close"
     (``make_object``, the standard ranges) or "wide" (one of the category's shape families,
     ``params["family"]``)."""
     check_distribution(distribution)

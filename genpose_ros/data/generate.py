@@ -35,7 +35,8 @@ class GenerateConfig:
     write_pickle: bool = True
     n_objects: int | None = None
     distribution: str = "standard"  # "wide": families, WIDE_SCENE_RANGES and a random sensor per frame;
-                                    # "tilted": the standard one with most objects tilted or lying
+                                    # "tilted": the standard one with most objects tilted or lying;
+                                    # "close": the standard one seen from 0.25-0.55 m
     resolution: str = "640x480"     # the D435 colour mode rendered (data.camera.D435_MODES)
 
 
@@ -179,8 +180,9 @@ def dataset_card(cfg, frames, counts, empty, mugs, hidden, seconds, workers) -> 
         "frames_per_second": round(frames / max(seconds, 1e-9), 2),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
     }
-    if cfg.distribution == "tilted":
-        card.update(name=card["name"].replace(")", ", tilted distribution)"), distribution="tilted")
+    if cfg.distribution in ("tilted", "close"):
+        card.update(name=card["name"].replace(")", f", {cfg.distribution} distribution)"),
+                    distribution=cfg.distribution)
     if wide:  # keys only the wide cards have: standard cards stay as they were
         card.update(name=card["name"].replace(")", ", wide distribution)"), distribution="wide",
                     object_families=family_ranges(),

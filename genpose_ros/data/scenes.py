@@ -56,11 +56,17 @@ TILTED_SCENE_RANGES = {**SCENE_RANGES, "pose_probs": {"upright": 0.2, "tilted": 
 """Ranges of the ``tilted`` distribution: the standard scenes with most objects tilted or lying
 (training data against the upright bias: a lying camera or mug is rare in the standard scenes)."""
 
+CLOSE_SCENE_RANGES = {**SCENE_RANGES, "camera_distance_m": (0.25, 0.55), "look_at_jitter_m": 0.15}
+"""Ranges of the ``close`` distribution: the standard scenes seen from 0.25-0.55 m with the view
+off centre, so that many objects are large and cut by the image border (training data for the
+segmenter's weakest case)."""
+
 
 def scene_ranges(distribution: str = "standard") -> dict:
-    """The scene ranges of ``distribution`` ("standard", "wide" or "tilted")."""
+    """The scene ranges of ``distribution`` ("standard", "wide", "tilted" or "close")."""
     check_distribution(distribution)
-    return {"wide": WIDE_SCENE_RANGES, "tilted": TILTED_SCENE_RANGES}.get(distribution, SCENE_RANGES)
+    return {"wide": WIDE_SCENE_RANGES, "tilted": TILTED_SCENE_RANGES,
+            "close": CLOSE_SCENE_RANGES}.get(distribution, SCENE_RANGES)
 
 _UPRIGHT = Rotation.from_euler("x", 90, degrees=True)  # object y -> world z
 
