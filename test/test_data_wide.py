@@ -168,3 +168,40 @@ def test_examples_of_another_distribution_are_named_by_it(tmp_path):
     written = write_examples(tmp_path, seed=1, distribution="tilted")
     assert sorted(p.name for p in written) == sorted(f"tilted_{c}.png" for c in CATEGORIES)
     assert all(p.stat().st_size > 1000 for p in written) and not (tmp_path / "data_sequence.png").exists()
+
+
+def _border_cut_share(folder) -> float:
+    import cv2
+    cut = seen = 0
+    for path in sorted(folder.glob("*/*_mask.png")):
+        mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        for i in set(np.unique(mask)) - {255}:
+            ys, xs = np.nonzero(mask == i)
+            seen += 1
+            cut += xs.min() == 0 or ys.min() == 0 or xs.max() == mask.shape[1] - 1 or ys.max() == mask.shape[0] - 1
+    return cut / max(seen, 1)
+
+
+def test_close_scenes_are_seen_from_near_with_objects_cut_by_the_border(tmp_path):
+    """The close distribution: standard objects, cameras 0.25-0.55 m; most objects the frames
+    show are cut by the image border, far more than in standard frames; its card says so."""
+    from genpose_ros.cli import main
+    from genpose_ros.data.scenes import CLOSE_SCENE_RANGES
+
+    rng = np.random.default_rng(4)
+    dist = []
+    for _ in range(40):
+        scene = sample_scene(rng, distribution="close")
+        assert not any("family" in o.model.params for o in scene.objects)
+        target = np.mean([o.T_world_obj[:3, 3] for o in scene.objects], axis=0)
+        dist.append(np.linalg.norm(sample_camera_pose(rng, scene, "close")[:3, 3] - target))
+    lo, hi = CLOSE_SCENE_RANGES["camera_distance_m"]
+    assert (lo, hi) == (0.25, 0.55) and lo - 0.2 < min(dist) and max(dist) < hi + 0.3
+    share = {}
+    for name in ("standard", "close"):
+        main(["data", "generate", "--out", str(tmp_path / name), "--scenes", "6", "--views-per-scene", "2",
+              "--split", "test", "--seed", "3", "--distribution", name, "--workers", "1", "--no-pickle"])
+        share[name] = _border_cut_share(tmp_path / name)
+    assert share["close"] > 0.6 and share["close"] > 2 * share["standard"], share
+    card = json.loads((tmp_path / "close" / "dataset_card.json").read_text())
+    assert card["distribution"] == "close" and "close distribution" in card["name"]
