@@ -7,7 +7,7 @@ import pytest
 from std_msgs.msg import Header
 
 from genpose_ros.data.frame import InstanceGT
-from genpose_ros.evaluation.tables import nocs_tables
+from genpose_ros.evaluation.tables import format_table, nocs_tables, present_mean
 from genpose_ros.ros.conversions import detections_to_msg
 from genpose_ros.ros.demo import evaluate
 from genpose_ros.ros.realsense_node import ground_truth_to_msg
@@ -25,6 +25,24 @@ def test_unmatched_detections_are_false_positives():
     tab = nocs_tables(records)
     assert tab["accuracy"]["5deg2cm"]["mug"] == 100.0
     assert tab["mAP"]["5deg2cm"]["mug"] == pytest.approx(50.0)  # the far one ranks first
+
+
+def test_the_demo_table_has_the_mean_over_the_categories_its_scene_holds():
+    """Two of the six categories in the scene: a mug found, a bowl 30 deg off. The six-category
+    mean (the benchmark's) counts the four absent ones as 0; the demo's last row does not."""
+    I, size = np.eye(3), np.array([0.1, 0.12, 0.1])
+    turned = np.array([[np.cos(0.52), -np.sin(0.52), 0], [np.sin(0.52), np.cos(0.52), 0], [0, 0, 1]])
+    gts = [InstanceGT(instance_id=1, category="mug", R=I, t=np.array([0.0, 0.0, 0.6]), size=size, handle_visible=True),
+           InstanceGT(instance_id=2, category="bowl", R=I, t=np.array([0.2, 0.0, 0.6]), size=size)]
+    dets = detections_to_msg(Header(), ["mug_0", "bowl_0"], ["mug", "bowl"], [I, turned], [g.t for g in gts],
+                             [size, size], [0.9, 0.9])
+    records, _ = evaluate(SimpleNamespace(detections={1: dets}, ground_truth={1: ground_truth_to_msg(Header(), gts)}))
+    tab = nocs_tables(records)
+    assert tab["accuracy"]["5deg2cm"]["mean"] == pytest.approx(100 / 6)
+    assert present_mean(tab, "5deg2cm") == pytest.approx(50.0) and present_mean(tab, "IoU50") == pytest.approx(100.0)
+    last = format_table(tab, present=True).splitlines()[-1]
+    assert last.startswith("| mean (2 categories present) | 2 | 100.0 |") and "| 50.0 |" in last
+    assert "categories present" not in format_table(tab)
 
 
 def test_each_object_takes_the_detection_nearest_to_it_within_its_extent():

@@ -217,6 +217,13 @@ def category_mean(per_category: dict[str, float]) -> float:
     return float(sum(per_category.values()) / len(CATEGORIES)) if per_category else math.nan
 
 
+def present_mean(tables: dict, metric: str, kind: str = "accuracy") -> float:
+    """Mean of ``nocs_tables(...)[kind][metric]`` over the categories that have ground truth
+    (the demo's scene holds some of the six); NaN without any."""
+    values = [tables[kind][metric][c] for c in tables["counts"] if c in tables[kind][metric]]
+    return float(np.mean(values)) if values else math.nan
+
+
 def nocs_tables(records: list[dict], iou_variant: str = "exact", errors: list[dict] | None = None) -> dict:
     """Accuracy and mAP tables in percent, per category and their mean (see the module docstring).
 
@@ -246,9 +253,10 @@ def nocs_tables(records: list[dict], iou_variant: str = "exact", errors: list[di
             "median_rot_deg": med["rot"], "median_trans_cm": med["trans"], "iou_variant": iou_variant}
 
 
-def format_table(tables: dict, kind: str = "accuracy") -> str:
+def format_table(tables: dict, kind: str = "accuracy", present: bool = False) -> str:
     """Markdown table (the six categories and their mean as rows, metrics as columns) of
-    ``nocs_tables(...)[kind]``."""
+    ``nocs_tables(...)[kind]``; ``present``: a last row with the mean over the categories that
+    have ground truth (`present_mean`)."""
     if kind not in ("accuracy", "mAP"):
         raise ValueError(f"kind must be 'accuracy' or 'mAP', got {kind!r}")
     t = tables[kind]
@@ -257,6 +265,10 @@ def format_table(tables: dict, kind: str = "accuracy") -> str:
         n = tables["counts"].get(row, 0) if row != "mean" else sum(tables["counts"].values())
         cells = [_cell(t[m].get(row, math.nan)) for m in METRICS]
         lines.append(f"| {'mean (6 categories)' if row == 'mean' else row} | {n} | " + " | ".join(cells) + " |")
+    if present:
+        cells = [_cell(present_mean(tables, m, kind)) for m in METRICS]
+        lines.append(f"| mean ({len(tables['counts'])} categories present) | {sum(tables['counts'].values())} | "
+                     + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

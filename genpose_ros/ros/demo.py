@@ -401,7 +401,8 @@ def run(args) -> int:
             print(f"  {stage:<13s} {s['mean_ms']:7.0f} / {s['p50_ms']:7.0f} / {s['p90_ms']:7.0f}"
                   + (f"   {rate:.2f} Hz" if rate else "") + f"   (n={s['n']})")
     if nocs:
-        print(tables.format_table(nocs))
+        print(tables.format_table(nocs, present=True))
+        nocs["accuracy_present_mean"] = {m: tables.present_mean(nocs, m) for m in tables.METRICS}
     consistency = sequence_consistency(records)
     print("[demo] names and frames over the sequence:\n" + format_consistency(consistency))
     summary = {
