@@ -7,7 +7,7 @@ import torch
 
 from genpose_ros import CATEGORIES
 from genpose_ros.segmentation import augment
-from genpose_ros.segmentation.evaluate import Confusion
+from genpose_ros.segmentation.evaluate import Confusion, format_found
 from genpose_ros.segmentation.inputs import depth_features, stack_input
 from genpose_ros.segmentation.model import (TINY_CONFIG, CheckpointError, Segmenter, build_model,
                                             set_test_size, transfer_weights)
@@ -175,6 +175,12 @@ def test_confusion_counts_by_hand():
         {"range_m": [0.0, 0.5], "objects": 1, "found": 1},            # the bottle
         {"range_m": [1.2, 1.6], "objects": 1, "found": 0},            # the can labelled bowl
         {"range_m": [1.6, None], "objects": 1, "found": 0}]   # the mug below threshold
+    # found by border: every object above touches the image's edge; two inside it do not
+    conf.add([box(15, 15)], ["bottle"], [0.9], [box(15, 15), box(15, 28)], ["bottle", "bowl"])
+    assert conf.found_by_border() == [{"where": "whole in view", "objects": 2, "found": 1},
+                                      {"where": "cut by the border", "objects": 9, "found": 2}]
+    assert format_found(conf.found_by_border()).splitlines()[2:] == [
+        "| whole in view | 2 | 1 | 50.0 |", "| cut by the border | 9 | 2 | 22.2 |"]
 
 
 def test_coco_class_map_and_nocs_initialisation():

@@ -123,10 +123,17 @@ DISTANCE_EDGES = (0.5, 0.8, 1.2, 1.6)
 """Edges (m, camera to object centre) of the distance bins of ``Confusion.found_by_distance``."""
 
 
+def touches_border(mask: np.ndarray) -> bool:
+    """Whether an (H, W) mask has pixels in the image's first or last row or column."""
+    m = np.asarray(mask, bool)
+    return bool(m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any())
+
+
 class Confusion:
     """Counts ``[true row, predicted column]``: rows = categories + "background" (false
-    positives), columns = categories + "missed"; and, where the objects' distances are given,
-    how many objects of each distance bin were found with their own category."""
+    positives), columns = categories + "missed"; how many objects were found with their own
+    category among those the image border cuts and the others, and, where the objects' distances
+    are given, in each distance bin."""
 
     def __init__(self, categories=CATEGORIES, score_threshold: float = 0.5, iou: float = 0.5):
         self.categories = list(categories)
@@ -134,6 +141,7 @@ class Confusion:
         self.cols = self.categories + ["missed"]
         self.counts = np.zeros((len(self.rows), len(self.cols)), np.int64)
         self.distance = np.zeros((len(DISTANCE_EDGES) + 1, 2), np.int64)   # objects, found
+        self.border = np.zeros((2, 2), np.int64)   # [whole in view, cut by the border] x [objects, found]
         self.score_threshold, self.iou = score_threshold, iou
 
     def add(self, pred_masks, pred_categories, pred_scores, gt_masks, gt_categories,
@@ -155,6 +163,7 @@ class Confusion:
             else:
                 col = len(self.cols) - 1
             self.counts[self.rows.index(cat), col] += 1
+            self.border[int(touches_border(gt_masks[g]))] += (1, self.cols[col] == cat)
             if gt_distances is not None:
                 b = int(np.searchsorted(DISTANCE_EDGES, gt_distances[g], side="right"))
                 self.distance[b] += (1, self.cols[col] == cat)
@@ -169,10 +178,16 @@ class Confusion:
         return [{"range_m": [edges[b], edges[b + 1]], "objects": int(n), "found": int(k)}
                 for b, (n, k) in enumerate(self.distance) if n]
 
+    def found_by_border(self) -> list[dict]:
+        """Objects and found objects (own category) whole in view and cut by the image border."""
+        return [{"where": where, "objects": int(n), "found": int(k)}
+                for where, (n, k) in zip(("whole in view", "cut by the border"), self.border)]
+
     def as_dict(self) -> dict:
         return {"rows": self.rows, "columns": self.cols, "counts": self.counts.tolist(),
                 "score_threshold": self.score_threshold, "mask_iou": self.iou,
-                "found_by_distance": self.found_by_distance()}
+                "found_by_distance": self.found_by_distance(), "found_by_border": self.found_by_border()}
+
 
     def plot(self, path, title: str = "") -> None:
         """A row-normalised heat map with the counts written in the cells (PNG)."""
@@ -260,12 +275,17 @@ def format_table(table: dict) -> str:
 
 
 def format_found(rows: list[dict]) -> str:
-    """Markdown table of ``Confusion.found_by_distance``."""
-    out = ["| distance (m) | objects | found | % |", "|---|---|---|---|"]
+    """Markdown table of ``Confusion.found_by_distance`` or ``found_by_border``."""
+    out = ["| distance (m) | objects | found | % |" if rows and "range_m" in rows[0] else
+           "| where | objects | found | % |", "|---|---|---|---|"]
     for r in rows:
-        lo, hi = r["range_m"]
-        span = f"{lo:g}-{hi:g}" if hi is not None else f">= {lo:g}"
-        out.append(f"| {span} | {r['objects']} | {r['found']} | {100 * r['found'] / r['objects']:.1f} |")
+        if "range_m" in r:
+            lo, hi = r["range_m"]
+            span = f"{lo:g}-{hi:g}" if hi is not None else f">= {lo:g}"
+        else:
+            span = r["where"]
+        share = f"{100 * r['found'] / r['objects']:.1f}" if r["objects"] else "n/a"
+        out.append(f"| {span} | {r['objects']} | {r['found']} | {share} |")
     return "\n".join(out)
 
 
@@ -293,6 +313,7 @@ def report(weights, data, limit: int | None = None, device: str = "cpu", latency
     print(f"\nobjects found (own category, score >= {confusion.score_threshold:g}, mask IoU >= "
           f"{confusion.iou:g}) by distance from the camera:")
     print(format_found(confusion.found_by_distance()))
+    print(format_found(confusion.found_by_border()))
     lat = table["latency"]
     print(f"\n{table['n_images']} images; predict latency {lat['image']}: median "
           f"{1000 * lat['median_s']:.0f} ms, p90 {1000 * lat['p90_s']:.0f} ms "
