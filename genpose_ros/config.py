@@ -109,6 +109,14 @@ def did_you_mean(name: str, choices) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+def task_config(name: str, path=None, free: tuple[str, ...] = ()) -> tuple[dict, str]:
+    """config/``name`` with the YAML file ``path`` (a training's ``--config``, if given) checked
+    against it and merged over it (`checked`), and the name errors should point at."""
+    defaults = load_config(find_config(name))
+    where = str(path) if path else f"config/{name}"
+    return (checked(load_config(path), defaults, where, free) if path else defaults), where
+
+
 def checked(values: dict, defaults: dict, where: str, free: tuple[str, ...] = (), _prefix: str = "") -> dict:
     """``values`` merged over ``defaults`` after checking them.
 

@@ -155,7 +155,7 @@ def train_main(args) -> int:
     """Entry of ``genpose train --task category``: ``--init`` names the pose checkpoint whose
     encoder is read (frozen); config/category.yaml holds the settings."""
     from genpose_ros import CATEGORIES
-    from genpose_ros.config import checked, find_config, load_config, require_positive
+    from genpose_ros.config import require_positive, task_config
     from genpose_ros.data.dataset import InstanceDataset
     from genpose_ros.pose.checkpoint import build_model, load_checkpoint, save_checkpoint
 
@@ -163,9 +163,7 @@ def train_main(args) -> int:
         raise ValueError("--task category reads the features of a pose model: give --init <pose checkpoint>")
     if not args.data or args.stream_workers:
         raise ValueError("--task category trains on --data (a rendered split); --stream-workers serves the pose task")
-    defaults = load_config(find_config("category.yaml"))
-    where = args.config or "config/category.yaml"
-    cfg = checked(load_config(args.config) if args.config else {}, defaults, where)
+    cfg, where = task_config("category.yaml", args.config)
     require_positive(cfg, tuple(cfg), where)
     for flag in ("batch_size", "lr"):
         if getattr(args, flag, None) is not None:

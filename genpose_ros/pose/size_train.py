@@ -184,12 +184,10 @@ def resolve_config(args, name: str = "size_net.yaml") -> dict:
     """config/``name`` (config/size_net.yaml, or config/verifier.yaml for the verifier), with
     ``--config`` checked against it (unknown keys and wrong types are rejected before any data
     loads) and merged over it, then the command-line flags."""
-    from genpose_ros.config import ConfigError, checked, find_config, load_config, require_positive
+    from genpose_ros.config import ConfigError, require_positive, task_config
     from genpose_ros.data.dataset import check_outline
 
-    defaults = load_config(find_config(name))
-    where = args.config or f"config/{name}"
-    cfg = checked(load_config(args.config), defaults, where) if args.config else defaults
+    cfg, where = task_config(name, args.config)
     require_positive(cfg, POSITIVE_KEYS, where)
     lo_hi = cfg["augment"]["box_scale"]
     if len(lo_hi) != 2 or not 0 < lo_hi[0] <= lo_hi[1]:

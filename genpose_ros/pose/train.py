@@ -139,13 +139,12 @@ POSITIVE_KEYS = ("steps", "batch_size", "lr", "warmup", "lr_final_ratio", "grad_
 def resolve_config(args) -> dict:
     """config/train.yaml, with ``--config`` checked against it (unknown keys and wrong types are
     rejected before any data or model loads) and merged over it, then the command-line flags."""
-    from genpose_ros.config import ConfigError, checked, find_config, load_config, require_positive
+    from genpose_ros.config import ConfigError, require_positive, task_config
     from genpose_ros.data.dataset import check_outline
     from genpose_ros.pose.pointnet2 import GENPOSE_ENCODER, LIGHT_ENCODER
 
-    defaults = load_config(find_config("train.yaml"))
-    cfg = checked(load_config(args.config), defaults, args.config, FREE_KEYS) if args.config else defaults
-    require_positive(cfg, POSITIVE_KEYS, args.config or "config/train.yaml")
+    cfg, where = task_config("train.yaml", args.config, FREE_KEYS)
+    require_positive(cfg, POSITIVE_KEYS, where)
     for key, val in [("schedule", args.schedule), ("steps", args.steps), ("batch_size", args.batch_size),
                      ("lr", args.lr), ("eval_every", args.eval_every)]:
         if val is not None:
@@ -168,9 +167,9 @@ def resolve_config(args) -> dict:
         raise ValueError(f"amp must be auto, bf16 or off, got {cfg['amp']!r}")
     weights = cfg["category_weights"]
     if any(w < 0 for w in weights.values()) or not any(w > 0 for w in weights.values()):
-        raise ConfigError(f"{args.config or 'config/train.yaml'}: category_weights must be >= 0 and not all 0, "
+        raise ConfigError(f"{where}: category_weights must be >= 0 and not all 0, "
                           f"got {weights}")
-    check_outline(cfg["augment"], args.config or "config/train.yaml")
+    check_outline(cfg["augment"], where)
     if cfg["schedule"] not in cfg["stages"]:
         raise ValueError(f"unknown schedule {cfg['schedule']!r}; config defines {sorted(cfg['stages'])}")
     return cfg
