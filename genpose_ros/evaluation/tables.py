@@ -255,8 +255,8 @@ def nocs_tables(records: list[dict], iou_variant: str = "exact", errors: list[di
 
 def format_table(tables: dict, kind: str = "accuracy", present: bool = False) -> str:
     """Markdown table (the six categories and their mean as rows, metrics as columns) of
-    ``nocs_tables(...)[kind]``; ``present``: a last row with the mean over the categories that
-    have ground truth (`present_mean`)."""
+    ``nocs_tables(...)[kind]``; ``present``: where some categories have no ground truth, a last
+    row with the mean over those that have (`present_mean`)."""
     if kind not in ("accuracy", "mAP"):
         raise ValueError(f"kind must be 'accuracy' or 'mAP', got {kind!r}")
     t = tables[kind]
@@ -265,7 +265,7 @@ def format_table(tables: dict, kind: str = "accuracy", present: bool = False) ->
         n = tables["counts"].get(row, 0) if row != "mean" else sum(tables["counts"].values())
         cells = [_cell(t[m].get(row, math.nan)) for m in METRICS]
         lines.append(f"| {'mean (6 categories)' if row == 'mean' else row} | {n} | " + " | ".join(cells) + " |")
-    if present:
+    if present and len(tables["counts"]) < len(CATEGORIES):
         cells = [_cell(present_mean(tables, m, kind)) for m in METRICS]
         lines.append(f"| mean ({len(tables['counts'])} categories present) | {sum(tables['counts'].values())} | "
                      + " | ".join(cells) + " |")
