@@ -172,14 +172,14 @@ def test_examples_of_another_distribution_are_named_by_it(tmp_path):
 
 def _border_cut_share(folder) -> float:
     import cv2
-    cut = seen = 0
+
+    from genpose_ros.segmentation.evaluate import touches_border
+
+    cut = []
     for path in sorted(folder.glob("*/*_mask.png")):
         mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        for i in set(np.unique(mask)) - {255}:
-            ys, xs = np.nonzero(mask == i)
-            seen += 1
-            cut += xs.min() == 0 or ys.min() == 0 or xs.max() == mask.shape[1] - 1 or ys.max() == mask.shape[0] - 1
-    return cut / max(seen, 1)
+        cut += [touches_border(mask == i) for i in set(np.unique(mask)) - {255}]
+    return float(np.mean(cut)) if cut else 0.0
 
 
 def test_close_scenes_are_seen_from_near_with_objects_cut_by_the_border(tmp_path):
