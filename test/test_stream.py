@@ -11,7 +11,8 @@ from genpose_ros import CATEGORIES
 from genpose_ros.data.dataset import augment_batch
 from genpose_ros.data.frame import Frame
 from genpose_ros.data.pool import PointPool
-from genpose_ros.data.stream import FrameStream, TimeBudget, frame_instances
+from genpose_ros.data.families import mixture
+from genpose_ros.data.stream import FrameStream, TimeBudget, frame_instances, scene_distribution
 
 
 def test_stream_renders_fresh_frames_and_instances():
@@ -51,6 +52,30 @@ def test_stream_arguments():
         FrameStream(workers=0)
     with pytest.raises(ValueError, match="unknown distribution 'wild'"):
         FrameStream(workers=1, distribution="wild")
+
+
+def test_a_mixture_of_distributions_draws_each_scene_from_one_of_them():
+    shares = [0.5, 0.3, 0.2]
+    picks = np.bincount([scene_distribution(0, k, shares) for k in range(3000)], minlength=3) / 3000
+    assert np.abs(picks - shares).max() < 0.03
+    assert {scene_distribution(0, k, [1.0]) for k in range(50)} == {0}  # one distribution: no draw
+    assert mixture("standard=3, close=1") == {"standard": 0.75, "close": 0.25}
+    assert mixture({"wide": 2, "tilted": 0}) == mixture("wide") == {"wide": 1.0}
+    for bad, message in [("standard=x", "weight 'x' of standard is not a number"),
+                         ("standard=1,wild=1", "unknown distribution 'wild'"),
+                         ("standard=1,standard=2", "each name once"), ("close=0", "no distribution has a weight > 0"),
+                         ({"wide": -1}, "the weight of wide must be a number >= 0")]:
+        with pytest.raises(ValueError, match=message):
+            mixture(bad)
+    # scenes of the close distribution are seen from 0.25-0.55 m, the standard ones from further away
+    with FrameStream(workers=1, seed=5, views_per_scene=1, distribution="standard=1,close=1") as stream:
+        frames = [stream.get(timeout=120) for _ in range(8)]
+        mix = list(stream.mix)
+    drawn = [mix[scene_distribution(5, k, [0.5, 0.5])] for k in range(8)]
+    assert set(drawn) == {"standard", "close"}
+    for frame, name in zip(frames, drawn):
+        nearest = min(np.linalg.norm(inst.t) for inst in frame.instances)
+        assert (nearest < 0.6) if name == "close" else (nearest > 0.3), (name, nearest)
 
 
 def test_time_budget():

@@ -92,6 +92,10 @@ def test_bad_arguments(tiny_data, tmp_path):
     with pytest.raises(ValueError, match="unknown training stage 'warmup'"):
         train.main(["--data", str(tiny_data / "train"), "--out", str(tmp_path / "o"), "--config",
                     str(tmp_path / "bad.yaml")])
+    (tmp_path / "mix.yaml").write_text(yaml.safe_dump({"stream_mix": {"wide": 1.0, "far": 1.0}}))
+    with pytest.raises(ValueError, match=r"mix.yaml: stream_mix: unknown distribution 'far'"):
+        train.main(["--data", str(tiny_data / "train"), "--out", str(tmp_path / "o"), "--config",
+                    str(tmp_path / "mix.yaml")])
 
 
 def test_validation_scores_hand_placed_poses():
@@ -148,14 +152,15 @@ def test_time_budget_stops_every_stage_in_time(tiny_data, tmp_path):
     assert load_checkpoint(out / "last.pt")["stage_name"] == "done"
 
 
-def test_render_workers_stream_fresh_instances_into_training(tiny_data, tmp_path):
+def test_render_workers_stream_fresh_instances_into_training(tiny_data, tmp_path, capsys):
     cfg = load_config(tiny_data / "tiny.yaml")
     cfg.update(pool_size=64, stream_min_instances=8, amp="bf16")  # bf16 autocast runs on the CPU too
     (tmp_path / "stream.yaml").write_text(yaml.safe_dump(cfg))
     out = tmp_path / "stream"
     rc = train.main(["--stream-workers", "1", "--out", str(out), "--config", str(tmp_path / "stream.yaml"),
-                     "--steps", "1000000", "--device", "cpu", "--time-budget", "25"])
+                     "--steps", "1000000", "--device", "cpu", "--time-budget", "25", "--stream-mix", "wide=1,close=1"])
     assert rc == 0
+    assert "1 render workers (wide 50 %, close 50 %)" in capsys.readouterr().out
     recs = [r for r in _records(out) if "loss" in r]
     assert recs[0]["pool_added"] >= 8 and recs[-1]["pool_added"] > recs[0]["pool_added"]  # fresh scenes arrived
     assert all(math.isfinite(r["loss"]) for r in recs)
@@ -180,6 +185,8 @@ def test_ddp_two_cpu_processes(tiny_data, tmp_path):
     ([], 2, "genpose train: error: give --data (rendered split folders) and/or --stream-workers N"),
     (["--task", "size", "--data", "x", "--stream-workers", "2"], 2, "--stream-workers serves the pose task"),
     (["--task", "segmentation"], 2, "--task segmentation trains on --data (rendered split folders) and/or --stream-workers N"),
+    (["--stream-mix", "wide=1"], 2, "--stream-mix chooses what the render workers stream: give --stream-workers N too"),
+    (["--stream-workers", "1", "--stream-mix", "standard=1,wild=1"], 2, "--stream-mix: unknown distribution 'wild'"),
 ])
 def test_bad_data_arguments_get_one_line(tmp_path, capsys, extra, code, message):
     from genpose_ros import cli

@@ -80,6 +80,46 @@ def check_distribution(distribution: str) -> None:
         raise ValueError(f"unknown distribution {distribution!r}; expected one of {DISTRIBUTIONS}")
 
 
+def mixture(spec) -> dict[str, float]:
+    """A mixture of distributions as {name: share}, the shares summing to 1 (zero weights left
+    out). ``spec``: one name (``"wide"``), ``"standard=0.5,wide=0.3,close=0.2"`` (the
+    ``--stream-mix`` form) or a mapping name -> weight (config/train.yaml ``stream_mix``)."""
+    if isinstance(spec, str):
+        if "=" not in spec:
+            spec = {spec.strip(): 1.0}
+        else:
+            parts: dict[str, float] = {}
+            for part in spec.split(","):
+                name, sep, weight = (s.strip() for s in part.partition("="))
+                if not sep or name in parts:
+                    raise ValueError(f"distribution mixture {spec!r}: expected name=weight pairs, each "
+                                     f"name once (names: {', '.join(DISTRIBUTIONS)})")
+                try:
+                    parts[name] = float(weight)
+                except ValueError:
+                    raise ValueError(f"distribution mixture {spec!r}: weight {weight!r} of {name} "
+                                     "is not a number") from None
+            spec = parts
+    if not isinstance(spec, dict):
+        raise ValueError(f"a distribution mixture is a name, name=weight pairs or a mapping, got {spec!r}")
+    shares = {}
+    for name, weight in spec.items():
+        check_distribution(name)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < float("inf"):
+            raise ValueError(f"distribution mixture: the weight of {name} must be a number >= 0, got {weight!r}")
+        if weight > 0:
+            shares[name] = float(weight)
+    if not shares:
+        raise ValueError(f"distribution mixture {spec!r}: no distribution has a weight > 0")
+    total = sum(shares.values())
+    return {name: w / total for name, w in shares.items()}
+
+
+def mix_text(mix: dict[str, float]) -> str:
+    """{"standard": 0.6, "wide": 0.4} -> "standard 60 %, wide 40 %"."""
+    return ", ".join(f"{name} {100 * share:.0f} %" for name, share in mix.items())
+
+
 def sample_object(category: str, rng: np.random.Generator, distribution: str = "standard") -> ObjectModel:
     """A random instance of ``category`` from ``distribution``: "standard", "tilted", "close"
     (``make_object``, the standard ranges) or "wide" (one of the category's shape families,

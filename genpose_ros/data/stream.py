@@ -4,7 +4,8 @@
 project's renderer (``genpose_ros.data.render``) and put the results into a bounded queue, so a
 machine with many cores renders while its GPU trains and the data never runs out. Each worker
 renders scene after scene (``views_per_scene`` camera poses each); scene ``k`` of a stream
-draws from its own generator seeded by ``(seed, k)``. ``transform`` (a picklable function,
+draws from its own generator seeded by ``(seed, k)``, and with a mixture of distributions
+(``distribution="standard=0.6,wide=0.4"``) first picks its distribution by their shares. ``transform`` (a picklable function,
 run inside the workers) turns each rendered ``Frame`` into a list of items; without it the
 items are the ``Frame`` objects themselves::
 
@@ -113,7 +114,7 @@ def _single_threaded_children():
 
 
 def _render_worker(index: int, workers: int, seed: int, views: int, n_objects, noise: bool,
-                   distribution: str, transform, out, stop, parent: int) -> None:
+                   mix: dict, transform, out, stop, parent: int) -> None:
     """Worker process: renders scenes index, index + workers, ... until ``stop`` is set or the
     parent process is gone (an orphan never keeps rendering)."""
     def running() -> bool:
@@ -128,11 +129,15 @@ def _render_worker(index: int, workers: int, seed: int, views: int, n_objects, n
         from genpose_ros.data.sensor import SensorModel
 
         cv2.setNumThreads(1)
-        renderer = Renderer(sensor=SensorModel() if noise else None)
+        names, shares = list(mix), list(mix.values())
+        renderers = {}  # one per distribution: the wide one swaps its sensor model every frame
         k = index
         while running():
             rng = np.random.default_rng(np.random.SeedSequence([seed, STREAM_CODE, k]))
-            for frame in scene_frames(renderer, rng, views, n_objects, distribution, noise):
+            distribution = names[scene_distribution(seed, k, shares)]
+            if distribution not in renderers:
+                renderers[distribution] = Renderer(sensor=SensorModel() if noise else None)
+            for frame in scene_frames(renderers[distribution], rng, views, n_objects, distribution, noise):
                 for item in (transform(frame) if transform else [frame]):
                     while running():
                         try:
@@ -144,6 +149,17 @@ def _render_worker(index: int, workers: int, seed: int, views: int, n_objects, n
     except Exception:  # reported to the consumer, which raises it with the worker's traceback
         with contextlib.suppress(queue_mod.Full):
             out.put(_WorkerFailure(index, traceback.format_exc()), timeout=5.0)
+
+
+def scene_distribution(seed: int, k: int, shares: list[float]) -> int:
+    """Index of the distribution streamed scene ``k`` draws from (shares of a mixture); its own
+    generator, so a one-distribution stream renders exactly the scenes it rendered before."""
+    import numpy as np
+
+    if len(shares) == 1:
+        return 0
+    rng = np.random.default_rng(np.random.SeedSequence([seed, STREAM_CODE, k, 1]))
+    return int(rng.choice(len(shares), p=np.asarray(shares) / sum(shares)))
 
 
 class _WorkerFailure:
@@ -160,8 +176,9 @@ class FrameStream:
         views_per_scene: camera poses rendered per random scene.
         n_objects: objects per scene (default: the scene generator's range).
         noise: apply the D435 depth sensor model.
-        distribution: "standard" or "wide" (``genpose_ros.data.families``; wide also draws a depth
-            sensor per frame).
+        distribution: a distribution of ``genpose_ros.data.DISTRIBUTIONS`` ("wide" also draws a
+            depth sensor per frame) or a mixture of them (``families.mixture``: "standard=0.6,
+            wide=0.4" or {"standard": 0.6, "wide": 0.4}): each scene draws one by its share.
         transform: picklable ``Frame -> list[item]`` run in the workers (default: the frame).
         max_queue: bound of the queue (workers wait when it is full).
         start_method: multiprocessing start method; "spawn" is safe after CUDA or torch threads
@@ -169,11 +186,11 @@ class FrameStream:
     """
 
     def __init__(self, workers: int = 2, seed: int = 0, views_per_scene: int = 4,
-                 n_objects: int | None = None, noise: bool = True, distribution: str = "standard",
+                 n_objects: int | None = None, noise: bool = True, distribution: str | dict = "standard",
                  transform=None, max_queue: int = 256, start_method: str = "spawn"):
-        from genpose_ros.data.families import check_distribution
+        from genpose_ros.data.families import mixture
 
-        check_distribution(distribution)
+        self.mix = mixture(distribution)
         if workers < 1:
             raise ValueError(f"a frame stream needs at least one render worker, got {workers}")
         if views_per_scene < 1 or max_queue < 1:
@@ -182,7 +199,7 @@ class FrameStream:
         self._queue = ctx.Queue(max_queue)
         self._stop = ctx.Event()
         self._procs = [ctx.Process(target=_render_worker, daemon=True, name=f"render-{i}",
-                                   args=(i, workers, seed, views_per_scene, n_objects, noise, distribution,
+                                   args=(i, workers, seed, views_per_scene, n_objects, noise, self.mix,
                                          transform, self._queue, self._stop, os.getpid()))
                        for i in range(workers)]
         self.received = 0

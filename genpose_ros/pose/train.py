@@ -85,6 +85,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stop (and save) after this many seconds, data reading and render warm-up included")
     p.add_argument("--stream-workers", type=non_negative_int, default=0, metavar="N",
                    help="render processes streaming fresh scenes into training (pose and segmentation)")
+    p.add_argument("--stream-mix", default=None, metavar="NAME=SHARE,...",
+                   help="distributions the streamed scenes draw from, e.g. standard=0.5,wide=0.3,tilted=0.1,"
+                        "close=0.1 (pose default: config stream_mix; segmentation: standard)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,6 +100,15 @@ def run(args: argparse.Namespace) -> int:
     if args.task in ("size", "verifier") and (not args.data or args.stream_workers):
         raise ValueError(f"--task {args.task} trains on --data (a rendered split); "
                          "--stream-workers serves the pose task")
+    if args.stream_mix:
+        if not args.stream_workers:
+            raise ValueError("--stream-mix chooses what the render workers stream: give --stream-workers N too")
+        from genpose_ros.data.families import mixture
+
+        try:
+            mixture(args.stream_mix)
+        except ValueError as exc:
+            raise ValueError(f"--stream-mix: {exc}") from None
     if args.task == "pose" and not args.data and not args.stream_workers:
         raise ValueError("give --data (rendered split folders) and/or --stream-workers N (render while training)")
     check_inputs(args)
@@ -130,7 +142,7 @@ def check_inputs(args: argparse.Namespace) -> None:
 # ----------------------------------------------------------------------------- config
 
 # keys of config/train.yaml whose values are not checked against its types
-FREE_KEYS = ("model.encoder", "stages")
+FREE_KEYS = ("model.encoder", "stages", "stream_mix")
 POSITIVE_KEYS = ("steps", "batch_size", "lr", "warmup", "lr_final_ratio", "grad_clip", "n_noise", "log_every",
                  "eval_every", "save_every", "val_instances", "val_steps", "pool_points", "dsm_t_max",
                  "pool_size", "stream_min_instances")
@@ -170,6 +182,12 @@ def resolve_config(args) -> dict:
         raise ConfigError(f"{where}: category_weights must be >= 0 and not all 0, "
                           f"got {weights}")
     check_outline(cfg["augment"], where)
+    from genpose_ros.data.families import mixture
+
+    try:
+        cfg["stream_mix"] = mixture(getattr(args, "stream_mix", None) or cfg["stream_mix"])
+    except ValueError as exc:
+        raise ConfigError(f"{where}: stream_mix: {exc}") from None
     if cfg["schedule"] not in cfg["stages"]:
         raise ValueError(f"unknown schedule {cfg['schedule']!r}; config defines {sorted(cfg['stages'])}")
     return cfg
@@ -268,6 +286,7 @@ def train_pose(args) -> int:
 
     from genpose_ros import CATEGORIES
     from genpose_ros.data.dataset import InstanceDataset
+    from genpose_ros.data.families import mix_text
     from genpose_ros.data.stream import TimeBudget
     from genpose_ros.pose import checkpoint as ckpt_io
     from genpose_ros.pose.losses import StageLoss
@@ -325,7 +344,7 @@ def train_pose(args) -> int:
     log = RunLog(out if master else None)
     log.print(f"training {cfg['schedule']} schedule on {device} ({world} process(es)"
               f"{', bf16 encoder' if amp else ''}): {', '.join(f'{n} {s}' for n, s in plan)} steps; "
-              f"{len(pool)} instances in the pool{f' + {args.stream_workers} render workers' if stream else ''}; "
+              f"{len(pool)} instances in the pool{f' + {args.stream_workers} render workers ({mix_text(stream.mix)})' if stream else ''}; "
               f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters"
               + (f"; {budget.remaining:.0f} s of the time budget left" if args.time_budget else ""))
 
@@ -453,7 +472,7 @@ def build_pool(cfg: dict, args, device, rank: int, budget):
         dataset = InstanceDataset(args.data, n_points=cfg["pool_points"], augment=False, seed=args.seed)
         pool = PointPool.from_dataset(dataset, capacity, args.cache, args.workers, device)
     if args.stream_workers:
-        stream = FrameStream(args.stream_workers, seed=args.seed * 1024 + rank,
+        stream = FrameStream(args.stream_workers, seed=args.seed * 1024 + rank, distribution=cfg["stream_mix"],
                              transform=functools.partial(frame_instances, n_points=cfg["pool_points"]))
         pool = pool or PointPool(capacity, cfg["pool_points"], device)
         need = min(cfg["stream_min_instances"], capacity)

@@ -56,12 +56,13 @@ def train(frames, out: str | Path, steps: int, batch_size: int = 4, lr: float = 
           cfg: SegmenterConfig = SegmenterConfig(), save_every: int = 500,
           log_every: int = 50, progress: bool = True, time_budget_s: float | None = None,
           init: str | Path | None = None, workers: int = 0, keep_snapshots: bool = False,
-          stream_workers: int = 0) -> Path:
+          stream_workers: int = 0, stream_mix: str | dict = "standard") -> Path:
     """Train (or continue training) on ``frames``; returns the weights file path.
 
     ``stream_workers``: render processes that stream freshly rendered, randomised frames into
     training (``genpose_ros.data.stream.FrameStream``, as the pose training uses); with
-    ``frames`` too, each batch takes half of its frames from each.
+    ``frames`` too, each batch takes half of its frames from each; ``stream_mix``: the
+    distributions they draw from (``genpose_ros.data.families.mixture``).
 
     ``init``: start from another checkpoint's weights where they fit (``transfer_weights``:
     e.g. the RGB model into an RGB-D one), or from torchvision's COCO model (``"coco"``, with
@@ -105,7 +106,7 @@ def train(frames, out: str | Path, steps: int, batch_size: int = 4, lr: float = 
         opt.load_state_dict(ckpt["optimizer"])
         start = int(ckpt.get("step", 0))
     budget = TimeBudget(time_budget_s)   # counts from here: render warm-up included
-    batches = training_batches(frames, cfg, batch_size, seed + start, workers, stream_workers)
+    batches = training_batches(frames, cfg, batch_size, seed + start, workers, stream_workers, stream_mix)
     warmup = min(300, max(1, steps // 10))
     running, t0 = {}, time.time()
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="mask r-cnn",
@@ -151,9 +152,10 @@ def train(frames, out: str | Path, steps: int, batch_size: int = 4, lr: float = 
 
 
 def training_batches(frames, cfg: SegmenterConfig, batch_size: int, seed: int, workers: int = 0,
-                     stream_workers: int = 0):
+                     stream_workers: int = 0, stream_mix: str | dict = "standard"):
     """Endless (inputs, targets) batches: from ``frames`` (shuffled epochs, ``workers`` loader
-    processes), from ``stream_workers`` render processes, or half from each."""
+    processes), from ``stream_workers`` render processes (scenes of ``stream_mix``), or half
+    from each."""
     short = max(cfg.train_min_sizes)
     loader = stream = None
     if frames:
@@ -167,7 +169,7 @@ def training_batches(frames, cfg: SegmenterConfig, batch_size: int, seed: int, w
     if stream_workers:
         from genpose_ros.data.stream import FrameStream
 
-        stream = FrameStream(stream_workers, seed=seed, transform=partial(
+        stream = FrameStream(stream_workers, seed=seed, distribution=stream_mix, transform=partial(
             streamed_samples, short_side=short, mode=cfg.input, seed=seed, nearest=cfg.nearest))
     if loader is None and stream is None:
         raise ValueError("segmentation training needs frames (--data) and/or render workers "
@@ -234,7 +236,8 @@ def train_main(args) -> int:
                  save_every=int(getattr(args, "save_every", None) or 500),
                  time_budget_s=getattr(args, "time_budget", None),
                  init=getattr(args, "init", None), workers=int(getattr(args, "workers", 0) or 0),
-                 stream_workers=int(getattr(args, "stream_workers", 0) or 0))
+                 stream_workers=int(getattr(args, "stream_workers", 0) or 0),
+                 stream_mix=getattr(args, "stream_mix", None) or "standard")
     print(f"Mask R-CNN weights: {path}")
     if getattr(args, "val", None):
         from genpose_ros.segmentation.model import Segmenter
