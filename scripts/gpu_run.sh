@@ -14,16 +14,19 @@
 # Here (with network), once:   scripts/fetch_gpu_wheels.sh        -> .whl/ (trimesh, embreex, fpsample)
 # There, with .whl carried:    OUT=/path/to/results scripts/gpu_run.sh
 #
-# The pose model trains on scenes rendered while it trains (--stream-workers); the segmentation
-# model on a split rendered first with every core, fine-tuned from the shipped RGB-D weights;
-# both share the GPU. Settings (environment):
+# The pose model trains on scenes rendered while it trains (--stream-workers; their mixture of
+# distributions is POSE_CONFIG's stream_mix); the segmentation model on splits rendered first with
+# every core (standard, wide and near scenes), fine-tuned from the shipped RGB-D weights; both
+# share the GPU. Settings (environment):
 #   TRAIN=1             0: no training; bench, segmenter and pipeline on models/genpose_light.pt and
 #                       models/maskrcnn_light.pt (the GPU numbers of the shipped models)
-#   BUDGET=420          pose training seconds (render warm-up included); SEG_BUDGET (default BUDGET)
+#   BUDGET=400          pose training seconds (render warm-up included); SEG_BUDGET (default BUDGET)
 #   DEVICE=cuda         training and benchmark device
 #   RENDER_WORKERS      render processes feeding the pose training (default: cores - 5, at least 1)
 #   TRAIN_SCENES=600 VAL_SCENES=25 TEST_SCENES=50 WIDE_SCENES=50 (x4 views), TEST_SEQUENCES=10 x
 #                       SEQ_FRAMES=30: the splits of docs/data.md (same seeds, so the same frames)
+#   SEG_WIDE_SCENES=150 SEG_CLOSE_SCENES=75 (x4 views): wide and near scenes (seeds 103, 111 as
+#                       train_wide_i, train_close) the segmentation model trains on beside `train`
 #   POSE_CONFIG=config/train_gpu.yaml; POSE_ARGS, SEG_ARGS (default: --workers 2 --batch-size 8
 #                       --init models/maskrcnn_light.pt), BENCH_ARGS, SEG_EVAL_ARGS: extra flags
 #   PIPELINE_FRAMES=50  test frames run through segmenter + pose stage in one process (their
@@ -40,7 +43,7 @@ REPO=$PWD
 PY=${PYTHON:-python3}
 WORK=${WORK:-/tmp/genpose_gpu}
 DEVICE=${DEVICE:-cuda}
-BUDGET=${BUDGET:-420}
+BUDGET=${BUDGET:-400}
 SEG_BUDGET=${SEG_BUDGET:-$BUDGET}
 NPROC=$(nproc)
 RENDER_WORKERS=${RENDER_WORKERS:-$(( NPROC > 6 ? NPROC - 5 : 1 ))}
@@ -49,6 +52,8 @@ VAL_SCENES=${VAL_SCENES:-25}
 TEST_SCENES=${TEST_SCENES:-50}
 TEST_SEQUENCES=${TEST_SEQUENCES:-10}
 WIDE_SCENES=${WIDE_SCENES:-50}
+SEG_WIDE_SCENES=${SEG_WIDE_SCENES:-150}
+SEG_CLOSE_SCENES=${SEG_CLOSE_SCENES:-75}
 SEQ_FRAMES=${SEQ_FRAMES:-30}
 POSE_CONFIG=${POSE_CONFIG:-config/train_gpu.yaml}
 WHEELS=${WHEELS:-.whl}
@@ -86,6 +91,13 @@ render() {  # the splits of docs/data.md, JSON labels only (TRAIN=0: the test sp
     if [ "$TRAIN" != 0 ]; then
         genpose "${gen[@]}" --out "$WORK/data/train" --split train --scenes "$TRAIN_SCENES" --views-per-scene 4 || return 1
         genpose "${gen[@]}" --out "$WORK/data/val" --split val --scenes "$VAL_SCENES" --views-per-scene 4 || return 1
+        local dist scenes seed
+        for dist in wide close; do  # the segmentation model's other training splits
+            if [ "$dist" = wide ]; then scenes=$SEG_WIDE_SCENES seed=103; else scenes=$SEG_CLOSE_SCENES seed=111; fi
+            [ "$scenes" -gt 0 ] || continue
+            genpose "${gen[@]}" --seed "$seed" --out "$WORK/data/train_$dist" --split train --scenes "$scenes" \
+                --views-per-scene 4 --distribution "$dist" || return 1
+        done
     fi
     genpose "${gen[@]}" --out "$WORK/data/test" --split test --scenes "$TEST_SCENES" --views-per-scene 4 || return 1
     if [ "$TEST_SEQUENCES" -gt 0 ]; then
@@ -102,9 +114,11 @@ train() {  # pose (streamed scenes) in the background, segmentation beside it on
     # shellcheck disable=SC2086
     genpose train --out "$WORK/pose" --val "$WORK/data/val" --config "$POSE_CONFIG" --device "$DEVICE" \
         --stream-workers "$RENDER_WORKERS" --time-budget "$BUDGET" ${POSE_ARGS:-} > "$WORK/pose.log" 2>&1 &
-    local pose_pid=$! seg_rc=0 pose_rc=0
+    local pose_pid=$! seg_rc=0 pose_rc=0 seg_data=("$WORK/data/train")
+    [ -d "$WORK/data/train_wide" ] && seg_data+=("$WORK/data/train_wide")
+    [ -d "$WORK/data/train_close" ] && seg_data+=("$WORK/data/train_close")
     # shellcheck disable=SC2086
-    genpose train --task segmentation --data "$WORK/data/train" --val "$WORK/data/val" --out "$WORK/seg" \
+    genpose train --task segmentation --data "${seg_data[@]}" --val "$WORK/data/val" --out "$WORK/seg" \
         --device "$DEVICE" --time-budget "$SEG_BUDGET" ${SEG_ARGS---workers 2 --batch-size 8 --init models/maskrcnn_light.pt} \
         > "$WORK/seg.log" 2>&1 || seg_rc=$?
     elapsed "segmentation training exited $seg_rc"

@@ -15,11 +15,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 def tiny_run_env(tmp_path, out):
     config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump(tiny_train_config(stream_min_instances=4, pool_size=64)))
+    config.write_text(yaml.safe_dump(tiny_train_config(stream_min_instances=4, pool_size=64,
+                                                       stream_mix={"standard": 2, "wide": 1, "close": 1})))
     return {**os.environ, "OUT": str(out), "WORK": str(tmp_path / "work"), "DEVICE": "cpu",
            "WHEELS": str(tmp_path / "no_wheels"),  # this environment's packages
            "BUDGET": "10", "SEG_BUDGET": "4", "RENDER_WORKERS": "1", "TRAIN_SCENES": "1", "VAL_SCENES": "1",
            "TEST_SCENES": "1", "TEST_SEQUENCES": "1", "SEQ_FRAMES": "2", "WIDE_SCENES": "1", "POSE_CONFIG": str(config),
+           "SEG_WIDE_SCENES": "1", "SEG_CLOSE_SCENES": "1",
            "POSE_ARGS": "--threads 1", "SEG_ARGS": "--batch-size 1 --threads 1 --init models/maskrcnn_light.pt",
            "SEG_EVAL_ARGS": "--max-frames 1 --threads 1", "PIPELINE_FRAMES": "1",
            "BENCH_ARGS": "--skip-ablations --max-frames 2 --seq-frames 2 --threads 1"}
@@ -45,6 +47,8 @@ def test_gpu_run_script_end_to_end_on_the_cpu(tmp_path):
     run_log = (out / "run.log").read_text()
     assert "segmentation training exited 0" in run_log and "done (exit 0)" in run_log
     assert "segmenter median" in run_log and "latency per frame" in run_log   # the per-frame pipeline
+    assert {"train", "train_wide", "train_close"} <= {p.name for p in (tmp_path / "work" / "data").iterdir()}
+    assert "render workers (standard 50 %, wide 25 %, close 25 %)" in (tmp_path / "work" / "pose.log").read_text()
 
 
 def test_gpu_run_script_measures_the_shipped_models_without_training(tmp_path):

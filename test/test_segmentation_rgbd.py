@@ -247,13 +247,14 @@ def test_coco_weights_without_internet_is_one_clear_error(tmp_path, monkeypatch)
 
 
 def test_training_on_streamed_frames(tmp_path):
-    """The segmenter trains on frames rendered while it trains (the pose training's stream)."""
+    """The segmenter trains on frames rendered while it trains (the pose training's stream, here
+    near and wide scenes)."""
     from genpose_ros.segmentation.model import load_checkpoint
     from genpose_ros.segmentation.train import train
 
     torch.set_num_threads(1)
     out = train([], tmp_path, steps=2, batch_size=2, cfg=RGBD, save_every=100, progress=False,
-                stream_workers=1)
+                stream_workers=1, stream_mix="close=1,wide=1")
     _, cfg, ckpt = load_checkpoint(out)
     assert ckpt["step"] == 2 and cfg.input == "rgbd"
     with pytest.raises(ValueError, match="--stream-workers"):

@@ -81,8 +81,8 @@ def check_distribution(distribution: str) -> None:
 
 
 def mixture(spec) -> dict[str, float]:
-    """A mixture of distributions as {name: share}, the shares summing to 1 (zero weights left
-    out). ``spec``: one name (``"wide"``), ``"standard=0.5,wide=0.3,close=0.2"`` (the
+    """A mixture of distributions as {name: share} in the order of ``DISTRIBUTIONS``, the shares
+    summing to 1 (zero weights left out). ``spec``: one name (``"wide"``), ``"standard=0.5,wide=0.3,close=0.2"`` (the
     ``--stream-mix`` form) or a mapping name -> weight (config/train.yaml ``stream_mix``)."""
     if isinstance(spec, str):
         if "=" not in spec:
@@ -112,7 +112,7 @@ def mixture(spec) -> dict[str, float]:
     if not shares:
         raise ValueError(f"distribution mixture {spec!r}: no distribution has a weight > 0")
     total = sum(shares.values())
-    return {name: w / total for name, w in shares.items()}
+    return {name: shares[name] / total for name in DISTRIBUTIONS if name in shares}
 
 
 def mix_text(mix: dict[str, float]) -> str:
