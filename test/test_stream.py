@@ -64,7 +64,7 @@ def test_a_mixture_of_distributions_draws_each_scene_from_one_of_them():
     for bad, message in [("standard=x", "weight 'x' of standard is not a number"),
                          ("standard=1,wild=1", "unknown distribution 'wild'"),
                          ("standard=1,standard=2", "each name once"), ("close=0", "no distribution has a weight > 0"),
-                         ({"wide": -1}, "the weight of wide must be a number >= 0")]:
+                         ({"wide": -1}, "the weight of wide must be a finite number >= 0")]:
         with pytest.raises(ValueError, match=message):
             mixture(bad)
     # scenes of the close distribution are seen from 0.25-0.55 m, the standard ones from further away

@@ -91,7 +91,7 @@ def mixture(spec) -> dict[str, float]:
             parts: dict[str, float] = {}
             for part in spec.split(","):
                 name, sep, weight = (s.strip() for s in part.partition("="))
-                if not sep or name in parts:
+                if not sep or not name or name in parts:
                     raise ValueError(f"distribution mixture {spec!r}: expected name=weight pairs, each "
                                      f"name once (names: {', '.join(DISTRIBUTIONS)})")
                 try:
@@ -106,7 +106,7 @@ def mixture(spec) -> dict[str, float]:
     for name, weight in spec.items():
         check_distribution(name)
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < float("inf"):
-            raise ValueError(f"distribution mixture: the weight of {name} must be a number >= 0, got {weight!r}")
+            raise ValueError(f"distribution mixture: the weight of {name} must be a finite number >= 0, got {weight!r}")
         if weight > 0:
             shares[name] = float(weight)
     if not shares:
