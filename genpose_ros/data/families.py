@@ -82,8 +82,9 @@ def check_distribution(distribution: str) -> None:
 
 def mixture(spec) -> dict[str, float]:
     """A mixture of distributions as {name: share} in the order of ``DISTRIBUTIONS``, the shares
-    summing to 1 (zero weights left out). ``spec``: one name (``"wide"``), ``"standard=0.5,wide=0.3,close=0.2"`` (the
-    ``--stream-mix`` form) or a mapping name -> weight (config/train.yaml ``stream_mix``)."""
+    summing to 1 (zero weights left out). ``spec``: one name (``"wide"``),
+    ``"standard=0.5,wide=0.3,close=0.2"`` (the ``--stream-mix`` form) or a mapping name -> weight
+    (config/train.yaml ``stream_mix``)."""
     if isinstance(spec, str):
         if "=" not in spec:
             spec = {spec.strip(): 1.0}

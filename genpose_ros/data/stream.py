@@ -5,9 +5,9 @@ project's renderer (``genpose_ros.data.render``) and put the results into a boun
 machine with many cores renders while its GPU trains and the data never runs out. Each worker
 renders scene after scene (``views_per_scene`` camera poses each); scene ``k`` of a stream
 draws from its own generator seeded by ``(seed, k)``, and with a mixture of distributions
-(``distribution="standard=0.6,wide=0.4"``) first picks its distribution by their shares. ``transform`` (a picklable function,
-run inside the workers) turns each rendered ``Frame`` into a list of items; without it the
-items are the ``Frame`` objects themselves::
+(``distribution="standard=0.6,wide=0.4"``) first picks its distribution by their shares.
+``transform`` (a picklable function, run inside the workers) turns each rendered ``Frame``
+into a list of items; without it the items are the ``Frame`` objects themselves::
 
     from genpose_ros.data.stream import FrameStream, TimeBudget
 

@@ -344,7 +344,8 @@ def train_pose(args) -> int:
     log = RunLog(out if master else None)
     log.print(f"training {cfg['schedule']} schedule on {device} ({world} process(es)"
               f"{', bf16 encoder' if amp else ''}): {', '.join(f'{n} {s}' for n, s in plan)} steps; "
-              f"{len(pool)} instances in the pool{f' + {args.stream_workers} render workers ({mix_text(stream.mix)})' if stream else ''}; "
+              f"{len(pool)} instances in the pool"
+              f"{f' + {args.stream_workers} render workers ({mix_text(stream.mix)})' if stream else ''}; "
               f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters"
               + (f"; {budget.remaining:.0f} s of the time budget left" if args.time_budget else ""))
 
