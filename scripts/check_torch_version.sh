@@ -12,11 +12,11 @@ VISION=${2:?usage: scripts/check_torch_version.sh TORCH_VERSION TORCHVISION_VERS
 VENV=${VENV:-/tmp/genpose_torch_$TORCH}
 pins=()
 for name in numpy scipy opencv-python-headless PyYAML tqdm trimesh embreex fpsample safetensors matplotlib \
-        tensorboard pytest; do
+        tensorboard pytest pyrealsense2; do  # pyrealsense2: the simulated D435 some ROS-free tests render with
     pins+=("$(grep -iE "^$name==" requirements.txt | cut -d' ' -f1)")
 done
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q "torch==$TORCH" "torchvision==$VISION" "${pins[@]}"
 "$VENV/bin/python" -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
-mapfile -t tests < <(grep -L -E "rclpy|genpose_ros\.ros|colcon|pyrealsense2" test/test_*.py)
+mapfile -t tests < <(grep -L -E "rclpy|genpose_ros\.ros|colcon|soak" test/test_*.py)  # soak.py runs the nodes
 PATH="$VENV/bin:$PATH" PYTHONPATH="$PWD" python -m pytest -q -p no:cacheprovider "${tests[@]}"
