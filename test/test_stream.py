@@ -67,15 +67,21 @@ def test_a_mixture_of_distributions_draws_each_scene_from_one_of_them():
                          ({"wide": -1}, "the weight of wide must be a finite number >= 0")]:
         with pytest.raises(ValueError, match=message):
             mixture(bad)
-    # scenes of the close distribution are seen from 0.25-0.55 m, the standard ones from further away
-    with FrameStream(workers=1, seed=5, views_per_scene=1, distribution="standard=1,close=1") as stream:
-        frames = [stream.get(timeout=120) for _ in range(8)]
-        mix = list(stream.mix)
-    drawn = [mix[scene_distribution(5, k, [0.5, 0.5])] for k in range(8)]
-    assert set(drawn) == {"standard", "close"}
-    for frame, name in zip(frames, drawn):
-        nearest = min(np.linalg.norm(inst.t) for inst in frame.instances)
-        assert (nearest < 0.6) if name == "close" else (nearest > 0.3), (name, nearest)
+    # scene k of a mixed stream is scene k of the one-distribution stream of the distribution it drew
+    def frames(distribution):
+        with FrameStream(workers=1, seed=1, views_per_scene=1, distribution=distribution) as stream:
+            return [stream.get(timeout=120) for _ in range(6)], list(stream.mix)
+
+    mixed, names = frames("standard=1,close=1")
+    pure = {name: frames(name)[0] for name in ("standard", "close")}
+    drawn = [names[scene_distribution(1, k, [0.5, 0.5])] for k in range(6)]
+    assert drawn.count("standard") == drawn.count("close") == 3
+    for k, name in enumerate(drawn):
+        other = {"standard": "close", "close": "standard"}[name]
+        assert np.array_equal(mixed[k].depth, pure[name][k].depth), (k, name)
+        assert not np.array_equal(mixed[k].depth, pure[other][k].depth), (k, name)
+    # the close distribution's cameras are 0.25-0.55 m from the table centre: every frame has a near object
+    assert all(min(np.linalg.norm(inst.t) for inst in f.instances) < 0.6 for f in pure["close"])
 
 
 def test_time_budget():
