@@ -86,18 +86,18 @@ install_wheels() {
 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name() if torch.cuda.is_available() else '')"
 }
 
+seg_split() {  # in render (its gen flags): the segmentation model's training split of distribution $1, $2 scenes, seed $3
+    [ "$2" -gt 0 ] || return 0
+    genpose "${gen[@]}" --seed "$3" --out "$WORK/data/train_$1" --split train --scenes "$2" \
+        --views-per-scene 4 --distribution "$1"
+}
+
 render() {  # the splits of docs/data.md, JSON labels only (TRAIN=0: the test splits only)
     local gen=(data generate --seed 0 --workers "$NPROC" --no-pickle)
     if [ "$TRAIN" != 0 ]; then
         genpose "${gen[@]}" --out "$WORK/data/train" --split train --scenes "$TRAIN_SCENES" --views-per-scene 4 || return 1
         genpose "${gen[@]}" --out "$WORK/data/val" --split val --scenes "$VAL_SCENES" --views-per-scene 4 || return 1
-        local dist scenes seed
-        for dist in wide close; do  # the segmentation model's other training splits
-            if [ "$dist" = wide ]; then scenes=$SEG_WIDE_SCENES seed=103; else scenes=$SEG_CLOSE_SCENES seed=111; fi
-            [ "$scenes" -gt 0 ] || continue
-            genpose "${gen[@]}" --seed "$seed" --out "$WORK/data/train_$dist" --split train --scenes "$scenes" \
-                --views-per-scene 4 --distribution "$dist" || return 1
-        done
+        seg_split wide "$SEG_WIDE_SCENES" 103 && seg_split close "$SEG_CLOSE_SCENES" 111 || return 1
     fi
     genpose "${gen[@]}" --out "$WORK/data/test" --split test --scenes "$TEST_SCENES" --views-per-scene 4 || return 1
     if [ "$TEST_SEQUENCES" -gt 0 ]; then
@@ -115,8 +115,8 @@ train() {  # pose (streamed scenes) in the background, segmentation beside it on
     genpose train --out "$WORK/pose" --val "$WORK/data/val" --config "$POSE_CONFIG" --device "$DEVICE" \
         --stream-workers "$RENDER_WORKERS" --time-budget "$BUDGET" ${POSE_ARGS:-} > "$WORK/pose.log" 2>&1 &
     local pose_pid=$! seg_rc=0 pose_rc=0 seg_data=("$WORK/data/train")
-    [ -d "$WORK/data/train_wide" ] && seg_data+=("$WORK/data/train_wide")
-    [ -d "$WORK/data/train_close" ] && seg_data+=("$WORK/data/train_close")
+    [ "$SEG_WIDE_SCENES" -gt 0 ] && seg_data+=("$WORK/data/train_wide")
+    [ "$SEG_CLOSE_SCENES" -gt 0 ] && seg_data+=("$WORK/data/train_close")
     # shellcheck disable=SC2086
     genpose train --task segmentation --data "${seg_data[@]}" --val "$WORK/data/val" --out "$WORK/seg" \
         --device "$DEVICE" --time-budget "$SEG_BUDGET" ${SEG_ARGS---workers 2 --batch-size 8 --init models/maskrcnn_light.pt} \
